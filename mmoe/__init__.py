@@ -1,0 +1,8 @@
+"""MMoE Lab engine: multi-task mixture-of-experts models for tabular data.
+
+No Streamlit in here; the dashboard in ``dashboard/`` is a thin UI over this package.
+"""
+from mmoe.model import MMoE, OMoE, SharedBottom, ModelOutput  # noqa: F401
+
+__all__ = ["MMoE", "OMoE", "SharedBottom", "ModelOutput"]
+__version__ = "0.1.0"
