@@ -312,7 +312,8 @@ def wine_like(n_rows: int = 6_000, seed: int = 0) -> pd.DataFrame:
 
     frame = pd.DataFrame({"lot_id": [f"L{seed:02d}{i:06d}" for i in range(n)]})
     for name, value in cols.items():
-        frame[name] = np.round(value, _WINE_DECIMALS.get(name, 2))
+        value = np.round(value, _WINE_DECIMALS.get(name, 2))
+        frame[name] = value.astype(int) if _WINE_DECIMALS.get(name) == 0 else value
     frame["region"] = _REGIONS[region].astype(object)
     frame["vintage"] = vintage
     frame["lab"] = "central"
