@@ -1,0 +1,180 @@
+"""Background jobs: FIFO queue, concurrency per device, cancellation, failures, snapshots."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mmoe.jobs import JobContext, JobManager, Progress, get_manager
+
+
+@pytest.fixture
+def manager():
+    m = JobManager()
+    yield m
+    m.shutdown(wait=True, cancel=True)
+
+
+def _gate_job(log: list, gate: threading.Event, tag: str):
+    def fn(ctx: JobContext):
+        log.append(("start", tag))
+        gate.wait(5)
+        log.append(("end", tag))
+    return fn
+
+
+def _meet(barrier: threading.Barrier) -> None:
+    barrier.wait()
+
+
+def test_fifo_one_at_a_time(manager):
+    log: list = []
+    gates = [threading.Event() for _ in range(3)]
+    jobs = [manager.submit(_gate_job(log, g, str(i)), name=f"j{i}") for i, g in enumerate(gates)]
+    assert [j.snapshot().status for j in jobs][1:] == ["queued", "queued"]
+    for g, j in zip(gates, jobs):
+        g.set()
+        assert j.wait(5)
+    assert log == [("start", "0"), ("end", "0"), ("start", "1"), ("end", "1"), ("start", "2"), ("end", "2")]
+    assert [j.snapshot().status for j in jobs] == ["finished"] * 3
+    assert [j.id for j in manager.jobs()] == [j.id for j in reversed(jobs)]
+    assert manager.get(jobs[0].id) is jobs[0] and manager.get(str(jobs[0].id)) is jobs[0]
+    assert manager.get(12345) is None
+
+
+def test_concurrency_two_and_per_device():
+    m = JobManager(max_concurrent=2)
+    try:
+        both = threading.Barrier(2, timeout=5)
+        a = m.submit(lambda ctx: _meet(both), name="a")
+        b = m.submit(lambda ctx: _meet(both), name="b")
+        assert a.wait(5) and b.wait(5)  # would deadlock (BrokenBarrier -> failed) if serial
+        assert a.snapshot().status == b.snapshot().status == "finished"
+    finally:
+        m.shutdown()
+
+    m = JobManager()  # one per device key, but devices are independent
+    try:
+        both = threading.Barrier(2, timeout=5)
+        a = m.submit(lambda ctx: _meet(both), name="cpu", device="cpu")
+        b = m.submit(lambda ctx: _meet(both), name="gpu", device="cuda")
+        assert a.wait(5) and b.wait(5)
+        assert (a.snapshot().status, b.snapshot().status) == ("finished", "finished")
+        assert b.device == "cuda:0"
+    finally:
+        m.shutdown()
+
+
+def test_cancel_running_quickly(manager):
+    started = threading.Event()
+
+    def fn(ctx: JobContext):
+        started.set()
+        while not ctx.cancelled:
+            time.sleep(0.01)
+
+    job = manager.submit(fn, name="loop")
+    assert started.wait(5)
+    t0 = time.monotonic()
+    job.cancel()
+    assert job.wait(1.0) and time.monotonic() - t0 < 1.0
+    p = job.snapshot()
+    assert p.status == "cancelled" and p.cancel_requested and p.finished_at is not None
+
+
+def test_cancel_queued_never_runs(manager):
+    gate = threading.Event()
+    ran: list = []
+    first = manager.submit(_gate_job([], gate, "0"), name="first")
+    second = manager.submit(lambda ctx: ran.append(1), name="second")
+    assert manager.cancel(second.id)
+    assert second.done and second.snapshot().status == "cancelled"
+    gate.set()
+    assert first.wait(5)
+    time.sleep(0.05)
+    assert ran == [] and second.snapshot().started_at is None
+    assert not manager.cancel(second.id)  # already done
+
+
+def test_failure_and_returned_status(manager):
+    def boom(ctx):
+        ctx.update(message="about to fail")
+        raise ValueError("column 'x' is empty\nsecond line")
+
+    job = manager.submit(boom, name="boom")
+    assert job.wait(5)
+    p = job.snapshot()
+    assert p.status == "failed" and p.error == "column 'x' is empty"
+    assert "Traceback" in p.traceback and "ValueError" in p.traceback
+    div = manager.submit(lambda ctx: "diverged", name="div")
+    bad = manager.submit(lambda ctx: "weird", name="bad")
+    assert div.wait(5) and bad.wait(5)
+    assert div.snapshot().status == "diverged"
+    assert bad.snapshot().status == "failed" and "weird" in bad.snapshot().error
+
+
+def test_progress_and_snapshot_is_copy(manager):
+    release = threading.Event()
+    published = threading.Event()
+
+    def fn(ctx: JobContext):
+        ctx.set_run_id(7)
+        ctx.update(epoch=1, epochs=4, batch=5, batches=10, samples_seen=1500,
+                   last_metrics={"val": {"click": {"auc": 0.8}}}, message="epoch 2")
+        ctx.append_curve("train", "click", 0.5)
+        ctx.append_curve("val", "click", 0.6)
+        with pytest.raises(TypeError, match="unknown field"):
+            ctx.update(status="finished")
+        published.set()
+        release.wait(5)
+
+    job = manager.submit(fn, name="progress")
+    assert published.wait(5)
+    p = job.snapshot()
+    assert isinstance(p, Progress) and p.status == "running" and p.run_id == 7
+    assert p.fraction == pytest.approx(1.5 / 4)
+    assert p.eta_seconds is not None and p.samples_per_second is not None
+    assert p.curves == {"train": {"click": [0.5]}, "val": {"click": [0.6]}}
+    p.curves["train"]["click"].append(99.0)
+    p.last_metrics["val"]["click"]["auc"] = 0.0
+    with pytest.raises(Exception):
+        p.status = "hacked"  # frozen
+    q = job.snapshot()
+    assert q.curves["train"]["click"] == [0.5] and q.last_metrics["val"]["click"]["auc"] == 0.8
+    release.set()
+    assert job.wait(5)
+    assert job.snapshot().fraction == 1.0 and job.snapshot().status == "finished"
+
+
+def test_thread_names_and_no_leak(manager):
+    seen: list = []
+    job = manager.submit(lambda ctx: seen.append(threading.current_thread()), name="t")
+    assert job.wait(5)
+    assert seen[0].name == f"mmoe-job-{job.id}" and seen[0].daemon
+    seen[0].join(5)
+    assert not seen[0].is_alive()
+
+
+def test_shutdown_cancels_and_refuses(manager):
+    gate = threading.Event()
+    running = manager.submit(lambda ctx: ctx.cancel_event.wait(5) and None, name="r")
+    queued = manager.submit(_gate_job([], gate, "q"), name="q")
+    manager.shutdown(wait=True, cancel=True, timeout=5)
+    assert running.snapshot().status == "cancelled" and queued.snapshot().status == "cancelled"
+    with pytest.raises(RuntimeError, match="shut down"):
+        manager.submit(lambda ctx: None, name="late")
+
+
+def test_get_manager_singleton():
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(get_manager())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(m is got[0] for m in got) and get_manager() is got[0]
+    got[0].shutdown()
+    fresh = get_manager()
+    assert fresh is not got[0] and not fresh.is_shutdown
+    fresh.shutdown()
