@@ -1,0 +1,275 @@
+"""``python -m mmoe train | runs | predict | synth``: the dashboard's headless twin.
+
+Exit status: 0 finished, 2 bad input (one clear line on stderr, no traceback),
+3 training failed or diverged, 130 cancelled with Ctrl-C. With ``--json`` the
+last line on stdout is one JSON object summarising the command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3, 130
+
+
+class BadInput(Exception):
+    """Anything the user can fix: reported as one line on stderr with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's default prints usage too)
+        raise BadInput(f"{self.prog}: {message} (see --help)")
+
+
+def _csv_list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m mmoe", description="Multi-task mixture-of-experts on tabular data.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model on a CSV and store the run")
+    t.add_argument("--data", required=True, help="CSV file (.csv or .csv.gz; , ; or tab separated)")
+    t.add_argument("--task", action="append", required=True, metavar="COL[:KIND]",
+                   help="target column and kind: binary | regression | multiclass | binary=VALUE (repeat per task)")
+    t.add_argument("--arch", default="mmoe", help="mmoe | omoe | shared-bottom")
+    t.add_argument("--experts", type=int, default=8)
+    t.add_argument("--expert-hidden", default="64,32")
+    t.add_argument("--gate-hidden", default="")
+    t.add_argument("--tower-hidden", default="16")
+    t.add_argument("--top-k", type=int, default=None)
+    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--aux-weight", type=float, default=0.01, help="weight of the load-balancing loss (top-k)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=1024)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--optimizer", default="adam", help="adam | adamw")
+    t.add_argument("--task-weighting", default="fixed", help="fixed | uncertainty")
+    t.add_argument("--task-weight", action="append", default=[], metavar="COL=W", help="fixed loss weight of a task")
+    t.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    t.add_argument("--val-fraction", type=float, default=0.2)
+    t.add_argument("--test-fraction", type=float, default=0.0)
+    t.add_argument("--drop", type=_csv_list, default=(), help="columns not to use, comma separated")
+    t.add_argument("--features", type=_csv_list, default=None, help="use only these feature columns")
+    t.add_argument("--kind", action="append", default=[], metavar="COL=KIND",
+                   help="override a column's kind: numeric | categorical | identifier | constant")
+    t.add_argument("--store", default=None, help="run store folder (default $MMOE_HOME or ./runs)")
+    t.add_argument("--name", default=None)
+    t.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("runs", help="list stored runs")
+    r.add_argument("--store", default=None)
+    r.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("predict", help="score a CSV with a stored run")
+    pr.add_argument("--run", required=True, type=int)
+    pr.add_argument("--data", required=True)
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--store", default=None)
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("synth", help="write the paper's synthetic two-task data")
+    s.add_argument("--correlation", type=float, default=0.5)
+    s.add_argument("--rows", type=int, default=10_000)
+    s.add_argument("--features", type=int, default=100)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    return p
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise BadInput(f"{what} {item!r}: write COL=VALUE")
+        k, v = item.rsplit("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+class _ProgressBar:
+    """A tqdm bar over all batches of all epochs, on stderr when it is a terminal."""
+
+    def __new__(cls, enabled: bool):
+        from tqdm import tqdm
+
+        from mmoe.train import Callback
+
+        class Bar(Callback):
+            def __init__(self):
+                self.bar = None
+
+            def on_train_begin(self, state):
+                if enabled:
+                    self.bar = tqdm(total=state.epochs * state.batches, unit="batch", file=sys.stderr,
+                                    dynamic_ncols=True, leave=False)
+
+            def on_batch_end(self, state):
+                if self.bar is not None:
+                    self.bar.update(1)
+                    if state.batch % 20 == 0:
+                        self.bar.set_postfix_str(f"epoch {state.epoch}/{state.epochs} "
+                                                 f"{state.samples_per_second:,.0f} samples/s", refresh=False)
+
+            def on_epoch_end(self, state):
+                if self.bar is not None:
+                    val = state.epoch_metrics.get("val", {})
+                    parts = [f"{t}: " + " ".join(f"{k}={v:.4f}" for k, v in m.items() if k != "gate_entropy")
+                             for t, m in val.items()]
+                    self.bar.write(f"epoch {state.epoch}: " + " | ".join(parts), file=sys.stderr)
+
+            def on_train_end(self, state):
+                if self.bar is not None:
+                    self.bar.close()
+
+        return Bar()
+
+
+def cmd_train(a) -> int:
+    from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
+    from mmoe.runner import run_training
+    from mmoe.store import RunStore
+
+    path = Path(a.data)
+    if not path.exists():
+        raise BadInput(f"--data {a.data}: no such file; give the path of a CSV file")
+    weights = {k: float(v) for k, v in _pairs(a.task_weight, "--task-weight").items()} if a.task_weight else {}
+    tasks = []
+    for text in a.task:
+        spec = TaskSpec.parse(text)
+        if spec.column in weights:
+            spec = TaskSpec(spec.column, spec.kind, spec.positive, weights.pop(spec.column))
+        tasks.append(spec)
+    if weights:
+        raise BadInput(f"--task-weight names {sorted(weights)}, which are not tasks")
+    dc = DataConfig(tasks=tuple(tasks), features=a.features, drop=a.drop, kind_overrides=_pairs(a.kind, "--kind"),
+                    val_fraction=a.val_fraction, test_fraction=a.test_fraction, seed=a.seed)
+    mc = ModelConfig(arch=a.arch, num_experts=a.experts, expert_hidden=a.expert_hidden, gate_hidden=a.gate_hidden,
+                     tower_hidden=a.tower_hidden, top_k=a.top_k, dropout=a.dropout, aux_loss_weight=a.aux_weight)
+    tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
+                     optimizer=a.optimizer, task_weighting=a.task_weighting, early_stopping_patience=a.patience,
+                     device=a.device, seed=a.seed)
+    if tc.device == "cuda":
+        from mmoe.train import resolve_device
+        try:
+            resolve_device("cuda")
+        except ValueError as e:
+            raise BadInput(str(e)) from None
+    store = RunStore(a.store)
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        summary = run_training(path, dc, mc, tc, store=store, name=a.name, dataset=path.name,
+                               callbacks=[_ProgressBar(not a.quiet and sys.stderr.isatty())], cancel_event=cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if not a.json:
+        print(f"run {summary.run_id} {summary.status} after {summary.epochs} epochs "
+              f"({summary.train_seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s)")
+        for task, m in summary.metrics.items():
+            print(f"  {task}: " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
+    else:
+        d = json.loads(summary.to_json())
+        print(json.dumps({"run_id": d["run_id"], "status": d["status"], "epochs": d["epochs"],
+                          "train_seconds": d["train_seconds"], "samples_per_second": d["samples_per_second"],
+                          "metrics": d["metrics"], "message": d["message"]}))
+    if summary.status in ("failed", "diverged"):
+        print(f"error: run {summary.run_id} {summary.status}: {summary.message}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_CANCELLED if summary.status == "cancelled" else EXIT_OK
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def cmd_runs(a) -> int:
+    from mmoe.store import RunStore
+
+    runs = RunStore(a.store).list_runs()
+    if a.json:
+        print(json.dumps([{"run_id": r.id, "name": r.name, "dataset": r.dataset, "arch": r.arch,
+                           "status": r.status, "created_at": r.created_at, "epochs": r.epochs,
+                           "train_seconds": r.train_seconds, "metrics": r.final_metrics, "error": r.error}
+                          for r in runs], default=str))
+        return EXIT_OK
+    if not runs:
+        print("no runs yet; train one with: python -m mmoe train --data FILE.csv --task COL")
+        return EXIT_OK
+    print(f"{'id':>4}  {'status':<11} {'arch':<13} {'epochs':>6} {'seconds':>8}  {'name':<24} metrics")
+    for r in runs:
+        metrics = "; ".join(f"{t}: " + " ".join(f"{k}={_fmt(v)}" for k, v in m.items() if k in
+                                                ("auc", "rmse", "accuracy"))
+                            for t, m in (r.final_metrics or {}).items())
+        secs = f"{r.train_seconds:.1f}" if r.train_seconds else "-"
+        print(f"{r.id:>4}  {r.status:<11} {r.arch:<13} {r.epochs or 0:>6} {secs:>8}  {r.name[:24]:<24} {metrics}")
+    return EXIT_OK
+
+
+def cmd_predict(a) -> int:
+    from mmoe.data import read_csv
+    from mmoe.runner import predict_frame
+    from mmoe.store import RunStore, StoreError
+
+    store = RunStore(a.store)
+    try:
+        store.get_run(a.run)
+    except (StoreError, KeyError):
+        raise BadInput(f"--run {a.run}: no such run in {store.home}; list runs with: python -m mmoe runs") from None
+    path = Path(a.data)
+    if not path.exists():
+        raise BadInput(f"--data {a.data}: no such file")
+    df = read_csv(path)
+    out = predict_frame(store, a.run, df, device=a.device)
+    out.to_csv(a.out, index=False)
+    msg = {"run_id": a.run, "rows": len(out), "out": str(a.out), "status": "finished"}
+    print(json.dumps(msg) if a.json else f"wrote {len(out)} rows with predictions of run {a.run} to {a.out}")
+    return EXIT_OK
+
+
+def cmd_synth(a) -> int:
+    from mmoe.synthetic import paper_synthetic
+
+    try:
+        df = paper_synthetic(a.rows, a.correlation, n_features=a.features, seed=a.seed)
+    except ValueError as e:
+        raise BadInput(f"synth: {e}") from None
+    df.to_csv(a.out, index=False)
+    print(f"wrote {len(df)} rows (task correlation {a.correlation}) to {a.out}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mmoe.config import ConfigError
+
+    try:
+        from mmoe.data import DataError
+    except ImportError:  # pragma: no cover
+        DataError = ValueError  # type: ignore
+    from mmoe.store import StoreError
+
+    try:
+        a = build_parser().parse_args(argv)
+        return {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "synth": cmd_synth}[a.command](a)
+    except (BadInput, ConfigError, DataError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except BrokenPipeError:
+        return EXIT_OK
+    except OSError as e:
+        print(f"error: {e.strerror or e}: {getattr(e, 'filename', '') or ''}", file=sys.stderr)
+        return EXIT_BAD_INPUT

@@ -1,0 +1,179 @@
+"""One stored training run, end to end: prepare -> create run -> fit -> save artifacts.
+
+The command line and the dashboard's background jobs both call ``run_training``,
+so a run behaves the same wherever it was started. Also: loading a stored run's
+model and preprocessing back, and scoring a new frame with it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmoe.config import DataConfig, ModelConfig, TrainConfig
+from mmoe.data import PreparedData, Preprocessor, prepare, prepare_for_prediction
+from mmoe.model import TabularModel, build_model, count_parameters
+from mmoe.store import RunStore
+from mmoe.tasks import transform
+from mmoe.train import Callback, FitResult, TrainState, fit, predict, resolve_device
+
+PREDICTIONS = "predictions.parquet"
+PREPROCESSOR = "preprocessor.json"
+MAX_STORED_PREDICTION_ROWS = 200_000
+
+
+@dataclass
+class RunSummary:
+    run_id: int | None
+    status: str
+    epochs: int = 0
+    train_seconds: float = 0.0
+    samples_per_second: float = 0.0
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    message: str = ""
+
+    def to_json(self) -> str:
+        def clean(x: Any) -> Any:
+            if isinstance(x, float) and not math.isfinite(x):
+                return None
+            if isinstance(x, dict):
+                return {k: clean(v) for k, v in x.items()}
+            return x
+        d = asdict(self)
+        return json.dumps(clean(d))
+
+
+class StoreCallback(Callback):
+    """Writes each epoch's metrics to the store as soon as the epoch ends."""
+
+    def __init__(self, store: RunStore, run_id: int):
+        self.store, self.run_id = store, run_id
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.store.log_epoch(self.run_id, state.epoch, state.epoch_metrics)
+
+
+def _prediction_frame(model: TabularModel, data: PreparedData, device: torch.device) -> pd.DataFrame:
+    """Validation (and test) rows: raw features, targets, predictions and per-task gate weights."""
+    parts = []
+    for split in ("val", "test"):
+        if split in data.splits and len(data.splits[split]):
+            idx = data.splits[split][:MAX_STORED_PREDICTION_ROWS]
+            parts.append((split, idx))
+    if not parts:
+        parts = [("train", data.splits["train"][:MAX_STORED_PREDICTION_ROWS])]
+    frames = []
+    for split, idx in parts:
+        raw, gates = predict(model, data.x_num, data.x_cat, device=device, idx=idx)
+        frames.append(decorate_predictions(data.frame.iloc[idx.numpy()].reset_index(drop=False)
+                                           .rename(columns={"index": "_row"}),
+                                           data.preprocessor, raw, gates, split=split,
+                                           y=({n: data.y[n][idx] for n in data.y},
+                                              {n: data.mask[n][idx] for n in data.mask})))
+    return pd.concat(frames, ignore_index=True)
+
+
+def decorate_predictions(frame: pd.DataFrame, pre: Preprocessor, raw: dict, gates: torch.Tensor | None, *,
+                         split: str | None = None, y: tuple[dict, dict] | None = None) -> pd.DataFrame:
+    """Add ``pred:<task>`` (and ``prob:<task>:<class>``), ``target:<task>`` and ``gate:<task>:e<i>`` columns."""
+    out = {}
+    if split is not None:
+        out["_split"] = split
+    for t, spec in enumerate(pre.tasks):
+        name = spec.column
+        p = transform(spec.kind, raw[name], pre.target_scale(name)).numpy()
+        labels = pre.class_labels(name)
+        if spec.kind == "multiclass":
+            out[f"pred:{name}"] = np.asarray(labels, dtype=object)[p.argmax(1)] if len(p) else []
+            for c, lab in enumerate(labels):
+                out[f"prob:{name}:{lab}"] = p[:, c]
+        else:
+            out[f"pred:{name}"] = p
+        if y is not None:
+            yv, mv = y[0][name].numpy().astype(np.float64), y[1][name].numpy()
+            if spec.kind == "regression":
+                mean, std = pre.target_scale(name)
+                yv = yv * std + mean
+            yv[~mv] = np.nan
+            out[f"target:{name}"] = yv
+        if gates is not None:
+            for e in range(gates.shape[-1]):
+                out[f"gate:{name}:e{e}"] = gates[t, :, e].numpy()
+    extra = pd.DataFrame(out, index=frame.index)
+    keep = frame.drop(columns=[c for c in extra.columns if c in frame.columns])
+    return pd.concat([keep, extra], axis=1)
+
+
+def run_training(source, data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig, *,
+                 store: RunStore | None = None, name: str | None = None, dataset: str | None = None,
+                 data: PreparedData | None = None, callbacks: Sequence[Callback] = (),
+                 cancel_event: threading.Event | None = None,
+                 on_run_created: Callable[[int], None] | None = None) -> RunSummary:
+    """Train and store one run. Bad data raises ``DataError`` before any run is created;
+    a failure during training is recorded in the run (status failed) and returned, not raised."""
+    store = store or RunStore()
+    if data is None:
+        data = prepare(source, data_config)
+    device = resolve_device(train_config.device)
+    model = build_model(model_config, data)
+    summary = dict(data.summary())
+    summary["parameters"] = count_parameters(model)
+    summary["device"] = str(device)
+    if dataset is None:
+        dataset = Path(source).name if isinstance(source, (str, Path)) else "dataframe"
+    run_id = store.create_run(name, dataset=dataset,
+                              data_config=data_config.to_dict(), model_config=model_config.to_dict(),
+                              train_config=train_config.to_dict(), data_summary=summary)
+    if on_run_created is not None:
+        on_run_created(run_id)
+    store.save_text(run_id, PREPROCESSOR, data.preprocessor.to_json())
+    store.set_status(run_id, "running")
+    result: FitResult | None = None
+    try:
+        result = fit(model, data, train_config, callbacks=[StoreCallback(store, run_id), *callbacks],
+                     cancel_event=cancel_event)
+        if result.epochs > 0 and result.status != "diverged":
+            store.save_model(run_id, {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                             model.meta)
+            store.save_frame(run_id, PREDICTIONS, _prediction_frame(model, data, device))
+        store.finish(run_id, result.status, final_metrics=result.metrics, epochs=result.epochs,
+                     train_seconds=result.train_seconds, samples_per_second=result.samples_per_second,
+                     error=result.message if result.status in ("diverged", "failed") else None,
+                     best_epoch=result.best_epoch)
+        return RunSummary(run_id, result.status, result.epochs, result.train_seconds, result.samples_per_second,
+                          result.metrics, result.message)
+    except Exception as e:  # recorded, not raised: the caller reports the run's status
+        msg = f"{type(e).__name__}: {e}"
+        epochs = result.epochs if result else 0
+        store.finish(run_id, "failed", final_metrics=result.metrics if result else {}, epochs=epochs,
+                     train_seconds=result.train_seconds if result else 0.0,
+                     samples_per_second=result.samples_per_second if result else 0.0, error=msg)
+        return RunSummary(run_id, "failed", epochs, message=msg)
+
+
+def load_run(store: RunStore, run_id: int) -> tuple[TabularModel, Preprocessor]:
+    """The stored model (eval mode, CPU) and fitted preprocessing of a run."""
+    state, meta = store.load_model_state(run_id)
+    model = TabularModel(meta)
+    model.load_state_dict(state)
+    model.eval()
+    pre = Preprocessor.from_json(store.load_text(run_id, PREPROCESSOR))
+    return model, pre
+
+
+def predict_frame(store: RunStore, run_id: int, df: pd.DataFrame, *, device: str = "cpu") -> pd.DataFrame:
+    """Score a new frame with a stored run: the input columns plus pred/prob/gate (and target) columns."""
+    model, pre = load_run(store, run_id)
+    x_num, x_cat, y, mask = prepare_for_prediction(df, pre)
+    dev = resolve_device(device)
+    model.to(dev)
+    raw, gates = predict(model, x_num, x_cat, device=dev)
+    return decorate_predictions(df.reset_index(drop=True), pre, raw, gates,
+                                y=(y, mask) if y is not None else None)

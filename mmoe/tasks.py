@@ -1,0 +1,88 @@
+"""Per task kind: the training loss, the prediction transform, and validation metrics.
+
+kinds: binary (BCE with logits), regression (MSE on the standardised target),
+multiclass (cross-entropy). Metrics come from scikit-learn and are computed in
+the target's original units (regression predictions are de-standardised).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn import metrics as skm
+from torch import Tensor
+
+# metric -> "max" or "min" (which direction is better); used to highlight the best run
+METRIC_DIRECTIONS = {"auc": "max", "logloss": "min", "accuracy": "max", "rmse": "min", "mae": "min",
+                     "r2": "max", "macro_f1": "max", "loss": "min", "gate_entropy": "max"}
+PRIMARY_METRIC = {"binary": "auc", "regression": "rmse", "multiclass": "accuracy"}
+
+
+def masked_loss(kind: str, pred: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    """Mean loss over rows whose target is present. pred [b, d], y [b], mask [b] bool."""
+    pred = pred.float()
+    if kind == "binary":
+        per_row = F.binary_cross_entropy_with_logits(pred[:, 0], y, reduction="none")
+    elif kind == "regression":
+        per_row = (pred[:, 0] - y) ** 2
+    elif kind == "multiclass":
+        per_row = F.cross_entropy(pred, y, reduction="none")
+    else:
+        raise ValueError(f"unknown task kind {kind!r}")
+    m = mask.to(per_row.dtype)
+    return (per_row * m).sum() / m.sum().clamp(min=1.0)
+
+
+def transform(kind: str, raw: Tensor, scale: tuple[float, float] = (0.0, 1.0)) -> Tensor:
+    """Raw model output [n, d] -> prediction: P(positive) [n], value [n] in original units, or class probs [n, C]."""
+    raw = raw.float()
+    if kind == "binary":
+        return torch.sigmoid(raw[:, 0])
+    if kind == "regression":
+        mean, std = scale
+        return raw[:, 0] * std + mean
+    return torch.softmax(raw, -1)
+
+
+def _finite(x: float) -> float:
+    return float(x) if x is not None and math.isfinite(float(x)) else float("nan")
+
+
+def compute_metrics(kind: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int = 2) -> dict[str, float]:
+    """Validation metrics for one task on rows with a target. pred is the output of ``transform``;
+    y_true is 0/1 (binary), the original value (regression) or the class index (multiclass)."""
+    y_true = np.asarray(y_true)
+    pred = np.asarray(pred, dtype=np.float64)
+    if len(y_true) == 0:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "binary":
+            p = np.clip(pred, 1e-7, 1 - 1e-7)
+            auc = skm.roc_auc_score(y_true, p) if len(np.unique(y_true)) == 2 else float("nan")
+            return {"auc": _finite(auc), "logloss": _finite(skm.log_loss(y_true, p, labels=[0, 1])),
+                    "accuracy": float(skm.accuracy_score(y_true, p >= 0.5))}
+        if kind == "regression":
+            err = pred - y_true
+            r2 = skm.r2_score(y_true, pred) if len(y_true) > 1 else float("nan")
+            return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))),
+                    "r2": _finite(r2)}
+        labels = list(range(n_classes))
+        p = np.clip(pred, 1e-7, 1.0)
+        p = p / p.sum(1, keepdims=True)
+        hard = p.argmax(1)
+        return {"accuracy": float(skm.accuracy_score(y_true, hard)),
+                "macro_f1": _finite(skm.f1_score(y_true, hard, labels=labels, average="macro", zero_division=0)),
+                "logloss": _finite(skm.log_loss(y_true, p, labels=labels))}
+
+
+def is_better(metric: str, a: float, b: float) -> bool:
+    """Is value a better than value b for this metric (NaN never wins)."""
+    if a is None or not math.isfinite(a):
+        return False
+    if b is None or not math.isfinite(b):
+        return True
+    return a > b if METRIC_DIRECTIONS.get(metric, "min") == "max" else a < b

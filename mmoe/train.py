@@ -1,0 +1,305 @@
+"""``fit()``: the epoch loop. Device placement, batching by index, losses, metrics,
+callbacks, cancellation, early stopping and divergence detection.
+
+The prepared tensors are moved to the device once; each batch is a gather by a
+slice of a shuffled index tensor on that device (no DataLoader, no per-sample
+Python). On CUDA the forward pass runs under bf16 autocast. Callbacks follow
+skorch: a base class of no-op hooks, and ``on_train_end`` always runs, also
+when the run is cancelled, diverges or raises.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mmoe.config import TrainConfig
+from mmoe.tasks import compute_metrics, masked_loss, transform
+
+TRAIN_METRIC_ROWS = 20_000   # train-split metrics are computed on a fixed subsample of this many rows
+
+
+class Callback:
+    """No-op hooks; override what you need. ``state`` is the live ``TrainState``."""
+
+    def on_train_begin(self, state: "TrainState") -> None: ...
+    def on_epoch_begin(self, state: "TrainState") -> None: ...
+    def on_batch_end(self, state: "TrainState") -> None: ...
+    def on_epoch_end(self, state: "TrainState") -> None: ...
+    def on_train_end(self, state: "TrainState") -> None: ...
+
+
+@dataclass
+class TrainState:
+    epochs: int
+    batches: int                       # batches per epoch
+    tasks: list[str]
+    device: str
+    n_train: int = 0
+    epoch: int = 0                     # 1-based epoch in progress / just finished
+    batch: int = 0                     # batches done in this epoch
+    samples_seen: int = 0
+    train_seconds: float = 0.0         # time spent in training steps (excludes evaluation)
+    started: float = field(default_factory=time.perf_counter)
+    batch_losses: dict[str, Tensor] = field(default_factory=dict)   # last batch, per task (not synced)
+    epoch_metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # split -> task -> metric
+    history: list[dict] = field(default_factory=list)               # one epoch_metrics per epoch
+    status: str = "running"
+    message: str = ""
+    best_epoch: int | None = None
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples_seen / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        done = (self.epoch - 1) * self.batches + self.batch
+        total = self.epochs * self.batches
+        elapsed = time.perf_counter() - self.started
+        if done <= 0:
+            return None
+        return elapsed / done * (total - done)
+
+    def batch_loss_values(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.batch_losses.items()}
+
+
+@dataclass
+class FitResult:
+    status: str                        # finished | cancelled | diverged | failed
+    message: str
+    epochs: int                        # completed epochs
+    best_epoch: int | None
+    train_seconds: float
+    samples_per_second: float
+    metrics: dict[str, dict[str, float]]   # final validation metrics per task
+    history: list[dict]
+    device: str
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA GPU is available here; use --device auto or cpu")
+    return torch.device(name)
+
+
+class UncertaintyWeights(nn.Module):
+    """Kendall et al. 2018: loss = sum_k exp(-s_k) L_k + s_k, s_k = log sigma_k^2 learned."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.log_vars = nn.Parameter(torch.zeros(n))
+
+    def forward(self, losses: Tensor) -> Tensor:
+        return (torch.exp(-self.log_vars) * losses + self.log_vars).sum()
+
+
+def _gate_entropy(gates: Tensor) -> Tensor:
+    """Mean entropy (nats) of each task's gate distribution. gates [t, n, e] -> [t]."""
+    g = gates.float().clamp_min(1e-12)
+    return -(g * g.log()).sum(-1).mean(-1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.device | str = "cpu",
+            batch_size: int = 65536, idx: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+    """Raw outputs per task [n, d] and gates [t, n, e] (None without gates), on the CPU, float32."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    n = len(idx) if idx is not None else x_num.shape[0]
+    preds: dict[str, list[Tensor]] = {}
+    gates: list[Tensor] = []
+    try:
+        for s in range(0, n, batch_size):
+            sel = idx[s:s + batch_size] if idx is not None else slice(s, s + batch_size)
+            xn, xc = x_num[sel].to(device, non_blocking=True), x_cat[sel].to(device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                out = model(xn, xc)
+            for k, v in out.preds.items():
+                preds.setdefault(k, []).append(v.float().cpu())
+            if out.gates is not None:
+                gates.append(out.gates.float().cpu())
+    finally:
+        model.train(was_training)
+    raw = {k: torch.cat(v) for k, v in preds.items()}
+    if not raw:
+        raw = {k: torch.empty(0, 1) for k in getattr(model, "task_names", [])}
+    return raw, (torch.cat(gates, 1) if gates else None)
+
+
+def evaluate(model: nn.Module, data, idx: Tensor, *, device: torch.device, batch_size: int,
+             task_weights: Sequence[float] | None = None) -> dict[str, dict[str, float]]:
+    """Loss, metrics and gate entropy per task on the rows ``idx`` (a split)."""
+    xn, xc = data.x_num, data.x_cat
+    raw, gates = predict(model, xn, xc, device=device, batch_size=batch_size, idx=idx.to(xn.device))
+    out: dict[str, dict[str, float]] = {}
+    idx_cpu = idx.cpu()
+    for t, spec in enumerate(data.tasks):
+        name = spec.column
+        y = data.y[name].cpu()[idx_cpu]
+        m = data.mask[name].cpu()[idx_cpu]
+        r = raw[name]
+        loss = float(masked_loss(spec.kind, r, y, m)) if m.any() else float("nan")
+        scale = data.preprocessor.target_scale(name)
+        pred = transform(spec.kind, r[m], scale).numpy()
+        y_true = y[m].numpy()
+        if spec.kind == "regression":
+            y_true = y_true * scale[1] + scale[0]
+        metrics = {"loss": loss, **compute_metrics(spec.kind, y_true, pred, data.task_dims[name])}
+        if gates is not None:
+            metrics["gate_entropy"] = float(_gate_entropy(gates[t:t + 1])[0])
+        out[name] = metrics
+    return out
+
+
+def _finite_or_raise(x: float, where: str) -> None:
+    if not math.isfinite(x):
+        raise FloatingPointError(where)
+
+
+def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback] = (),
+        cancel_event: threading.Event | None = None) -> FitResult:
+    """Train ``model`` on ``data`` (a ``PreparedData``). Never returns without calling on_train_end."""
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    tasks = list(data.tasks)
+    names = [t.column for t in tasks]
+    # -- tensors to the device, once -------------------------------------------------------
+    x_num = data.x_num.to(device)
+    x_cat = data.x_cat.to(device)
+    ys = [data.y[n].to(device) for n in names]
+    masks = [data.mask[n].to(device) for n in names]
+    train_idx = data.splits["train"].to(device)
+    val_idx = data.splits.get("val")
+    n_train = int(train_idx.numel())
+    bs = min(config.batch_size, max(n_train, 1))
+    batches = max(1, math.ceil(n_train / bs))
+    sub = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed))[:TRAIN_METRIC_ROWS]
+    train_eval_idx = data.splits["train"][sub.sort().values]
+
+    model.to(device)
+    model.train()
+    weights = torch.tensor([t.weight for t in tasks], device=device, dtype=torch.float32)
+    uw = UncertaintyWeights(len(tasks)).to(device) if config.task_weighting == "uncertainty" else None
+    params = list(model.parameters()) + (list(uw.parameters()) if uw is not None else [])
+    opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    opt_kw: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
+    opt_kw["fused" if device.type == "cuda" else "foreach"] = True
+    optimizer = opt_cls(params, **opt_kw)
+    autocast = device.type == "cuda"
+
+    state = TrainState(epochs=config.epochs, batches=batches, tasks=names, device=str(device), n_train=n_train)
+    best_loss, best_state, stale = math.inf, None, 0
+    sync_every = 1 if device.type == "cpu" else 50   # GPU: check the loss for NaN without a sync per batch
+    cancelled = lambda: cancel_event is not None and cancel_event.is_set()  # noqa: E731
+
+    def step(idx: Tensor) -> tuple[Tensor, Tensor]:
+        xb, cb = x_num[idx], x_cat[idx]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            out = model(xb, cb)
+        losses = torch.stack([masked_loss(t.kind, out.preds[n], y[idx], m[idx])
+                              for t, n, y, m in zip(tasks, names, ys, masks)])       # [t]
+        total = uw(losses) if uw is not None else (losses * weights).sum()
+        total = total + out.aux_loss.float()
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        return total.detach(), losses.detach()
+
+    try:
+        for cb in callbacks:
+            cb.on_train_begin(state)
+        for epoch in range(1, config.epochs + 1):
+            state.epoch, state.batch = epoch, 0
+            for cb in callbacks:
+                cb.on_epoch_begin(state)
+            perm = train_idx[torch.randperm(n_train, generator=gen, device=device)]
+            loss_sum = torch.zeros(len(tasks), device=device)
+            t0 = time.perf_counter()
+            for b in range(batches):
+                if cancelled():
+                    state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
+                    break
+                idx = perm[b * bs:(b + 1) * bs]
+                total, losses = step(idx)
+                loss_sum += losses * idx.numel()
+                state.batch = b + 1
+                state.samples_seen += idx.numel()
+                state.batch_losses = dict(zip(names, losses))
+                if (b + 1) % sync_every == 0 or b + 1 == batches:
+                    _finite_or_raise(float(total), f"epoch {epoch}, batch {b + 1}")
+                now = time.perf_counter()
+                state.train_seconds += now - t0
+                t0 = now
+                for cb in callbacks:
+                    cb.on_batch_end(state)
+                if config.max_seconds is not None and state.train_seconds > config.max_seconds:
+                    state.message = f"stopped after the time budget of {config.max_seconds:g} s"
+                    break
+            if state.status == "cancelled":
+                break
+            # -- evaluation ---------------------------------------------------------------
+            train_loss = (loss_sum / max(state.batch * bs, 1)).tolist()
+            _finite_or_raise(sum(train_loss), f"epoch {epoch}")
+            metrics = {"train": evaluate(model, data, train_eval_idx, device=device, batch_size=config.eval_batch_size)}
+            for n, l in zip(names, train_loss):
+                metrics["train"][n]["loss"] = l          # the running training loss of the epoch
+            if val_idx is not None and len(val_idx):
+                metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size)
+            state.epoch_metrics = metrics
+            state.history.append(metrics)
+            split = "val" if "val" in metrics else "train"
+            val_loss = sum(t.weight * metrics[split][n]["loss"] for t, n in zip(tasks, names))
+            _finite_or_raise(val_loss, f"validation after epoch {epoch}")
+            if val_loss < best_loss:
+                best_loss, state.best_epoch, stale = val_loss, epoch, 0
+                if config.early_stopping_patience:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+            if config.early_stopping_patience and stale >= config.early_stopping_patience:
+                state.message = (f"early stopping: validation loss did not improve for {stale} epochs; "
+                                 f"restored epoch {state.best_epoch}")
+                break
+            if state.message.startswith("stopped after the time budget"):
+                break
+        if state.status == "running":
+            state.status = "finished"
+        if best_state is not None:
+            model.load_state_dict(best_state)
+    except FloatingPointError as e:
+        state.status = "diverged"
+        state.message = (f"training diverged: the loss became NaN or infinite at {e}. "
+                         "Lower the learning rate, standardise extreme targets, or use a smaller batch.")
+    except BaseException as e:
+        state.status = "failed"
+        state.message = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        for cb in callbacks:
+            try:
+                cb.on_train_end(state)
+            except Exception:   # a broken callback must not hide the run's own outcome
+                pass
+    final = {}
+    if state.history:
+        src = state.history[(state.best_epoch or len(state.history)) - 1] if best_state is not None else state.history[-1]
+        final = copy.deepcopy(src.get("val", src.get("train", {})))
+    return FitResult(status=state.status, message=state.message, epochs=len(state.history),
+                     best_epoch=state.best_epoch, train_seconds=state.train_seconds,
+                     samples_per_second=state.samples_per_second, metrics=final,
+                     history=state.history, device=str(device))
