@@ -167,10 +167,23 @@ def _loads(s: str | None, empty: Any = None) -> Any:
     return empty if s is None else json.loads(s)
 
 
-def _num(v: Any) -> float | None:
-    """A metric value as float for SQLite; NaN -> None (SQLite would do the same)."""
-    f = float(v.item() if hasattr(v, "item") else v)
+def _num(v: Any, what: str = "value") -> float | None:
+    """A metric value as float for SQLite; NaN and None -> None (read back as NaN)."""
+    if v is None:
+        return None
+    try:
+        f = float(v.item() if hasattr(v, "item") else v)
+    except (TypeError, ValueError):
+        raise StoreError(f"{what}: {v!r} is not a number") from None
     return None if math.isnan(f) else f
+
+
+def _final(v: Any) -> Any:
+    """A final-metric value: a float when it is a number, else kept as given (JSON)."""
+    try:
+        return float(v.item() if hasattr(v, "item") else v)
+    except (TypeError, ValueError):
+        return v
 
 
 def _proc_start(pid: int) -> str | None:
@@ -386,7 +399,8 @@ class RunStore:
 
         Logging the same (epoch, split, task, metric) again overwrites the value.
         """
-        rows = [(int(run_id), int(epoch), str(split), str(task), str(metric), _num(value))
+        rows = [(int(run_id), int(epoch), str(split), str(task), str(metric),
+                 _num(value, f"run {run_id} epoch {epoch} {split}/{task}/{metric}"))
                 for split, tasks in metrics.items()
                 for task, named in tasks.items()
                 for metric, value in named.items()]
@@ -402,7 +416,7 @@ class RunStore:
         if status not in TERMINAL:
             raise StoreError(f"run {run_id}: finish() needs a final status "
                              f"({', '.join(TERMINAL)}), not {status!r}")
-        fm = {str(t): {str(k): float(v.item() if hasattr(v, "item") else v) for k, v in m.items()}
+        fm = {str(t): {str(k): _final(v) for k, v in m.items()}
               for t, m in (final_metrics or {}).items()}
         now = _now()
         with self._tx() as c:
@@ -410,8 +424,9 @@ class RunStore:
             self._check_transition(run_id, old, status)
             c.execute("UPDATE runs SET status=?, error=?, finished_at=?, final_metrics=?, epochs=?,"
                       " train_seconds=?, samples_per_second=?, best_epoch=? WHERE id=?",
-                      (status, error, now, _dumps(fm), int(epochs), _num(train_seconds),
-                       _num(samples_per_second), None if best_epoch is None else int(best_epoch), int(run_id)))
+                      (status, error, now, _dumps(fm), int(epochs or 0), _num(train_seconds, "train_seconds"),
+                       _num(samples_per_second, "samples_per_second"),
+                       None if best_epoch is None else int(best_epoch), int(run_id)))
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
         return RunRecord(

@@ -178,3 +178,11 @@ def test_get_manager_singleton():
     fresh = get_manager()
     assert fresh is not got[0] and not fresh.is_shutdown
     fresh.shutdown()
+
+
+def test_shutdown_without_cancel_drains_queue():
+    m = JobManager()
+    done: list = []
+    jobs = [m.submit(lambda ctx, i=i: done.append(i), name=f"j{i}") for i in range(3)]
+    m.shutdown(wait=True, cancel=False, timeout=5)
+    assert done == [0, 1, 2] and all(j.snapshot().status == "finished" for j in jobs)

@@ -174,12 +174,15 @@ def test_concurrent_logging_while_listing(tmp_path):
     t = threading.Thread(target=train, name="test-trainer", daemon=True)
     t.start()
     other = RunStore(tmp_path)  # a second store (the dashboard) on the same files
-    seen = 0
+    reads = 0
     while t.is_alive():
         assert [r.id for r in store.list_runs()] == [rid]
         store.runs_frame()
-        seen = max(seen, other.history(rid)["epoch"].max() if not other.history(rid).empty else 0)
+        h = other.history(rid)
+        assert len(h) % 2 == 0  # an epoch is committed whole or not at all
+        reads += 1
     t.join()
+    assert reads > 0
     assert not errors, errors
     h = store.history(rid)
     assert len(h) == 2 * n_epochs and h["epoch"].max() == n_epochs
@@ -257,3 +260,34 @@ def test_weights_only_refuses_pickled_objects(tmp_path):
     store.save_model(rid, {"w": torch.ones(2), "evil": os.getcwd}, {})
     with pytest.raises(Exception):  # torch's UnpicklingError: arbitrary objects are not loaded
         store.load_model_state(rid)
+
+
+def test_reused_pid_counts_as_dead(tmp_path):
+    """A live pid whose process start time differs from the recorded one is another process."""
+    store = RunStore(tmp_path)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        rid = _new(store, status="running")
+        con = sqlite3.connect(store.db_path)
+        con.execute("UPDATE runs SET owner_pid = ?, owner_start = '1' WHERE id = ?", (live.pid, rid))
+        con.commit()
+        con.close()
+        if not os.path.exists(f"/proc/{live.pid}/stat"):
+            pytest.skip("no /proc: process start times are unknown here")
+        assert store.mark_interrupted_runs() == [rid]
+        assert store.get_run(rid).status == "interrupted"
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_bad_metric_values(tmp_path):
+    store = RunStore(tmp_path)
+    rid = _new(store, status="running")
+    with pytest.raises(StoreError, match="train/click/auc: 'high' is not a number"):
+        store.log_epoch(rid, 1, {"train": {"click": {"auc": "high"}}})
+    store.log_epoch(rid, 1, {"train": {"click": {"auc": None}}})
+    assert math.isnan(store.history(rid)["value"].item())
+    store.finish(rid, "finished", final_metrics={"click": {"auc": 0.5, "note": "ok"}}, epochs=1,
+                 train_seconds=1.0, samples_per_second=1.0)
+    assert store.get_run(rid).final_metrics["click"] == {"auc": 0.5, "note": "ok"}
