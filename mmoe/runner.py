@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -177,3 +178,55 @@ def predict_frame(store: RunStore, run_id: int, df: pd.DataFrame, *, device: str
     raw, gates = predict(model, x_num, x_cat, device=dev)
     return decorate_predictions(df.reset_index(drop=True), pre, raw, gates,
                                 y=(y, mask) if y is not None else None)
+
+
+class JobProgressCallback(Callback):
+    """Publishes a training run's progress to a background job (throttled per batch)."""
+
+    def __init__(self, ctx, every_seconds: float = 0.25):
+        self.ctx, self.every, self._last = ctx, every_seconds, 0.0
+
+    def _publish(self, state: TrainState, **extra) -> None:
+        self.ctx.update(epoch=state.epoch - (0 if extra.pop("epoch_done", False) else 1), epochs=state.epochs,
+                        batch=state.batch, batches=state.batches, samples_seen=state.samples_seen,
+                        samples_per_second=state.samples_per_second, eta_seconds=state.eta_seconds, **extra)
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self._publish(state, message=f"training on {state.device}")
+
+    def on_batch_end(self, state: TrainState) -> None:
+        now = time.perf_counter()
+        if now - self._last >= self.every:
+            self._last = now
+            self._publish(state, extra={"batch_loss": state.batch_loss_values()})
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        for split, tasks in state.epoch_metrics.items():
+            for task, m in tasks.items():
+                self.ctx.append_curve(split, task, m.get("loss", float("nan")))
+        self._publish(state, epoch_done=True, last_metrics=state.epoch_metrics)
+
+    def on_train_end(self, state: TrainState) -> None:
+        self._publish(state, epoch_done=state.batch == state.batches, message=state.message or state.status)
+
+
+def submit_training(manager, source, data_config: DataConfig, model_config: ModelConfig,
+                    train_config: TrainConfig, *, store_home=None, name: str | None = None,
+                    dataset: str | None = None, data: PreparedData | None = None):
+    """Queue a stored training run as a background job (what the dashboard's Train button does).
+
+    Returns the ``Job``; its progress snapshot carries the run id once the run exists."""
+    device = str(resolve_device(train_config.device))
+
+    def work(ctx) -> str:
+        store = RunStore(store_home)
+        summary = run_training(source, data_config, model_config, train_config, store=store, name=name,
+                               dataset=dataset, data=data, callbacks=[JobProgressCallback(ctx)],
+                               cancel_event=ctx.cancel_event, on_run_created=ctx.set_run_id)
+        if summary.status in ("failed", "diverged"):
+            ctx.update(message=summary.message)
+            if summary.status == "failed":
+                raise RuntimeError(summary.message)
+        return summary.status
+
+    return manager.submit(work, name=name or f"{model_config.arch} on {dataset or 'data'}", device=device)
