@@ -164,6 +164,8 @@ def test_concurrent_logging_while_listing(tmp_path):
     def train():
         try:
             for epoch in range(1, n_epochs + 1):
+                if epoch == n_epochs // 2:
+                    reading.wait(5)  # make sure the reader runs while epochs are still coming
                 store.log_epoch(rid, epoch, {"train": {"click": {"loss": 1.0 / epoch}},
                                              "val": {"click": {"auc": 0.5 + epoch / 1000}}})
             store.finish(rid, "finished", final_metrics={"click": {"auc": 0.56}}, epochs=n_epochs,
@@ -171,18 +173,18 @@ def test_concurrent_logging_while_listing(tmp_path):
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
+    reading = threading.Event()
+    other = RunStore(tmp_path)  # a second store (the dashboard) on the same files
     t = threading.Thread(target=train, name="test-trainer", daemon=True)
     t.start()
-    other = RunStore(tmp_path)  # a second store (the dashboard) on the same files
-    reads = 0
     while t.is_alive():
         assert [r.id for r in store.list_runs()] == [rid]
         store.runs_frame()
         h = other.history(rid)
         assert len(h) % 2 == 0  # an epoch is committed whole or not at all
-        reads += 1
+        reading.set()
     t.join()
-    assert reads > 0
+    assert reading.is_set()
     assert not errors, errors
     h = store.history(rid)
     assert len(h) == 2 * n_epochs and h["epoch"].max() == n_epochs
