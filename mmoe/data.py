@@ -50,9 +50,8 @@ MAX_VOCAB = 1000            # categorical vocabulary cap (most frequent train va
 MIN_CATEGORY_COUNT = 1      # a train value needs this many rows to get its own index
 CLIP_Z = 10.0               # standardised numeric inputs are clipped to +-CLIP_Z
 NATURAL_PAIRS = (("0", "1"), ("false", "true"), ("no", "yes"), ("n", "y"), ("neg", "pos"),
-                 ("-1", "1"), ("negative", "positive"), ("f", "t"), ("0", "yes"))
-_ID_NAME = re.compile(r"(^|[^a-z0-9])(id|uuid|guid|key|index|idx|rownum|row_?id)($|[^a-z0-9])|^id|[a-z0-9]id$",
-                      re.IGNORECASE)
+                 ("-1", "1"), ("negative", "positive"), ("f", "t"))
+_ID_NAME = re.compile(r"(^|[^a-z0-9])(id|uuid|guid|key|index|idx|rownum|row_?id)($|[^a-z0-9])", re.IGNORECASE)
 _CAMEL_ID = re.compile(r"[a-z0-9](Id|ID)$")
 
 
@@ -162,6 +161,8 @@ _MAGIC = (
 
 def _source_bytes(source: Any, filename: str | None) -> tuple[bytes, str]:
     """Whatever the caller gave -> (raw bytes, a name to use in messages)."""
+    if isinstance(source, str) and "\n" in source:  # CSV text itself, not a path
+        return source.encode("utf-8"), filename or "the given text"
     if isinstance(source, (str, Path)):
         path = Path(source)
         name = filename or path.name
@@ -190,7 +191,7 @@ def _decompress(raw: bytes, name: str) -> bytes:
         if raw.startswith(magic):
             try:
                 return opener(raw)
-            except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
+            except Exception as e:  # zlib.error, OSError, EOFError, LZMAError: all mean "corrupt"
                 raise DataError(f"{name} looks {kind}-compressed but cannot be decompressed ({e}); "
                                 "the file is probably truncated or corrupt — download it again") from None
     return raw
@@ -359,6 +360,7 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise DataError(f"{name} cannot be parsed as CSV ({msg}); check that it is a delimited text file") from None
 
+    df.attrs["delimiter"] = sep
     df = clean_frame(df)
     if drop_first:
         idx = pd.to_numeric(df["__index__"], errors="coerce")
@@ -458,7 +460,7 @@ class ColumnProfile:
     def reason(self) -> str:
         """Why a column of this kind is not used as a feature by default ('' if it is)."""
         if self.kind == "identifier":
-            return f"identifier-like ({self.n_distinct} distinct values, e.g. {_q(self.examples, 3)})"
+            return f"identifier-like ({self.n_distinct} distinct values, e.g. {_q(self.examples[:3])})"
         if self.kind == "constant":
             return f"constant (only value {_q(self.examples, 1)})"
         if self.kind == "empty":
@@ -999,7 +1001,7 @@ def _select_features(df: pd.DataFrame, config: DataConfig) -> tuple[list[str], l
         else:
             categorical.append(c)
     if not numeric and not categorical:
-        why = "; ".join(f"{c}: {r}" for c, r in ignored.items()) or "the file has no other columns"
+        why = "; ".join(f"{c}: {r}" for c, r in ignored.items() if r != "target") or "only targets in the data"
         raise DataError(f"no usable feature columns are left ({why}); add feature columns, "
                         "or force a column's kind (e.g. numeric or categorical)")
     return numeric, categorical, ignored
