@@ -1,0 +1,1 @@
+"""Benchmarks of MMoE Lab against peer MMoE implementations (see bench/README.md)."""

@@ -1,0 +1,127 @@
+"""Step benchmark: one training step (forward + backward + optimiser step) at a fixed config.
+
+Config: 100 dense features, 8 experts of (64, 32), 2 binary tasks, towers (16,),
+linear gates, Adam; batch 1024 (and 16384 on a GPU). Every contender's step is
+its own training loop's inner body on a batch already in memory (see the
+adapters in bench/peers/). Reported: median ms per step over interleaved
+repeats, samples/s, ratio to the product, achieved GFLOP/s and the fraction of
+the machine's measured fp32 GEMM rate (FLOPs per sample: bench.common.mmoe_flops_per_sample).
+
+    python -m bench.bench_step [--device cpu|cuda] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bench import common
+from bench.common import log
+from bench.peers import deepctr, plain_torch, product, rechub
+
+CONFIG = dict(in_features=100, num_experts=8, expert_hidden=(64, 32), tower_hidden=(16,))
+CONTENDERS = (product, plain_torch, deepctr, rechub)
+
+
+def run(device: str, quick: bool, batches=None) -> dict:
+    batches = batches or ([1024, 16384] if device.startswith("cuda") else [1024])
+    repeats = 3 if quick else 9
+    target_s = 0.15 if quick else 0.4          # seconds per timed sample
+    info = common.machine_info(device)
+    gemm = common.gemm_rate(device)
+    log(f"fp32 GEMM rate: {gemm['gflops']:.1f} GFLOP/s (n={gemm['size']})")
+    flops = common.mmoe_flops_per_sample(CONFIG["in_features"], CONFIG["num_experts"], CONFIG["expert_hidden"],
+                                         2, CONFIG["tower_hidden"])
+    out = {"machine": info, "gemm": gemm, "flops_per_sample": flops, "config": CONFIG, "batches": {},
+           "versions": {}, "skipped": {}}
+    for bs in batches:
+        steps, iters = {}, {}
+        for m in CONTENDERS:
+            why = m.available()
+            if why:
+                out["skipped"][m.NAME] = why
+                continue
+            out["versions"][m.NAME] = m.version()
+            st = m.make_step(batch_size=bs, device=device, **CONFIG)
+            for _ in range(5):                          # warm-up
+                st()
+            t = common.time_per_iter(st, 3, device)
+            steps[m.NAME] = st
+            iters[m.NAME] = max(3, int(target_s / max(t, 1e-5)))
+        meas = {n: (lambda s=steps[n], k=iters[n]: common.time_per_iter(s, k, device)) for n in steps}
+        samples = common.interleaved(meas, repeats, log)
+        rows = {}
+        for n, ts in samples.items():
+            med = common.median(ts)
+            rate = bs / med
+            rows[n] = {"ms_per_step": med * 1e3, "samples_per_second": rate, "repeats": ts,
+                       "gflops": rate * flops["train"] / 1e9,
+                       "fraction_of_gemm": rate * flops["train"] / 1e9 / gemm["gflops"],
+                       "fraction_of_gemm_strict": rate * flops["train_strict"] / 1e9 / gemm["gflops"]}
+        out["batches"][str(bs)] = rows
+    out["load_after"] = _load()
+    return out
+
+
+def _load() -> str:
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "n/a"
+
+
+def render(res: dict) -> str:
+    f = res["flops_per_sample"]
+    g = res["gemm"]
+    lines = ["## Step: forward + backward + optimiser step",
+             "",
+             f"Config: {res['config']['in_features']} dense features, {res['config']['num_experts']} experts of "
+             f"{tuple(res['config']['expert_hidden'])}, 2 tasks, towers {tuple(res['config']['tower_hidden'])}, "
+             "linear gates, Adam. Median of interleaved repeats.",
+             "",
+             f"Machine fp32 GEMM rate (median `torch.mm`, best of n in {list(g['per_size'])}): "
+             f"**{g['gflops']:.1f} GFLOP/s** (n={g['size']}). FLOPs per sample: forward {f['forward']:,} "
+             f"(= 2 x {f['macs']:,} MACs), training {f['train']:,} (= 3 x forward); the strict count without "
+             f"the unneeded input-gradient of the input layers is {f['train_strict']:,}.",
+             ""]
+    for bs, rows in res["batches"].items():
+        ref = rows.get(product.NAME)
+        best_peer = max((r["samples_per_second"] for n, r in rows.items() if n != product.NAME), default=None)
+        table = []
+        for n, r in sorted(rows.items(), key=lambda kv: -kv[1]["samples_per_second"]):
+            table.append([n, f"{r['ms_per_step']:.2f}", f"{r['samples_per_second']:,.0f}",
+                          f"{ref['samples_per_second'] / r['samples_per_second']:.2f}x" if ref else "n/a",
+                          f"{r['gflops']:.1f}", f"{100 * r['fraction_of_gemm']:.1f}%",
+                          f"{100 * r['fraction_of_gemm_strict']:.1f}%"])
+        lines += [f"Batch {bs}:", "",
+                  common.md_table(["implementation", "ms / step (median)", "samples/s", "product speed-up",
+                                   "GFLOP/s", "% of GEMM rate (3x fwd)", "% (strict count)"], table), ""]
+        if ref and best_peer:
+            lines.append(f"Product vs best peer: **{ref['samples_per_second'] / best_peer:.2f}x**; "
+                         f"product at **{100 * ref['fraction_of_gemm']:.1f}%** of the fp32 GEMM rate.")
+            lines.append("")
+    if res.get("skipped"):
+        lines.append("Skipped: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items()))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    a = ap.parse_args(argv)
+    common.seed_all(0)
+    t0 = time.perf_counter()
+    res = run(a.device, a.quick)
+    res["seconds"] = time.perf_counter() - t0
+    common.write_json("step", res)
+    md = render(res)
+    print(md)
+    if not a.no_write:
+        common.update_results_md("step", md)
+
+
+if __name__ == "__main__":
+    main()
