@@ -27,12 +27,33 @@ def store() -> RunStore:
 
 
 @st.cache_resource(show_spinner=False)
-def manager() -> JobManager:
-    """The process-wide background job queue (runs survive page refreshes and closed tabs)."""
+def _manager() -> JobManager:
     return get_manager()
+
+
+def manager() -> JobManager:
+    """The process-wide background job queue (runs survive page refreshes and closed tabs).
+
+    A manager that was shut down (tests do that) is replaced by a fresh one."""
+    m = _manager()
+    if m.is_shutdown:
+        _manager.clear()
+        m = _manager()
+    return m
 
 
 # session_state keys shared between pages
 DATA_KEY = "mmoe.dataset"          # dict: name, frame, data_config (DataConfig), prepared (PreparedData | None)
 INSPECT_RUN_KEY = "mmoe.inspect_run"
 COMPARE_RUNS_KEY = "mmoe.compare_runs"
+
+DATA_PAGE = "app_pages/data.py"
+TRAIN_PAGE = "app_pages/train.py"
+INSPECT_PAGE = "app_pages/inspect.py"
+COMPARE_PAGE = "app_pages/compare.py"
+
+
+def open_in_inspect(run_id: int) -> None:
+    """Go to the Inspect page showing run ``run_id`` (Inspect reads ?run= first, then session_state)."""
+    st.session_state[INSPECT_RUN_KEY] = int(run_id)
+    st.switch_page(INSPECT_PAGE, query_params={"run": str(int(run_id))})
