@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmoe.config import COLUMN_KINDS, DataConfig, TaskSpec
+from mmoe.config import DataConfig, TaskSpec
 
 __all__ = [
     "DataError", "read_csv", "ColumnProfile", "profile_columns", "suggest_task_kind",
@@ -93,11 +93,11 @@ def _label(v: Any) -> str:
 
 
 def _is_bool_object(s: pd.Series) -> bool:
+    """An object column holding only True/False (and missing): pandas' reading of a bool column with gaps."""
     if s.dtype != object:
         return False
     nn = s.dropna()
-    return len(nn) > 0 and all(isinstance(v, (bool, np.bool_)) for v in nn.iloc[:1000]) and \
-        nn.map(type).isin([bool, np.bool_]).all()
+    return len(nn) > 0 and bool(nn.map(type).isin([bool, np.bool_]).all())
 
 
 def _is_numeric(s: pd.Series) -> bool:
@@ -487,14 +487,15 @@ def _profile(name: str, s: pd.Series) -> ColumnProfile:
     else:
         vc = _labels(nn).value_counts()
     nd = int(len(vc))
-    examples = [_label(v) for v in vc.index[:5]]
+    is_bool = s.dtype == bool or _is_bool_object(s)
+    examples = [(str(v > 0.5) if is_bool else _label(v)) for v in vc.index[:5]]
     if nd <= 1:
         return ColumnProfile(name, "constant", dtype, missing, nd, examples)
     kind = "numeric" if numeric else "categorical"
     if numeric:
         a = np.unique(a[~np.isnan(a)])
         integral = bool(np.all(a == np.round(a)))
-        if integral and nd == k and dtype != "bool" and not _is_bool_object(s):
+        if integral and nd == k and not is_bool:
             consecutive = bool(np.all(np.diff(a) == 1))
             if _looks_like_id_name(name) or (consecutive and k >= 50):
                 kind = "identifier"
@@ -805,7 +806,7 @@ class Preprocessor:
 
     # ---- persistence
     def to_dict(self) -> dict:
-        return {"version": self.VERSION, "tasks": [vars_task(t) for t in self.tasks],
+        return {"version": self.VERSION, "tasks": [_task_dict(t) for t in self.tasks],
                 "numeric_columns": self.numeric_columns, "categorical_columns": self.categorical_columns,
                 "num_mean": self.num_mean, "num_std": self.num_std, "indicator_columns": self.indicator_columns,
                 "vocab": self.vocab, "embedding_dims": self.embedding_dims, "targets": self.targets,
@@ -835,7 +836,7 @@ class Preprocessor:
                 f"categorical={self.cardinalities}, tasks={self.task_dims})")
 
 
-def vars_task(t: TaskSpec) -> dict:
+def _task_dict(t: TaskSpec) -> dict:
     return {"column": t.column, "kind": t.kind, "positive": t.positive, "weight": t.weight}
 
 
