@@ -230,7 +230,7 @@ def cmd_predict(a) -> int:
     path = Path(a.data)
     if not path.exists():
         raise BadInput(f"--data {a.data}: no such file")
-    df = read_csv(path)
+    df = read_csv(path, min_rows=1)
     out = predict_frame(store, a.run, df, device=a.device)
     out.to_csv(a.out, index=False)
     msg = {"run_id": a.run, "rows": len(out), "out": str(a.out), "status": "finished"}

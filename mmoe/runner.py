@@ -153,6 +153,8 @@ def run_training(source, data_config: DataConfig, model_config: ModelConfig, tra
     except Exception as e:  # recorded, not raised: the caller reports the run's status
         msg = f"{type(e).__name__}: {e}"
         epochs = result.epochs if result else 0
+        if store.get_run(run_id).status not in ("queued", "running"):   # the failure came after finish()
+            return RunSummary(run_id, store.get_run(run_id).status, epochs, message=msg)
         store.finish(run_id, "failed", final_metrics=result.metrics if result else {}, epochs=epochs,
                      train_seconds=result.train_seconds if result else 0.0,
                      samples_per_second=result.samples_per_second if result else 0.0, error=msg)

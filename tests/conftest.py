@@ -16,6 +16,9 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CENSUS = SHARED_DATA / "census-income.csv.gz"
 REPO = Path(__file__).resolve().parents[1]
 
+# Tests use tiny tensors: one intra-op thread is faster and immune to CPU oversubscription.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="no CUDA device on this machine")
