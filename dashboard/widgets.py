@@ -1,0 +1,161 @@
+"""Widget groups of the Model & training page: each draws its controls and returns a config object.
+
+    apply_preset(name)            fill the widgets below with a preset (an on_click/on_change callback)
+    model_widgets()               -> ModelConfig            (raises ConfigError with a clear message)
+    train_widgets(device_info)    -> TrainConfig
+    task_weight_widgets(tasks)    -> ("fixed" | "uncertainty", {task: weight})
+    loss_curve_figure(curves)     the live per-task train/validation loss chart (plotly)
+"""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from mmoe.config import ModelConfig, TaskSpec, TrainConfig
+from mmoe.presets import DEFAULT_PRESET, PRESETS, widths_text
+
+KEEP = "session"
+ARCH_LABELS = {"mmoe": "MMoE (a gate per task)", "omoe": "OMoE (one shared gate)",
+               "shared-bottom": "Shared-Bottom (no experts)"}
+K = "train."   # widget key prefix
+
+
+def _preset_values(name: str) -> dict:
+    p = PRESETS[name]
+    m, t = p.model, p.train
+    return {
+        "arch": m.arch, "experts": m.num_experts, "expert_hidden": widths_text(m.expert_hidden),
+        "gate": "MLP" if m.gate_hidden else "linear", "gate_hidden": widths_text(m.gate_hidden) or "16",
+        "sparse": m.top_k is not None, "top_k": m.top_k or 2, "aux": m.aux_loss_weight,
+        "tower_hidden": widths_text(m.tower_hidden), "dropout": m.dropout,
+        "optimizer": t.optimizer, "lr": t.lr, "weight_decay": t.weight_decay, "epochs": t.epochs,
+        "batch_size": t.batch_size, "early": t.early_stopping_patience is not None,
+        "patience": t.early_stopping_patience or 3,
+    }
+
+
+def apply_preset(name: str | None = None) -> None:
+    """Set every model/training widget to the preset's value (the preset selectbox's callback)."""
+    name = name or st.session_state.get(K + "preset", DEFAULT_PRESET)
+    for k, v in _preset_values(name).items():
+        st.session_state[K + k] = v
+
+
+def init_defaults() -> None:
+    """First visit: start from the default preset."""
+    if K + "arch" not in st.session_state:
+        apply_preset(DEFAULT_PRESET)
+
+
+def model_widgets() -> ModelConfig:
+    """Architecture, experts, gates, towers, dropout -> ModelConfig."""
+    arch = st.radio("Architecture", list(ARCH_LABELS), format_func=ARCH_LABELS.get, key=K + "arch",
+                    horizontal=True, persist_state=KEEP)
+    shared = arch == "shared-bottom"
+    c1, c2, c3 = st.columns(3)
+    experts = c1.number_input("Experts", 1, 256, key=K + "experts", disabled=shared, persist_state=KEEP,
+                              help="number of expert networks shared by all tasks")
+    expert_hidden = c2.text_input("Bottom MLP layers" if shared else "Expert layers", key=K + "expert_hidden",
+                                  persist_state=KEEP, help="hidden widths, comma separated, e.g. 64,32")
+    tower_hidden = c3.text_input("Tower layers", key=K + "tower_hidden", persist_state=KEEP,
+                                 help="hidden widths of each task's tower, e.g. 16 (empty: a linear head)")
+    c1, c2, c3 = st.columns(3)
+    gate = c1.radio("Gate", ["linear", "MLP"], key=K + "gate", horizontal=True, disabled=shared,
+                    persist_state=KEEP, help="linear: softmax(W x) as in the paper; MLP: a small network")
+    gate_hidden = c2.text_input("Gate layers", key=K + "gate_hidden", disabled=shared or gate != "MLP",
+                                persist_state=KEEP, help="hidden widths of the gate MLP, e.g. 16")
+    dropout = c3.slider("Dropout", 0.0, 0.8, step=0.05, key=K + "dropout", persist_state=KEEP)
+    c1, c2, c3 = st.columns(3)
+    sparse = c1.checkbox("Sparse top-k gating", key=K + "sparse", disabled=shared, persist_state=KEEP,
+                         help="route each row to its k best experts only (with a load-balancing loss)")
+    top_k = c2.number_input("k", 1, 256, key=K + "top_k", disabled=shared or not sparse, persist_state=KEEP)
+    aux = c3.number_input("Load-balancing loss weight", 0.0, 10.0, step=0.005, format="%.3f", key=K + "aux",
+                          disabled=shared or not sparse, persist_state=KEEP)
+    return ModelConfig(arch=arch, num_experts=1 if shared else int(experts), expert_hidden=expert_hidden,
+                       gate_hidden=gate_hidden if gate == "MLP" and not shared else (),
+                       tower_hidden=tower_hidden, top_k=int(top_k) if sparse and not shared else None,
+                       dropout=float(dropout), aux_loss_weight=float(aux))
+
+
+def device_options() -> tuple[list[str], str]:
+    """(device choices, a line saying what this machine has)."""
+    import torch
+
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        names = ", ".join(sorted({torch.cuda.get_device_name(i) for i in range(n)}))
+        return ["auto", "cuda", "cpu"], f"GPU available: {names} ({n} device{'s' if n > 1 else ''}); auto uses it."
+    return ["auto", "cpu"], "No CUDA GPU on this machine: training runs on the CPU."
+
+
+def train_widgets() -> TrainConfig:
+    """Optimiser, schedule, stopping, device, seed -> TrainConfig (task weighting is added by the page)."""
+    c1, c2, c3 = st.columns(3)
+    optimizer = c1.radio("Optimiser", ["adam", "adamw"], format_func={"adam": "Adam", "adamw": "AdamW"}.get,
+                         key=K + "optimizer", horizontal=True, persist_state=KEEP)
+    lr = c2.number_input("Learning rate", 1e-6, 1.0, step=1e-4, format="%.1e", key=K + "lr", persist_state=KEEP)
+    wd = c3.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%.1e", key=K + "weight_decay",
+                         persist_state=KEEP)
+    c1, c2, c3 = st.columns(3)
+    epochs = c1.number_input("Epochs", 1, 10_000, key=K + "epochs", persist_state=KEEP)
+    batch = c2.number_input("Batch size", 1, 1_000_000, step=128, key=K + "batch_size", persist_state=KEEP)
+    with c3:
+        early = st.checkbox("Early stopping", key=K + "early", persist_state=KEEP,
+                            help="stop when the validation loss has not improved for this many epochs "
+                                 "and keep the best epoch's weights")
+        patience = st.number_input("Patience (epochs)", 1, 1000, key=K + "patience", disabled=not early,
+                                   persist_state=KEEP)
+    choices, note = device_options()
+    c1, c2 = st.columns([1, 2])
+    if st.session_state.get(K + "device") not in choices:
+        st.session_state[K + "device"] = "auto"
+    device = c1.selectbox("Device", choices, key=K + "device", persist_state=KEEP,
+                          format_func={"auto": "auto", "cuda": "GPU (cuda)", "cpu": "CPU"}.get)
+    c2.caption(note)
+    seed = c1.number_input("Seed", 0, 2**31 - 1, value=0, key=K + "seed", persist_state=KEEP)
+    return TrainConfig(epochs=int(epochs), batch_size=int(batch), lr=float(lr), weight_decay=float(wd),
+                       optimizer=optimizer, early_stopping_patience=int(patience) if early else None,
+                       device=device, seed=int(seed))
+
+
+def task_weight_widgets(tasks: tuple[TaskSpec, ...]) -> tuple[str, dict[str, float]]:
+    """Fixed per-task loss weights, or learned uncertainty weighting (Kendall et al. 2018)."""
+    mode = st.radio("Task loss weights", ["fixed", "uncertainty"], key=K + "weighting", horizontal=True,
+                    persist_state=KEEP,
+                    format_func={"fixed": "fixed per task", "uncertainty": "learned (uncertainty weighting)"}.get)
+    weights: dict[str, float] = {}
+    if mode == "fixed":
+        cols = st.columns(min(4, max(1, len(tasks))))
+        for i, t in enumerate(tasks):
+            weights[t.column] = float(cols[i % len(cols)].number_input(
+                f"weight of {t.column}", 0.0, 100.0, value=float(t.weight), step=0.1, key=K + f"w.{t.column}",
+                persist_state=KEEP))
+    return mode, weights
+
+
+# ------------------------------------------------------------------------------------- charts
+
+SPLIT_DASH = {"train": "solid", "val": "dash", "test": "dot"}
+SPLIT_NAME = {"train": "training", "val": "validation", "test": "test"}
+
+
+def loss_curve_figure(curves: pd.DataFrame, title: str) -> go.Figure:
+    """curves (epoch, split, task, loss) -> one line per task and split (colour: task, dash: split)."""
+    fig = go.Figure()
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+    tasks = list(dict.fromkeys(curves["task"]))
+    for i, task in enumerate(tasks):
+        for split in ("train", "val", "test"):
+            d = curves[(curves["task"] == task) & (curves["split"] == split)]
+            if d.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=d["epoch"], y=d["loss"], mode="lines+markers", name=f"{task} · {SPLIT_NAME[split]}",
+                line=dict(color=palette[i % len(palette)], dash=SPLIT_DASH[split], width=2),
+                marker=dict(size=6), hovertemplate="epoch %{x}<br>loss %{y:.4f}<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=dict(text=title, font=dict(size=15)), height=330, margin=dict(l=10, r=10, t=45, b=10),
+                      legend=dict(title="task · split", orientation="v"), hovermode="x unified")
+    fig.update_xaxes(title="epoch", dtick=1 if curves["epoch"].max() <= 20 else None, rangemode="tozero")
+    fig.update_yaxes(title="loss (task's own loss; lower is better)")
+    return fig
