@@ -1,0 +1,105 @@
+"""mmoe.datasets: built-in catalogue, target kind choices, config building, staged checks."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mmoe.config import ConfigError, TaskSpec
+from mmoe.data import profile_columns
+from mmoe.datasets import (BUILTINS, IS_VALUE, build_config, check, column_table, summary_tables,
+                           target_choices, task_from_choice, usable_features, with_task_weights)
+
+
+def test_builtins_exist_and_their_suggested_targets_prepare():
+    for b in BUILTINS:
+        assert b.available, b.name
+        if b.path is not None:
+            df = pd.read_csv(b.path, nrows=5)
+            assert {t.column for t in b.tasks} <= set(df.columns)
+
+
+def test_column_table(tiny_frame):
+    t = column_table(tiny_frame.assign(site="shop"))
+    assert list(t.columns) == ["column", "kind", "type", "missing", "distinct", "examples"]
+    assert t.set_index("column").at["site", "kind"] == "constant"
+    assert t.set_index("column").at["color", "distinct"] == 3
+
+
+def test_target_choices(tiny_frame):
+    assert target_choices(tiny_frame["click"])[1:] == ("binary", "yes")
+    choices, kind, _ = target_choices(tiny_frame["score"])
+    assert kind == "regression" and "regression" in choices
+    choices, kind, _ = target_choices(tiny_frame["kind"])
+    assert kind == "multiclass" and "regression" not in choices and IS_VALUE in choices
+
+
+def test_task_from_choice():
+    assert task_from_choice("k", IS_VALUE, "hi") == TaskSpec("k", "binary", positive="hi")
+    assert task_from_choice("k", "multiclass").kind == "multiclass"
+    with pytest.raises(ConfigError, match="positive"):
+        task_from_choice("k", IS_VALUE, None)
+
+
+def test_build_config_keeps_default_features_implicit(tiny_frame):
+    prof = profile_columns(tiny_frame)
+    tasks = (TaskSpec("click"),)
+    feats = usable_features(prof, ["click"])
+    assert feats == ["a", "b", "color", "score", "kind"]
+    cfg = build_config(prof, tasks, feats)
+    assert cfg.features is None and cfg.drop == ()
+    cfg = build_config(prof, tasks, ["a", "b"])
+    assert cfg.features is None and cfg.drop == ("color", "score", "kind")
+    prepared, problems = check(tiny_frame, cfg)
+    assert not problems and prepared.feature_columns == ["a", "b"]
+    assert prepared.summary()["ignored"]["color"] == "dropped"
+
+
+def test_build_config_with_overrides_and_identifiers(tiny_frame):
+    df = tiny_frame.assign(row_id=range(len(tiny_frame)))
+    prof = profile_columns(df)
+    assert "row_id" not in usable_features(prof, ["click"])
+    assert "row_id" in usable_features(prof, ["click"], {"row_id": "numeric"})
+    cfg = build_config(prof, (TaskSpec("click"),), ["a", "row_id"], {"row_id": "numeric", "a": "numeric"})
+    assert cfg.kind_overrides == {"row_id": "numeric"}   # same-as-inferred overrides are left out
+    prepared, problems = check(df, cfg)
+    assert not problems and "row_id" in prepared.feature_columns
+
+
+@pytest.mark.parametrize("task,control,needle", [
+    (TaskSpec("kind", "binary"), "target:kind", "3 values"),
+    (TaskSpec("same", "binary"), "target:same", "only one value"),
+    (TaskSpec("color", "regression"), "target:color", "numeric"),
+    (TaskSpec("kind", "binary", positive="nope"), "target:kind", "no value 'nope'"),
+    (TaskSpec("missing_col"), "target:missing_col", "not in the data"),
+])
+def test_check_puts_each_problem_by_its_control(tiny_frame, task, control, needle):
+    prof = profile_columns(tiny_frame.assign(same="x"))
+    cfg = build_config(prof, (task,), ["a", "b"])
+    prepared, problems = check(tiny_frame.assign(same="x"), cfg)
+    assert prepared is None and control in problems and needle in problems[control], problems
+
+
+def test_check_no_features(tiny_frame):
+    prof = profile_columns(tiny_frame)
+    prepared, problems = check(tiny_frame, build_config(prof, (TaskSpec("click"),), []))
+    assert prepared is None and "no usable feature" in problems["features"]
+
+
+def test_with_task_weights_shares_tensors(tiny_frame):
+    prof = profile_columns(tiny_frame)
+    prepared, _ = check(tiny_frame, build_config(prof, (TaskSpec("click"), TaskSpec("score", "regression")),
+                                                  ["a", "b", "color"]))
+    w = with_task_weights(prepared, {"score": 0.25})
+    assert [t.weight for t in w.tasks] == [1.0, 0.25]
+    assert [t.weight for t in prepared.tasks] == [1.0, 1.0]        # the original is untouched
+    assert w.x_num is prepared.x_num and [t.weight for t in w.config.tasks] == [1.0, 0.25]
+
+
+def test_summary_tables(tiny_frame):
+    prof = profile_columns(tiny_frame)
+    prepared, _ = check(tiny_frame, build_config(
+        prof, (TaskSpec("click"), TaskSpec("score", "regression"), TaskSpec("kind", "multiclass")), ["a", "b"]))
+    t = summary_tables(prepared.summary())
+    assert t["splits"]["rows"].sum() == 200
+    details = t["tasks"].set_index("task")["details"]
+    assert "positive = 'yes'" in details["click"] and "3 classes" in details["kind"] and "mean" in details["score"]
