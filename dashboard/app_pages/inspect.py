@@ -1,0 +1,446 @@
+"""Inspect one stored run: settings, curves, predictions per task, and what the gates do.
+
+The run comes from ``?run=ID``, then ``st.session_state[INSPECT_RUN_KEY]`` (set by other
+pages), then the newest finished run. Computations live in ``mmoe.analysis``; figures in
+``dashboard/charts.py``.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+_DASH = Path(__file__).resolve().parents[1]
+if str(_DASH) not in sys.path:  # `streamlit run dashboard/app_pages/inspect.py` / AppTest
+    sys.path.insert(0, str(_DASH))
+
+import charts  # noqa: E402
+from common import INSPECT_RUN_KEY, store  # noqa: E402
+
+from mmoe import analysis as A  # noqa: E402
+from mmoe.runner import PREDICTIONS  # noqa: E402
+from mmoe.store import RunRecord, RunStore, StoreError  # noqa: E402
+
+STATUS_ICON = {"finished": "✅", "running": "⏳", "queued": "🕒", "cancelled": "⏹️", "diverged": "💥",
+               "failed": "❌", "interrupted": "⚠️"}
+TABS = ["Training", "Predictions", "Gates", "Downloads"]
+HOVER_FEATURES = 3
+
+
+# ----------------------------------------------------------------------------- data (cached)
+
+def _mtime(s: RunStore, run_id: int) -> float:
+    p = s.artifact_dir(run_id) / PREDICTIONS
+    return p.stat().st_mtime if p.is_file() else -1.0
+
+
+@st.cache_data(max_entries=6, show_spinner="Loading the run's predictions…")
+def _predictions(home: str, run_id: int, mtime: float) -> pd.DataFrame | None:
+    if mtime < 0:
+        return None
+    return pd.read_parquet(Path(home) / str(run_id) / PREDICTIONS)
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def _heatmap_payload(frame: pd.DataFrame, task: str, max_rows: int, features: tuple[str, ...],
+                     kind: str, key: tuple) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(gates of the rows shown [n, e], their positions in the frame, hover text per row).
+    ``key`` (home, run, mtime) only keys the cache; frame hashing does the rest."""
+    g = A.gate_matrix(frame, task)
+    pos = A.order_and_sample(g, max_rows=max_rows)
+    rows = frame["_row"].to_numpy() if "_row" in frame else np.arange(len(frame))
+    tgt = frame.get(f"target:{task}")
+    prd = frame.get(f"pred:{task}")
+    labels = A.class_labels(frame, task) if kind == "multiclass" else []
+    hover = []
+    for p in pos:
+        bits = [f"<b>row {rows[p]}</b>"]
+        if tgt is not None and pd.notna(tgt.iat[p]):
+            t = tgt.iat[p]
+            t = labels[int(t)] if labels and 0 <= int(t) < len(labels) else (f"{t:.4g}" if kind == "regression" else int(t))
+            bits.append(f"{task}: {t}")
+        if prd is not None:
+            v = prd.iat[p]
+            bits.append(f"predicted: {v:.3f}" if isinstance(v, (float, np.floating)) else f"predicted: {v}")
+        bits.append(", ".join(f"{c}={_short(frame[c].iat[p])}" for c in features[:HOVER_FEATURES]))
+        hover.append("<br>".join(bits))
+    return g[pos], pos, hover
+
+
+def _short(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "NA" if np.isnan(v) else f"{v:.4g}"
+    s = str(v)
+    return s if len(s) <= 16 else s[:15] + "…"
+
+
+# ----------------------------------------------------------------------------- choosing the run
+
+def _label(r: RunRecord) -> str:
+    return f"#{r.id} {r.name} — {r.arch or '?'} on {r.dataset} ({STATUS_ICON.get(r.status, '')} {r.status})"
+
+
+def _default_run(runs: list[RunRecord]) -> int:
+    ids = [r.id for r in runs]
+    for candidate in (st.query_params.get("run"), st.session_state.get(INSPECT_RUN_KEY)):
+        try:
+            if candidate is not None and int(candidate) in ids:
+                return int(candidate)
+        except (TypeError, ValueError):
+            pass
+    finished = [r.id for r in runs if r.status == "finished"]
+    return finished[0] if finished else ids[0]
+
+
+def _on_pick() -> None:
+    rid = st.session_state["inspect.pick"]
+    st.session_state[INSPECT_RUN_KEY] = rid
+    st.query_params["run"] = str(rid)
+
+
+# ----------------------------------------------------------------------------- sections
+
+def header(rec: RunRecord) -> None:
+    st.title(f"{rec.name}")
+    kinds = A.task_kinds(rec.data_config)
+    mc, tc, summ = rec.model_config, rec.train_config, rec.data_summary or {}
+    icon = STATUS_ICON.get(rec.status, "")
+    line = f"{icon} **{rec.status}** · run #{rec.id} · created {rec.created_at[:19].replace('T', ' ')} UTC"
+    if rec.epochs:
+        line += f" · {rec.epochs} epochs"
+        if rec.best_epoch:
+            line += f" (best {rec.best_epoch})"
+    if rec.train_seconds:
+        line += f" · {rec.train_seconds:,.1f} s"
+    if rec.samples_per_second:
+        line += f" · {rec.samples_per_second:,.0f} samples/s"
+    st.markdown(line)
+    if rec.status in ("failed", "diverged"):
+        st.error(f"**This run {rec.status}.** {rec.error or 'No error message was recorded.'}", icon="🚨")
+    elif rec.status == "interrupted":
+        st.warning(f"**This run was interrupted.** {rec.error or ''}")
+    elif rec.status == "cancelled":
+        st.warning(f"This run was cancelled. {rec.error or ''}")
+    elif rec.active:
+        st.info(f"This run is still {rec.status}; curves fill in as epochs end, predictions and gates appear "
+                "when it finishes. Reload the page to refresh.")
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        st.markdown("**Data**")
+        rows = summ.get("rows")
+        splits = summ.get("splits") or {}
+        st.markdown(f"{rec.dataset}" + (f" · {rows:,} rows" if rows else "")
+                    + ("<br>" + " / ".join(f"{k} {v:,}" for k, v in splits.items()) if splits else ""),
+                    unsafe_allow_html=True)
+        st.markdown("Tasks: " + ", ".join(f"`{t}` ({k})" for t, k in kinds.items()))
+    with c2:
+        st.markdown("**Architecture**")
+        arch = mc.get("arch", rec.arch)
+        if arch == "shared-bottom":
+            desc = f"Shared-Bottom · bottom {_layers(mc.get('expert_hidden'))}"
+        else:
+            desc = (f"{str(arch).upper()} · {mc.get('num_experts')} experts {_layers(mc.get('expert_hidden'))}"
+                    f" · gate {_layers(mc.get('gate_hidden')) or 'linear'}")
+            if mc.get("top_k"):
+                desc += f" · top-{mc['top_k']} routing"
+        st.markdown(desc + f"<br>towers {_layers(mc.get('tower_hidden'))} · dropout {mc.get('dropout', 0)}"
+                    + (f"<br>{summ['parameters']:,} parameters" if summ.get("parameters") else ""),
+                    unsafe_allow_html=True)
+    with c3:
+        st.markdown("**Training**")
+        st.markdown(f"{tc.get('optimizer', 'adam')} · lr {tc.get('lr')} · batch {tc.get('batch_size')}"
+                    f"<br>{tc.get('epochs')} epochs max · seed {tc.get('seed')} · weighting "
+                    f"{tc.get('task_weighting', 'fixed')}" + (f"<br>device {summ['device']}" if summ.get("device") else ""),
+                    unsafe_allow_html=True)
+    with st.expander("All settings"):
+        st.json({"data": rec.data_config, "model": rec.model_config, "train": rec.train_config}, expanded=False)
+
+
+def _layers(v) -> str:
+    if not v:
+        return ""
+    return "[" + "→".join(map(str, v)) + "]" if isinstance(v, (list, tuple)) else str(v)
+
+
+def training_section(s: RunStore, rec: RunRecord) -> None:
+    hist = s.history(rec.id)
+    if hist.empty:
+        st.info("No epoch finished, so there are no curves." + (f" Error: {rec.error}" if rec.error else ""))
+    else:
+        metrics = A.history_metrics(hist)
+        metric = st.selectbox("Metric", metrics, index=0, key="inspect.curve_metric",
+                              format_func=charts._metric_title)
+        st.plotly_chart(charts.task_curves(A.curves(hist, metric), metric, list(A.task_kinds(rec.data_config)) or None),
+                        key="inspect.curves")
+    st.subheader("Final metrics")
+    fm = A.final_metrics_table(rec.final_metrics)
+    if fm.empty:
+        st.caption("No final metrics were recorded.")
+    else:
+        split = "validation" if (rec.data_summary or {}).get("splits", {}).get("val") else "training"
+        st.dataframe(fm.style.format("{:.4f}", na_rep="—"))
+        st.caption(f"On the {split} split" + (f", from epoch {rec.best_epoch} (best validation loss)"
+                                               if rec.best_epoch and rec.train_config.get("early_stopping_patience")
+                                               else ", after the last epoch") + ".")
+    if not hist.empty:
+        with st.expander("Per-epoch history (table)"):
+            wide = hist.pivot_table(index=["epoch", "split"], columns=["task", "metric"], values="value")
+            wide.columns = [f"{t} · {m}" for t, m in wide.columns]
+            st.dataframe(wide.reset_index())
+
+
+def predictions_section(rec: RunRecord, frame: pd.DataFrame | None) -> None:
+    if frame is None:
+        _no_predictions(rec)
+        return
+    kinds = A.task_kinds(rec.data_config)
+    split = ", ".join(sorted(frame["_split"].unique())) if "_split" in frame else "validation"
+    st.caption(f"{len(frame):,} stored rows ({split} split).")
+    for task, kind in kinds.items():
+        st.subheader(f"{task} · {kind}")
+        if f"pred:{task}" not in frame:
+            st.info(f"No predictions stored for {task}.")
+            continue
+        n = A.labelled_count(frame, task)
+        if n == 0:
+            st.info(f"None of the {len(frame):,} stored rows has a {task} target, so there is nothing to score.")
+            continue
+        if n < len(frame):
+            st.caption(f"{len(frame) - n:,} rows have no {task} target and are left out.")
+        if kind == "binary":
+            cur = A.quiet(A.binary_curves, frame, task)
+            c1, c2 = st.columns(2)
+            c1.plotly_chart(charts.roc_figure(cur, task), key=f"inspect.roc.{task}")
+            c2.plotly_chart(charts.pr_figure(cur, task), key=f"inspect.pr.{task}")
+            c3, c4 = st.columns(2)
+            c3.plotly_chart(charts.calibration_figure(A.calibration(frame, task), task), key=f"inspect.cal.{task}")
+            pos = ((rec.data_summary or {}).get("tasks", {}).get(task, {}) or {}).get("positive")
+            names = (f"≠ {pos}", f"= {pos}") if pos is not None else ("negative", "positive")
+            c4.plotly_chart(charts.score_histogram_figure(A.score_histogram(frame, task, class_names=names), task),
+                            key=f"inspect.hist.{task}")
+        elif kind == "regression":
+            pts, stats = A.regression_points(frame, task)
+            c1, c2 = st.columns([2, 3])
+            c1.plotly_chart(charts.pred_vs_actual_figure(pts, stats, task), key=f"inspect.pva.{task}")
+            c2.plotly_chart(charts.residual_figure(pts, stats, task), key=f"inspect.resid.{task}")
+            if stats["shown"] < stats["n"]:
+                st.caption(f"Scatter shows a random {stats['shown']:,} of {stats['n']:,} rows; the statistics use all.")
+        else:
+            cm = A.confusion(frame, task)
+            c1, _ = st.columns([3, 2]) if len(cm) <= 6 else (st.container(), None)
+            c1.plotly_chart(charts.confusion_figure(cm, task), key=f"inspect.cm.{task}")
+    with st.expander("Predictions table (first 1,000 rows)"):
+        st.dataframe(frame.head(1000))
+
+
+def _no_predictions(rec: RunRecord) -> None:
+    if rec.active:
+        st.info("Predictions are stored when the run ends.")
+    else:
+        why = f" ({rec.error})" if rec.error else ""
+        st.info(f"This run has no stored predictions: it ended as **{rec.status}** before saving them{why}.")
+
+
+def _on_gate_click(chart_key: str, row_key: str, rows: np.ndarray) -> None:
+    ev = st.session_state.get(chart_key)
+    try:
+        pts = ev["selection"]["points"]
+    except (KeyError, TypeError):
+        return
+    if not pts:
+        return
+    cd = pts[0].get("customdata")
+    if isinstance(cd, (list, tuple)):
+        cd = cd[0] if cd else None
+    if cd is None:
+        return
+    st.session_state[row_key] = int(rows[int(cd)])
+
+
+@st.fragment
+def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
+    """Per-sample heatmaps; a click (or a typed row number) shows that sample in detail."""
+    kinds = A.task_kinds(rec.data_config)
+    tasks = [t for t in kinds if A.gate_columns(frame, t)]
+    feats = tuple(A.feature_columns(frame, rec.data_summary, kinds))
+    rows = frame["_row"].to_numpy() if "_row" in frame else np.arange(len(frame))
+    row_key = f"inspect.row.{rec.id}"
+    n = len(frame)
+    top = min(n, A.MAX_HEATMAP_ROWS)
+    shown = top if n <= 200 else st.slider("Samples per heatmap", min_value=min(200, top), max_value=top,
+                                           value=min(1000, top), step=100 if top >= 300 else 1,
+                                           key="inspect.heatmap_rows",
+                                           help="Rows are drawn stratified by dominant expert, so every expert "
+                                                "keeps its share.")
+    if n > shown:
+        st.caption(f"Each panel shows {shown:,} of {n:,} validation samples, sampled stratified by dominant expert "
+                   "and sorted by dominant expert, then by its weight. Click a sample for its details.")
+    else:
+        st.caption(f"All {n:,} validation samples, sorted by dominant expert, then by its weight. "
+                   "Click a sample for its details.")
+    if rec.model_config.get("arch") == "omoe":
+        st.caption("OMoE has one gate shared by all tasks, so every task's panel is the same.")
+    per_row = min(len(tasks), 3)
+    mtime = _mtime(s, rec.id)
+    for i in range(0, len(tasks), per_row):
+        cols = st.columns(per_row)
+        for col, task in zip(cols, tasks[i:i + per_row]):
+            g, pos, hover = _heatmap_payload(frame, task, shown, feats, kinds[task], (str(s.home), rec.id, mtime))
+            key = f"inspect.heat.{rec.id}.{task}"
+            col.plotly_chart(charts.gate_heatmap(g, task, hover=hover, positions=pos), key=key,
+                             on_select=functools.partial(_on_gate_click, key, row_key, rows), selection_mode="points",
+                             config={"displayModeBar": False})
+
+    st.markdown("**Sample details**")
+    st.number_input("Row number (click a sample above, or type a row number from the data)", min_value=0,
+                    value=None, step=1, key=row_key, placeholder="no sample chosen")
+    chosen = st.session_state.get(row_key)
+    if chosen is None:
+        st.caption("No sample chosen yet.")
+        return
+    hits = np.flatnonzero(rows == int(chosen))
+    if not len(hits):
+        st.warning(f"Row {chosen} is not among the {n:,} stored validation rows of this run; pick another.")
+        return
+    d = A.sample_details(frame, int(hits[0]), kinds, feats)
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        st.markdown(f"Row **{d['row']}** ({d['split'] or 'validation'} split): features")
+        st.dataframe(pd.DataFrame({"feature": list(d["features"]),
+                                   "value": [_short(v) for v in d["features"].values()]}),
+                     hide_index=True, key="inspect.sample_features")
+    with c2:
+        table = []
+        for t, info in d["tasks"].items():
+            pred = info["prediction"]
+            if info["kind"] == "binary" and pred is not None:
+                pred = f"P(positive) = {float(pred):.3f}"
+            elif info["kind"] == "regression" and pred is not None:
+                pred = f"{float(pred):.4g}"
+            elif info["probabilities"]:
+                pred = f"{pred} ({info['probabilities'].get(str(pred), float('nan')):.0%})"
+            tgt = info["target"]
+            table.append({"task": t, "kind": info["kind"], "target": "missing" if tgt is None else
+                          (f"{float(tgt):.4g}" if info["kind"] == "regression" else str(tgt)),
+                          "prediction": str(pred),
+                          "top expert": (f"e{int(np.argmax(info['gates']))} ({max(info['gates']):.2f})"
+                                         if info["gates"] else "—")})
+        st.dataframe(pd.DataFrame(table), hide_index=True, key="inspect.sample_tasks")
+        st.plotly_chart(charts.sample_gates_figure(d), key="inspect.sample_gates")
+
+
+def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> None:
+    hist = s.history(rec.id)
+    arch = rec.model_config.get("arch", rec.arch)
+    if arch == "shared-bottom" or (frame is not None and not A.has_gates(frame)):
+        st.info("**No gates in this run.** A Shared-Bottom model feeds every task the same shared layers, so there "
+                "is no per-task or per-sample expert routing to show. Train an MMoE or OMoE run to see gates.")
+        return
+    n_experts = int(rec.model_config.get("num_experts") or 1)
+    if n_experts == 1:
+        st.caption("This run has a single expert: every gate weight is 1.")
+    ent = A.entropy_history(hist)
+    if frame is None:
+        _no_predictions(rec)
+        if not ent.empty:
+            st.plotly_chart(charts.entropy_figure(ent, n_experts), key="inspect.entropy")
+        return
+    st.subheader("Per-sample gate weights")
+    gate_explorer(s, rec, frame)
+    st.subheader("Expert utilisation")
+    c1, c2 = st.columns(2)
+    util = A.utilisation(frame)
+    c1.plotly_chart(charts.utilisation_figure(util), key="inspect.util")
+    c2.plotly_chart(charts.entropy_figure(ent, n_experts), key="inspect.entropy")
+    st.subheader("How alike are the tasks' gates?")
+    tasks = A.gate_tasks(frame)
+    if len(tasks) < 2:
+        st.caption("One task only: nothing to compare.")
+        return
+    method = st.radio("Measure", ["js", "cosine"], horizontal=True, key="inspect.sim_method",
+                      format_func=lambda m: {"js": "Jensen–Shannon divergence (0 = same routing)",
+                                             "cosine": "cosine similarity (1 = same routing)"}[m])
+    c1, c2 = st.columns([3, 2])
+    c1.plotly_chart(charts.similarity_figure(A.task_gate_similarity(frame, tasks, method), method),
+                    key="inspect.similarity")
+    c2.caption("Each cell averages, over the validation samples, how different two tasks' gate distributions are "
+               "for the same sample. Tasks that route alike share experts; tasks that route apart have "
+               "specialised experts." + (" OMoE shares one gate, so all tasks are identical." if arch == "omoe" else ""))
+
+
+def downloads_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> None:
+    if frame is not None:
+        st.download_button("Download predictions with gate weights (CSV)", data=lambda: A.predictions_csv(frame),
+                           file_name=f"run{rec.id}-{_slug(rec.name)}-predictions.csv", mime="text/csv",
+                           on_click="ignore", icon=":material/download:", key="inspect.dl_preds")
+        st.caption(f"{len(frame):,} rows · columns: raw features, `target:<task>`, `pred:<task>`, "
+                   "`prob:<task>:<class>`, `gate:<task>:e<i>`.")
+    else:
+        _no_predictions(rec)
+    if s.has_artifact(rec.id, "model.pt"):
+        folder = s.artifact_dir(rec.id)
+        st.download_button("Download the model (model.pt + model.json + preprocessor.json, zip)",
+                           data=lambda: A.model_archive(folder) or b"", file_name=f"run{rec.id}-{_slug(rec.name)}-model.zip",
+                           mime="application/zip", on_click="ignore", icon=":material/download:", key="inspect.dl_model")
+        st.caption(f"Score new data with it: `python -m mmoe predict --run {rec.id} --data FILE.csv --out preds.csv`.")
+    else:
+        st.info("No saved model for this run" + (f": it ended as {rec.status}." if not rec.active else " yet."))
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "run"
+
+
+# ----------------------------------------------------------------------------- page
+
+def main() -> None:
+    s = store()
+    try:
+        runs = s.list_runs()
+    except StoreError as e:
+        st.error(str(e))
+        return
+    if not runs:
+        st.title("Inspect a run")
+        st.info("There are no stored runs yet. Train one on the Train page (or `python -m mmoe train ...`).")
+        return
+    ids = [r.id for r in runs]
+    by_id = {r.id: r for r in runs}
+    default = _default_run(runs)
+    pick, qp = st.session_state.get("inspect.pick"), st.query_params.get("run")
+    if pick not in ids or (qp is not None and qp != str(pick) and default != pick):
+        st.session_state["inspect.pick"] = default  # first visit, or the URL names another run
+    st.selectbox("Run", ids, key="inspect.pick", format_func=lambda i: _label(by_id[i]), on_change=_on_pick)
+    rid = st.session_state["inspect.pick"]
+    st.session_state[INSPECT_RUN_KEY] = rid
+    if st.query_params.get("run") != str(rid):
+        st.query_params["run"] = str(rid)
+    rec = by_id[rid]
+
+    header(rec)
+    try:
+        frame = _predictions(str(s.home), rid, _mtime(s, rid))
+    except Exception as e:  # a damaged artifact must not take the page down
+        st.error(f"Could not read this run's predictions: {type(e).__name__}: {e}")
+        frame = None
+
+    tabs = st.tabs(TABS, key="inspect.tab", on_change="rerun")
+    for tab, name in zip(tabs, TABS):
+        if tab.open is False:
+            continue
+        with tab:
+            if name == "Training":
+                training_section(s, rec)
+            elif name == "Predictions":
+                predictions_section(rec, frame)
+            elif name == "Gates":
+                gates_section(s, rec, frame)
+            else:
+                downloads_section(s, rec, frame)
+
+
+main()

@@ -1,0 +1,348 @@
+"""Plotly figure builders for the Inspect and Compare pages (no Streamlit calls here).
+
+Each function takes what ``mmoe.analysis`` computed and returns a ``go.Figure`` with
+axis titles, units, a legend where there is more than one trace, and a fixed height.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mmoe import analysis as A
+
+# 20 well-separated colours; a run's colour is picked by its id, so it never changes
+RUN_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#e7969c", "#637939", "#8c6d31",
+               "#843c39", "#7b4173", "#3182bd", "#31a354", "#e6550d", "#756bb1"]
+TASK_PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]
+SPLIT_DASH = {"train": "dot", "val": "solid", "test": "dash"}
+SPLIT_NAME = {"train": "train", "val": "validation", "test": "test"}
+GATE_SCALE = "Viridis"
+HEIGHT = 340
+
+
+def run_color(run_id: int) -> str:
+    """The colour of a run in every chart (derived from its id only)."""
+    return RUN_PALETTE[int(run_id) % len(RUN_PALETTE)]
+
+
+def task_color(i: int) -> str:
+    return TASK_PALETTE[i % len(TASK_PALETTE)]
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int = HEIGHT, **kw) -> go.Figure:
+    fig.update_layout(title=dict(text=title) if title else None, height=height,
+                      margin=dict(l=60, r=20, t=50 if title else 20, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1), **kw)
+    return fig
+
+
+def empty_figure(message: str, height: int = 200) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height=height)
+
+
+def _metric_title(metric: str) -> str:
+    return {"loss": "loss", "auc": "ROC AUC", "rmse": "RMSE", "mae": "MAE", "r2": "R²", "logloss": "log loss",
+            "accuracy": "accuracy", "macro_f1": "macro F1", "gate_entropy": "gate entropy (nats)"}.get(metric, metric)
+
+
+# ----------------------------------------------------------------------------- curves
+
+def task_curves(curves: pd.DataFrame, metric: str = "loss", tasks: Sequence[str] | None = None) -> go.Figure:
+    """One panel per task: train (dotted) and validation (solid) per epoch."""
+    tasks = list(tasks) if tasks is not None else list(dict.fromkeys(curves["task"]))
+    if curves.empty or not tasks:
+        return empty_figure("no epochs were logged for this run")
+    cols = min(len(tasks), 3)
+    rows = math.ceil(len(tasks) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=tasks, horizontal_spacing=0.08,
+                        vertical_spacing=0.18 if rows > 1 else 0.1)
+    for i, task in enumerate(tasks):
+        r, c = i // cols + 1, i % cols + 1
+        for split in ("train", "val", "test"):
+            d = curves[(curves["task"] == task) & (curves["split"] == split)]
+            if d.empty:
+                continue
+            fig.add_trace(go.Scatter(x=d["epoch"], y=d["value"], mode="lines+markers", name=SPLIT_NAME[split],
+                                     legendgroup=split, showlegend=i == 0, marker=dict(size=5),
+                                     line=dict(color=task_color(i), dash=SPLIT_DASH[split]),
+                                     hovertemplate=f"{task} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
+                                                   f"{metric} %{{y:.4g}}<extra></extra>"), row=r, col=c)
+        fig.update_xaxes(title_text="epoch", row=r, col=c)
+        fig.update_yaxes(title_text=_metric_title(metric) if c == 1 else None, row=r, col=c)
+    return _layout(fig, height=300 * rows + 40)
+
+
+def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss") -> go.Figure:
+    """Runs overlaid for one task. ``series``: dicts run_id, label, split, epoch, value (already smoothed)."""
+    fig = go.Figure()
+    shown = set()
+    for s in series:
+        if len(s["epoch"]) == 0:
+            continue
+        first = s["run_id"] not in shown
+        shown.add(s["run_id"])
+        fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines+markers" if len(s["epoch"]) < 30 else "lines",
+                                 name=s["label"], legendgroup=str(s["run_id"]), showlegend=first,
+                                 marker=dict(size=4), line=dict(color=run_color(s["run_id"]), dash=SPLIT_DASH[s["split"]]),
+                                 hovertemplate=f"{s['label']} ({SPLIT_NAME[s['split']]})<br>epoch %{{x}}<br>"
+                                               f"{metric} %{{y:.4g}}<extra></extra>"))
+    if not fig.data:
+        return empty_figure(f"no {metric} history for {task}")
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text=_metric_title(metric))
+    return _layout(fig, title=f"{task} — {_metric_title(metric)} (solid validation, dotted train)", height=360)
+
+
+# ----------------------------------------------------------------------------- binary
+
+def roc_figure(curves: dict, task: str) -> go.Figure:
+    if not curves["ok"]:
+        return empty_figure(curves["reason"])
+    roc = curves["roc"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(color="#999", dash="dash"),
+                             hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", name=f"AUC {curves['auc']:.3f}",
+                             line=dict(color=TASK_PALETTE[0], width=2), customdata=roc["threshold"],
+                             hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}<extra></extra>"))
+    fig.update_xaxes(title_text="false positive rate", range=[0, 1])
+    fig.update_yaxes(title_text="true positive rate", range=[0, 1.02])
+    return _layout(fig, title=f"{task}: ROC curve")
+
+
+def pr_figure(curves: dict, task: str) -> go.Figure:
+    if not curves["ok"]:
+        return empty_figure(curves["reason"])
+    pr = curves["pr"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[curves["prevalence"]] * 2, mode="lines",
+                             name=f"base rate {curves['prevalence']:.3f}", line=dict(color="#999", dash="dash"),
+                             hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=pr["recall"], y=pr["precision"], mode="lines", name=f"AP {curves['ap']:.3f}",
+                             line=dict(color=TASK_PALETTE[1], width=2),
+                             hovertemplate="recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>"))
+    fig.update_xaxes(title_text="recall", range=[0, 1])
+    fig.update_yaxes(title_text="precision", range=[0, 1.02])
+    return _layout(fig, title=f"{task}: precision–recall")
+
+
+def calibration_figure(cal: pd.DataFrame, task: str) -> go.Figure:
+    if cal.empty:
+        return empty_figure("no labelled validation rows")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                             line=dict(color="#999", dash="dash"), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=cal["mean_pred"], y=cal["frac_pos"], mode="lines+markers", name="model",
+                             marker=dict(size=np.clip(np.sqrt(cal["count"].to_numpy(float)) / 2, 5, 18),
+                                         color=TASK_PALETTE[2]),
+                             line=dict(color=TASK_PALETTE[2]), customdata=cal[["count", "bin_low", "bin_high"]],
+                             hovertemplate="bin %{customdata[1]:.1f}–%{customdata[2]:.1f}<br>mean predicted "
+                                           "%{x:.3f}<br>observed positive rate %{y:.3f}<br>%{customdata[0]:,} rows"
+                                           "<extra></extra>"))
+    fig.update_xaxes(title_text="mean predicted probability", range=[0, 1])
+    fig.update_yaxes(title_text="observed positive rate", range=[0, 1.02])
+    return _layout(fig, title=f"{task}: calibration (marker size ~ rows per bin)")
+
+
+def score_histogram_figure(hist: pd.DataFrame, task: str) -> go.Figure:
+    if hist.empty or hist["count"].sum() == 0:
+        return empty_figure("no labelled validation rows")
+    fig = go.Figure()
+    for i, (cls, d) in enumerate(hist.groupby("cls", sort=False)):
+        fig.add_trace(go.Bar(x=d["bin_mid"], y=d["count"], name=f"actual {cls}", width=d["bin_high"] - d["bin_low"],
+                             marker=dict(color=TASK_PALETTE[3] if i else TASK_PALETTE[0]), opacity=0.65,
+                             customdata=d[["bin_low", "bin_high"]],
+                             hovertemplate=f"actual {cls}<br>score %{{customdata[0]:.2f}}–%{{customdata[1]:.2f}}"
+                                           "<br>%{y:,} rows<extra></extra>"))
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title_text="predicted probability of the positive class", range=[0, 1])
+    fig.update_yaxes(title_text="rows")
+    return _layout(fig, title=f"{task}: score distribution by actual class")
+
+
+# ----------------------------------------------------------------------------- regression / multiclass
+
+def pred_vs_actual_figure(points: pd.DataFrame, stats: Mapping, task: str) -> go.Figure:
+    if points.empty:
+        return empty_figure("no labelled validation rows")
+    lo = float(min(points["actual"].min(), points["predicted"].min()))
+    hi = float(max(points["actual"].max(), points["predicted"].max()))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect (y = x)",
+                             line=dict(color="#999", dash="dash"), hoverinfo="skip"))
+    fig.add_trace(go.Scattergl(x=points["actual"], y=points["predicted"], mode="markers", name="validation rows",
+                               marker=dict(size=5, opacity=0.5, color=TASK_PALETTE[0]), customdata=points["row"],
+                               hovertemplate="row %{customdata}<br>actual %{x:.4g}<br>predicted %{y:.4g}"
+                                             "<extra></extra>"))
+    fig.update_xaxes(title_text=f"actual {task}")
+    fig.update_yaxes(title_text=f"predicted {task}")
+    shown = f" ({stats['shown']:,} of {stats['n']:,} rows shown)" if stats["shown"] < stats["n"] else ""
+    return _layout(fig, title=f"{task}: predicted vs actual — RMSE {stats['rmse']:.4g}, R² {stats['r2']:.3f}{shown}")
+
+
+def residual_figure(points: pd.DataFrame, stats: Mapping, task: str) -> go.Figure:
+    if points.empty:
+        return empty_figure("no labelled validation rows")
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.12,
+                        subplot_titles=("residual vs predicted", "residual distribution"))
+    fig.add_trace(go.Scattergl(x=points["predicted"], y=points["residual"], mode="markers", showlegend=False,
+                               marker=dict(size=4, opacity=0.5, color=TASK_PALETTE[1]), customdata=points["row"],
+                               hovertemplate="row %{customdata}<br>predicted %{x:.4g}<br>residual %{y:.4g}"
+                                             "<extra></extra>"), row=1, col=1)
+    fig.add_hline(y=0, line=dict(color="#999", dash="dash"), row=1, col=1)
+    fig.add_trace(go.Histogram(x=points["residual"], nbinsx=40, showlegend=False, marker=dict(color=TASK_PALETTE[1]),
+                               hovertemplate="residual %{x}<br>%{y:,} rows<extra></extra>"), row=1, col=2)
+    fig.update_xaxes(title_text=f"predicted {task}", row=1, col=1)
+    fig.update_yaxes(title_text="residual (predicted − actual)", row=1, col=1)
+    fig.update_xaxes(title_text="residual (predicted − actual)", row=1, col=2)
+    fig.update_yaxes(title_text="rows", row=1, col=2)
+    return _layout(fig, title=f"{task}: residuals — mean {stats['residual_mean']:.3g}, sd {stats['residual_std']:.3g}")
+
+
+def confusion_figure(cm: pd.DataFrame, task: str) -> go.Figure:
+    if cm.empty:
+        return empty_figure("no class probabilities stored for this task")
+    share = A.normalise_rows(cm)
+    text = [[f"{cm.iat[i, j]:,}<br>{share.iat[i, j]:.0%}" for j in range(cm.shape[1])] for i in range(cm.shape[0])]
+    fig = go.Figure(go.Heatmap(z=share.to_numpy(), x=list(cm.columns), y=list(cm.index), text=text,
+                               texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
+                               colorbar=dict(title=dict(text="share of actual class")),
+                               customdata=cm.to_numpy(),
+                               hovertemplate="actual %{y}<br>predicted %{x}<br>%{customdata:,} rows "
+                                             "(%{z:.1%} of actual)<extra></extra>"))
+    fig.update_xaxes(title_text="predicted class", type="category")
+    fig.update_yaxes(title_text="actual class", type="category", autorange="reversed")
+    n = len(cm)
+    return _layout(fig, title=f"{task}: confusion matrix ({int(cm.to_numpy().sum()):,} rows)",
+                   height=max(300, 60 * n + 140))
+
+
+# ----------------------------------------------------------------------------- gates
+
+def gate_heatmap(gates: np.ndarray, task: str, hover: Sequence[str] | None = None,
+                 positions: Sequence[int] | None = None, selectable: bool = True,
+                 height: int = 460, title: str | None = None) -> go.Figure:
+    """Samples (rows, already sorted/sampled) x experts heatmap of one task's gate weights.
+
+    With ``selectable``, an invisible scatter point sits on every cell (the heatmap itself
+    returns no selection in Streamlit); its ``customdata`` is the row's position in the
+    predictions frame (``positions``), so a click tells the page which sample it was."""
+    n, e = gates.shape
+    labels = A.expert_labels(e)
+    ys = np.arange(n)
+    zmax = float(np.nanmax(gates)) if gates.size else 1.0
+    fig = go.Figure(go.Heatmap(z=gates, x=labels, y=ys, colorscale=GATE_SCALE, zmin=0.0, zmax=max(zmax, 1e-6),
+                               colorbar=dict(title=dict(text="gate weight", side="right"), thickness=14),
+                               hoverinfo="skip" if selectable else None,
+                               hovertemplate=None if selectable else "sample %{y}<br>%{x}: %{z:.3f}<extra></extra>"))
+    if selectable and n:
+        pos = np.asarray(positions if positions is not None else ys)
+        xx = np.tile(np.arange(e), n)
+        yy = np.repeat(ys, e)
+        txt = None
+        if hover is not None:
+            txt = [f"{hover[i]}<br>{labels[j]}: {gates[i, j]:.3f}" for i in range(n) for j in range(e)]
+        fig.add_trace(go.Scattergl(x=[labels[j] for j in xx], y=yy, mode="markers", showlegend=False,
+                                   marker=dict(size=max(4, min(30, 600 // max(e, 1))), opacity=0, color="#000",
+                                               symbol="square"),
+                                   customdata=np.repeat(pos, e), text=txt,
+                                   hovertemplate="%{text}<extra>click for details</extra>" if txt else
+                                   "sample %{y}<br>%{x}<extra></extra>",
+                                   name="samples"))
+    # thin lines between dominant-expert groups
+    if n:
+        dom = A.dominant_expert(gates)
+        for b in np.flatnonzero(np.diff(dom)) + 0.5:
+            fig.add_hline(y=b, line=dict(color="white", width=1))
+    fig.update_xaxes(title_text="expert", type="category", categoryorder="array", categoryarray=labels,
+                     side="bottom")
+    fig.update_yaxes(title_text=f"{n:,} samples, sorted by dominant expert", autorange="reversed",
+                     showticklabels=False, range=[n - 0.5, -0.5] if n else None)
+    fig.update_layout(clickmode="event+select", dragmode=False, hovermode="closest")
+    return _layout(fig, title=title or f"{task}: gate weight per sample", height=height)
+
+
+def sample_gates_figure(details: Mapping) -> go.Figure:
+    """One small bar chart per task: the chosen sample's gate weight per expert."""
+    tasks = [t for t, d in details["tasks"].items() if d.get("gates")]
+    if not tasks:
+        return empty_figure("this run has no gates")
+    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=True, horizontal_spacing=0.04)
+    ymax = max(max(details["tasks"][t]["gates"]) for t in tasks)
+    for i, t in enumerate(tasks):
+        g = details["tasks"][t]["gates"]
+        fig.add_trace(go.Bar(x=A.expert_labels(len(g)), y=g, marker=dict(color=task_color(i)), showlegend=False,
+                             hovertemplate=f"{t}<br>%{{x}}: %{{y:.3f}}<extra></extra>"), row=1, col=i + 1)
+        fig.update_xaxes(title_text="expert", row=1, col=i + 1)
+    fig.update_yaxes(title_text="gate weight", row=1, col=1)
+    fig.update_yaxes(range=[0, min(1.0, ymax * 1.15 + 0.02)])
+    return _layout(fig, title=f"gate weights of row {details['row']}", height=280)
+
+
+def utilisation_figure(util: pd.DataFrame, title: str | None = None, ymax: float | None = None,
+                       height: int = HEIGHT) -> go.Figure:
+    """Mean gate weight per expert, grouped bars per task, with the uniform share 1/E as a line."""
+    if util.empty:
+        return empty_figure("no gates in this run")
+    experts = list(dict.fromkeys(util["expert"]))
+    fig = go.Figure()
+    for i, (task, d) in enumerate(util.groupby("task", sort=False)):
+        fig.add_trace(go.Bar(x=d["expert"], y=d["weight"], name=task, marker=dict(color=task_color(i)),
+                             customdata=d["share_dominant"],
+                             hovertemplate=f"{task}<br>%{{x}}: mean weight %{{y:.3f}}<br>"
+                                           "dominant for %{customdata:.1%} of samples<extra></extra>"))
+    fig.add_hline(y=1 / len(experts), line=dict(color="#666", dash="dash"),
+                  annotation_text=f"uniform 1/{len(experts)}", annotation_position="top left")
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text="expert", type="category", categoryorder="array", categoryarray=experts)
+    fig.update_yaxes(title_text="mean gate weight", range=[0, ymax] if ymax else None)
+    return _layout(fig, title=title or "expert utilisation (mean gate weight per task)", height=height)
+
+
+def entropy_figure(ent: pd.DataFrame, n_experts: int) -> go.Figure:
+    """Mean gate entropy per epoch and task, with ln(E) (uniform gating) as the ceiling."""
+    if ent.empty:
+        return empty_figure("no gate entropy was logged")
+    fig = go.Figure()
+    for i, (task, d) in enumerate(ent.groupby("task", sort=False)):
+        for split in ("train", "val", "test"):
+            s = d[d["split"] == split]
+            if s.empty:
+                continue
+            fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines+markers", name=f"{task} ({SPLIT_NAME[split]})",
+                                     line=dict(color=task_color(i), dash=SPLIT_DASH[split]), marker=dict(size=5),
+                                     hovertemplate=f"{task} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
+                                                   "entropy %{y:.3f} nats<extra></extra>"))
+    top = A.max_entropy(n_experts)
+    fig.add_hline(y=top, line=dict(color="#666", dash="dash"),
+                  annotation_text=f"max ln({n_experts}) = {top:.2f} (uniform)", annotation_position="bottom right")
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="gate entropy (nats)", range=[0, top * 1.1 + 0.05])
+    return _layout(fig, title="gate entropy over epochs (near 0 = collapsed onto one expert)")
+
+
+def similarity_figure(mat: pd.DataFrame, method: str = "js") -> go.Figure:
+    if mat.empty:
+        return empty_figure("no gates in this run")
+    if method == "js":
+        scale, title, cb, lo, hi = "Reds", "task gate divergence (mean Jensen–Shannon, bits)", "JS divergence", 0, 1
+    else:
+        scale, title, cb, lo, hi = "Blues", "task gate similarity (mean cosine of per-sample gates)", "cosine", 0, 1
+    z = mat.to_numpy(float)
+    fig = go.Figure(go.Heatmap(z=z, x=list(mat.columns), y=list(mat.index), colorscale=scale, zmin=lo, zmax=hi,
+                               text=[[f"{v:.3f}" for v in row] for row in z], texttemplate="%{text}",
+                               colorbar=dict(title=dict(text=cb)),
+                               hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_xaxes(type="category", title_text="task")
+    fig.update_yaxes(type="category", title_text="task", autorange="reversed")
+    return _layout(fig, title=title, height=max(260, 70 * len(mat) + 140))
