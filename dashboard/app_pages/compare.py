@@ -1,0 +1,386 @@
+"""Compare stored runs: filter and pick them in a table, then see their curves, settings,
+final metrics and gates side by side; rename or delete runs.
+
+The selection lives in ``st.session_state[COMPARE_RUNS_KEY]`` (a list of run ids; other
+pages may set it, and ``?runs=1,2`` works too). Each run keeps one colour in every chart,
+derived from its id (``charts.run_color``).
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+_DASH = Path(__file__).resolve().parents[1]
+if str(_DASH) not in sys.path:  # `streamlit run dashboard/app_pages/compare.py` / AppTest
+    sys.path.insert(0, str(_DASH))
+
+import charts  # noqa: E402
+from common import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, store  # noqa: E402
+
+from mmoe import analysis as A  # noqa: E402
+from mmoe.runner import PREDICTIONS  # noqa: E402
+from mmoe.store import RunRecord, RunStore, StoreError  # noqa: E402
+
+PICK = "compare.pick"
+FLASH = "compare.flash"
+MAX_SIDE_BY_SIDE = 4
+HEATMAP_ROWS = 400
+
+
+@st.cache_data(max_entries=12, show_spinner="Loading predictions…")
+def _predictions(home: str, run_id: int, mtime: float) -> pd.DataFrame | None:
+    if mtime < 0:
+        return None
+    return pd.read_parquet(Path(home) / str(run_id) / PREDICTIONS)
+
+
+def _frame_of(s: RunStore, run_id: int) -> pd.DataFrame | None:
+    p = s.artifact_dir(run_id) / PREDICTIONS
+    try:
+        return _predictions(str(s.home), run_id, p.stat().st_mtime if p.is_file() else -1.0)
+    except Exception:  # unreadable artifact: treated as missing
+        return None
+
+
+def _label(r: RunRecord) -> str:
+    return f"#{r.id} {r.name}"
+
+
+def _swatch(r: RunRecord) -> str:
+    return (f"<span style='color:{charts.run_color(r.id)};font-size:1.2em'>■</span> "
+            f"<b>{html.escape(_label(r))}</b> · {html.escape(str(r.arch))} · {html.escape(r.status)}")
+
+
+def _kinds(runs: list[RunRecord]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for r in runs:
+        for t, k in A.task_kinds(r.data_config).items():
+            out.setdefault(t, k)
+    return out
+
+
+# ----------------------------------------------------------------------------- table
+
+def runs_table(s: RunStore, runs: list[RunRecord]) -> tuple[pd.DataFrame, dict]:
+    """The table rows (one per run) with key metrics, and its column config."""
+    df = s.runs_frame()
+    kinds = _kinds(runs)
+    show = pd.DataFrame({"id": df["id"], "name": df["name"], "status": df["status"], "dataset": df["dataset"],
+                         "arch": df["arch"], "tasks": df["tasks"], "experts": df["experts"],
+                         "epochs": df["epochs"]})
+    cfg: dict = {"id": st.column_config.NumberColumn("id", format="%d", width="small"),
+                 "experts": st.column_config.NumberColumn("experts", width="small"),
+                 "epochs": st.column_config.NumberColumn("epochs", width="small")}
+    for task, kind in kinds.items():
+        for metric in (A.primary_metric(kind), "loss"):
+            col = f"metric:{task}:{metric}"
+            if col in df:
+                name = f"{task} · {metric}"
+                show[name] = df[col]
+                arrow = "↑" if A.metric_direction(metric) == "max" else "↓"
+                cfg[name] = st.column_config.NumberColumn(f"{name} {arrow}", format="%.4f",
+                                                          help=f"final validation {metric} of {task} "
+                                                               f"({'higher' if arrow == '↑' else 'lower'} is better)")
+    show["train s"] = df["train_seconds"]
+    cfg["train s"] = st.column_config.NumberColumn("train s", format="%.1f", help="training time in seconds")
+    show["created"] = pd.to_datetime(df["created_at"], utc=True, errors="coerce").dt.tz_convert(None)
+    cfg["created"] = st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm")
+    return show, cfg
+
+
+def filters(table: pd.DataFrame) -> pd.DataFrame:
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
+    status = c1.multiselect("Status", sorted(table["status"].dropna().unique()), key="compare.f_status",
+                            placeholder="any status")
+    dataset = c2.multiselect("Dataset", sorted(table["dataset"].dropna().unique()), key="compare.f_dataset",
+                             placeholder="any dataset")
+    arch = c3.multiselect("Architecture", sorted(table["arch"].dropna().astype(str).unique()), key="compare.f_arch",
+                          placeholder="any architecture")
+    text = c4.text_input("Search", key="compare.f_text", placeholder="name, id, task or error text")
+    out = table
+    if status:
+        out = out[out["status"].isin(status)]
+    if dataset:
+        out = out[out["dataset"].isin(dataset)]
+    if arch:
+        out = out[out["arch"].astype(str).isin(arch)]
+    if text.strip():
+        needle = text.strip().lower()
+        hay = (out["id"].astype(str) + " " + out["name"].astype(str) + " " + out["tasks"].astype(str) + " "
+               + out["dataset"].astype(str) + " " + out["arch"].astype(str)).str.lower()
+        out = out[hay.str.contains(needle, regex=False)]
+    c5, c6, _ = st.columns([2, 1, 3])
+    sortable = [c for c in out.columns if c not in ("tasks",)]
+    by = c5.selectbox("Sort by", sortable, index=sortable.index("created"), key="compare.sort")
+    desc = c6.toggle("Descending", value=True, key="compare.desc")
+    return out.sort_values(by, ascending=not desc, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _ids(v) -> list[int]:
+    out = []
+    for x in v or []:
+        try:
+            out.append(int(x))
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+def _table_key(shown_ids: list[int]) -> str:
+    return "compare.table." + hashlib.sha1(",".join(map(str, shown_ids)).encode()).hexdigest()[:10]
+
+
+def _on_pick_change() -> None:
+    """The multiselect changed: store it and tick the same rows in the table."""
+    ids = _ids(st.session_state.get(PICK))
+    st.session_state[COMPARE_RUNS_KEY] = ids
+    key, shown = st.session_state.get("compare.table_key"), st.session_state.get("compare.shown_ids", [])
+    if key:
+        st.session_state[key] = {"selection": {"rows": [i for i, rid in enumerate(shown) if rid in ids],
+                                               "columns": []}}
+
+
+def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[int, str]) -> list[int]:
+    """Render the runs table (tick rows to compare) and the selected-runs box; return the ids."""
+    if PICK not in st.session_state:
+        initial = _ids(str(st.query_params.get("runs", "")).split(",")) or _ids(st.session_state.get(COMPARE_RUNS_KEY))
+        st.session_state[COMPARE_RUNS_KEY] = [i for i in initial if i in all_ids]
+    chosen = [i for i in _ids(st.session_state.get(COMPARE_RUNS_KEY)) if i in all_ids]
+    shown = [int(i) for i in view["id"]]
+    key = _table_key(shown)
+    st.session_state["compare.table_key"], st.session_state["compare.shown_ids"] = key, shown
+    event = st.dataframe(view, key=key, on_select="rerun", selection_mode="multi-row", hide_index=True,
+                         column_config=cfg, height=min(420, 38 + 35 * max(len(view), 1)),
+                         selection_default={"selection": {"rows": [i for i, rid in enumerate(shown) if rid in chosen],
+                                                          "columns": []}})
+    rows = list(event.selection.rows) if event is not None else []
+    ticked = [shown[i] for i in rows if 0 <= i < len(shown)]
+    merged = [i for i in chosen if i not in shown] + [i for i in shown if i in ticked]
+    if sorted(merged) != sorted(chosen) or PICK not in st.session_state:
+        chosen = sorted(merged, reverse=True)
+        st.session_state[COMPARE_RUNS_KEY] = chosen
+        st.session_state[PICK] = chosen
+    hidden = len(all_ids) - len(shown)
+    st.caption(f"{len(shown)} of {len(all_ids)} runs shown" + (f" ({hidden} hidden by the filters)" if hidden else "")
+               + ". Tick rows to compare them; click a column header to sort in place.")
+    st.multiselect("Selected runs", all_ids, key=PICK, on_change=_on_pick_change,
+                   format_func=lambda i: labels.get(i, f"#{i}"),
+                   placeholder="tick runs in the table above")
+    chosen = _ids(st.session_state.get(PICK))
+    if chosen:
+        st.query_params["runs"] = ",".join(map(str, chosen))
+    elif "runs" in st.query_params:
+        del st.query_params["runs"]
+    return chosen
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+def curves_section(s: RunStore, runs: list[RunRecord]) -> None:
+    hist = {r.id: s.history(r.id) for r in runs}
+    metrics: list[str] = []
+    for h in hist.values():
+        metrics += [m for m in A.history_metrics(h) if m not in metrics]
+    if not metrics:
+        st.info("None of the selected runs logged an epoch.")
+        return
+    c1, c2, c3 = st.columns([2, 2, 1])
+    metric = c1.selectbox("Metric", metrics, key="compare.metric", format_func=charts._metric_title)
+    smooth = c2.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="compare.smooth",
+                       help="Exponential moving average of each curve; 0 shows the raw values.")
+    splits = ["val"] + (["train"] if c3.toggle("Training curves", value=True, key="compare.train_curves") else [])
+    tasks = list(_kinds(runs))
+    figs = []
+    for task in tasks:
+        series = []
+        for r in runs:
+            c = A.curves(hist[r.id], metric)
+            for split in splits:
+                d = c[(c["task"] == task) & (c["split"] == split)]
+                if not d.empty:
+                    series.append({"run_id": r.id, "label": _label(r), "split": split, "epoch": d["epoch"].to_numpy(),
+                                   "value": A.ema(d["value"].to_numpy(), smooth)})
+        if series:
+            figs.append((task, charts.overlay_curves(series, task, metric)))
+    if not figs:
+        st.info(f"No {metric} curves for the selected runs.")
+    for i in range(0, len(figs), 2):
+        cols = st.columns(2)
+        for col, (task, fig) in zip(cols, figs[i:i + 2]):
+            col.plotly_chart(fig, key=f"compare.curve.{task}")
+
+
+def _highlight(df: pd.DataFrame, best: dict[str, list]) -> pd.DataFrame:
+    css = pd.DataFrame("", index=df.index, columns=df.columns)
+    for col, idx in best.items():
+        for i in idx:
+            css.loc[i, col] = "background-color: #c8ecd0; font-weight: 700"
+    return css
+
+
+def tables_section(runs: list[RunRecord]) -> None:
+    labels = [_label(r) for r in runs]
+    st.subheader("Final metrics")
+    m = A.metrics_frame(runs, labels)
+    if m.empty or m.columns.empty:
+        st.caption("None of the selected runs recorded final metrics.")
+    else:
+        best = A.best_per_metric(m) if len(runs) > 1 else {}
+        styled = m.style.format("{:.4f}", na_rep="—").apply(lambda d: _highlight(d, best), axis=None)
+        st.dataframe(styled, key="compare.metrics")
+        st.caption("Best value per metric highlighted (higher is better for auc, accuracy, macro F1, R² and gate "
+                   "entropy; lower for loss, log loss, RMSE and MAE). Validation split.")
+    st.subheader("Settings")
+    only = st.toggle("Differences only", value=True, key="compare.diff_only")
+    d = A.settings_diff(runs, labels, only_differences=only)
+    if d.empty:
+        st.caption("The selected runs have identical settings." if only else "No settings recorded.")
+    else:
+        st.dataframe(d, key="compare.settings", height=min(600, 38 + 35 * len(d)))
+
+
+def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
+    frames = {r.id: _frame_of(s, r.id) for r in runs}
+    gated = [r for r in runs if frames[r.id] is not None and A.has_gates(frames[r.id])]
+    utils = {r.id: A.utilisation(frames[r.id]) for r in gated}
+    ymax = max([float(u["weight"].max()) for u in utils.values() if not u.empty] or [1.0]) * 1.1
+    tasks = list(_kinds(gated)) if gated else []
+    task = st.selectbox("Heatmap task", tasks, key="compare.heat_task") if len(tasks) > 1 else (tasks[0] if tasks else None)
+    for i in range(0, len(runs), MAX_SIDE_BY_SIDE):
+        cols = st.columns(min(MAX_SIDE_BY_SIDE, len(runs)))
+        for col, r in zip(cols, runs[i:i + MAX_SIDE_BY_SIDE]):
+            with col:
+                st.markdown(_swatch(r), unsafe_allow_html=True)
+                f = frames[r.id]
+                if r.model_config.get("arch", r.arch) == "shared-bottom":
+                    st.info("Shared-Bottom: no gates.")
+                    continue
+                if f is None:
+                    st.info(f"No stored predictions (run {r.status}).")
+                    continue
+                if r.id not in utils:
+                    st.info("No gate weights stored.")
+                    continue
+                st.plotly_chart(charts.utilisation_figure(utils[r.id], title="mean gate weight", ymax=ymax, height=300),
+                                key=f"compare.util.{r.id}")
+                if task and A.gate_columns(f, task):
+                    g = A.gate_matrix(f, task)
+                    pos = A.order_and_sample(g, max_rows=HEATMAP_ROWS)
+                    st.plotly_chart(charts.gate_heatmap(g[pos], task, selectable=False, height=380,
+                                                        title=f"{task}: gates per sample"),
+                                    key=f"compare.heat.{r.id}", config={"displayModeBar": False})
+                    if len(g) > len(pos):
+                        st.caption(f"{len(pos):,} of {len(g):,} samples, stratified by dominant expert.")
+                elif task:
+                    st.caption(f"This run has no task {task}.")
+
+
+# ----------------------------------------------------------------------------- manage
+
+def _flash(kind: str, text: str) -> None:
+    st.session_state[FLASH] = (kind, text)
+
+
+def _do_rename(s: RunStore) -> None:
+    rid = st.session_state.get("compare.rename_run")
+    new = st.session_state.get("compare.rename_to", "")
+    try:
+        old = s.get_run(rid).name
+        s.rename(rid, new)
+        _flash("success", f"Renamed run #{rid} from “{old}” to “{new.strip()}”.")
+        st.session_state["compare.rename_to"] = ""
+    except StoreError as e:
+        _flash("error", str(e))
+
+
+def _do_delete(s: RunStore) -> None:
+    rid = st.session_state.pop("compare.confirm_delete", None)
+    if rid is None:
+        return
+    try:
+        name = s.get_run(rid).name
+        s.delete(rid)
+        _flash("success", f"Deleted run #{rid} “{name}” and its files.")
+        st.session_state[COMPARE_RUNS_KEY] = [i for i in _ids(st.session_state.get(COMPARE_RUNS_KEY)) if i != rid]
+        st.session_state.pop(PICK, None)
+        if st.session_state.get(INSPECT_RUN_KEY) == rid:
+            st.session_state.pop(INSPECT_RUN_KEY, None)
+    except StoreError as e:
+        _flash("error", str(e))
+
+
+def manage_section(s: RunStore, runs: list[RunRecord], selected: list[int]) -> None:
+    ids = [r.id for r in runs]
+    by_id = {r.id: r for r in runs}
+    default = ids.index(selected[0]) if selected and selected[0] in ids else 0
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**Rename a run**")
+        st.selectbox("Run to rename", ids, index=default, key="compare.rename_run",
+                     format_func=lambda i: _label(by_id[i]))
+        st.text_input("New name", key="compare.rename_to", max_chars=120, placeholder="e.g. mmoe-8x64-lr1e-3")
+        st.button("Rename", key="compare.rename_btn", on_click=_do_rename, args=(s,),
+                  disabled=not st.session_state.get("compare.rename_to", "").strip())
+    with c2:
+        st.markdown("**Delete a run**")
+        st.selectbox("Run to delete", ids, index=default, key="compare.delete_run",
+                     format_func=lambda i: f"{_label(by_id[i])} ({by_id[i].status})")
+        pending = st.session_state.get("compare.confirm_delete")
+        if pending is None or pending not in by_id:
+            if st.button("Delete…", key="compare.delete_btn"):
+                st.session_state["compare.confirm_delete"] = st.session_state["compare.delete_run"]
+                st.rerun()
+        else:
+            r = by_id[pending]
+            st.warning(f"Delete run #{r.id} “{r.name}” ({r.status}), its history and its files? "
+                       "This cannot be undone.")
+            b1, b2, _ = st.columns([1, 1, 2])
+            b1.button("Yes, delete", key="compare.delete_yes", type="primary", on_click=_do_delete, args=(s,))
+            if b2.button("Cancel", key="compare.delete_no"):
+                st.session_state.pop("compare.confirm_delete", None)
+                st.rerun()
+
+
+# ----------------------------------------------------------------------------- page
+
+def main() -> None:
+    st.title("Compare runs")
+    s = store()
+    flash = st.session_state.pop(FLASH, None)
+    if flash:
+        (st.success if flash[0] == "success" else st.error)(flash[1])
+    try:
+        runs = s.list_runs()
+    except StoreError as e:
+        st.error(str(e))
+        return
+    if not runs:
+        st.info("There are no stored runs yet. Train some on the Train page (or `python -m mmoe train ...`).")
+        return
+    by_id = {r.id: r for r in runs}
+    labels = {r.id: f"{_label(r)} ({r.arch}, {r.status})" for r in runs}
+    table, cfg = runs_table(s, runs)
+    view = filters(table)
+    chosen = [by_id[i] for i in selection(view, cfg, list(by_id), labels) if i in by_id]
+
+    if not chosen:
+        st.info("Tick one or more runs in the table to compare their curves, settings, metrics and gates.")
+    else:
+        if len(chosen) > 8:
+            st.warning(f"{len(chosen)} runs selected: the charts get crowded beyond about 8.")
+        st.header("Curves")
+        curves_section(s, chosen)
+        tables_section(chosen)
+        st.header("Gates")
+        gates_section(s, chosen)
+    st.header("Manage runs")
+    manage_section(s, runs, [r.id for r in chosen])
+
+
+main()
