@@ -334,7 +334,7 @@ def confusion(frame: pd.DataFrame, task: str) -> pd.DataFrame:
 
 def normalise_rows(cm: pd.DataFrame) -> pd.DataFrame:
     """Each row of a confusion matrix as shares of that actual class (recall on the diagonal)."""
-    s = cm.sum(1).replace(0, np.nan)
+    s = cm.sum(axis=1).replace(0, np.nan)
     return cm.div(s, axis=0).fillna(0.0)
 
 
