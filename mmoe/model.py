@@ -223,8 +223,9 @@ class SharedBottom(nn.Module):
 class InputEncoder(nn.Module):
     """``[numeric | embeddings]``: numeric columns pass through, each categorical column is embedded.
 
-    Columns with the same embedding width share one table (with per-column index
-    offsets), so the lookup is one gather per distinct width, not one per column.
+    All columns share one table of the widest embedding width (each column owns its
+    own rows, via index offsets); one gather ``[b, c, w]`` plus one column selection
+    gives every column its own width. One lookup per batch, not one per column.
     """
 
     def __init__(self, num_numeric: int, cardinalities: Sequence[int], embedding_dims: Sequence[int]):
@@ -232,25 +233,29 @@ class InputEncoder(nn.Module):
         if len(cardinalities) != len(embedding_dims):
             raise ValueError("one embedding width per categorical column is needed")
         self.num_numeric = num_numeric
-        self.cardinalities = list(cardinalities)
-        self.embedding_dims = list(embedding_dims)
-        self.tables = nn.ModuleList()
-        self.groups: list[tuple[int, ...]] = []
-        for dim in sorted(set(self.embedding_dims)):
-            cols = tuple(i for i, d in enumerate(self.embedding_dims) if d == dim)
-            cards = [self.cardinalities[i] for i in cols]
-            offsets = torch.tensor([0, *cards[:-1]]).cumsum(0)
-            self.register_buffer(f"offsets_{len(self.groups)}", offsets, persistent=False)
-            self.tables.append(nn.Embedding(sum(cards), dim))
-            self.groups.append(cols)
+        self.cardinalities = [int(c) for c in cardinalities]
+        self.embedding_dims = [int(d) for d in embedding_dims]
+        self.width = max(self.embedding_dims, default=0)
+        if self.cardinalities:
+            offsets = torch.tensor([0, *self.cardinalities[:-1]]).cumsum(0)
+            self.register_buffer("offsets", offsets, persistent=False)               # [c]
+            keep = torch.cat([torch.arange(d) + i * self.width for i, d in enumerate(self.embedding_dims)])
+            self.register_buffer("keep", keep, persistent=False)                     # [sum of widths]
+            self.table = nn.Embedding(sum(self.cardinalities), self.width)
+            with torch.no_grad():   # each column's vectors start with the scale of its own width
+                for i, d in enumerate(self.embedding_dims):
+                    rows = slice(int(offsets[i]), int(offsets[i]) + self.cardinalities[i])
+                    self.table.weight[rows, d:] = 0.0
         self.out_features = num_numeric + sum(self.embedding_dims)
 
     def forward(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
-        parts = [x_num] if self.num_numeric else []
-        for g, (cols, table) in enumerate(zip(self.groups, self.tables)):
-            idx = x_cat[:, list(cols)] + getattr(self, f"offsets_{g}")       # [b, n_cols]
-            parts.append(table(idx).flatten(1))                               # [b, n_cols * dim]
-        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+        if not self.cardinalities:
+            return x_num
+        flat = (x_cat + self.offsets).flatten()                                       # [b * c]
+        emb = self.table.weight.index_select(0, flat).view(x_cat.shape[0], -1)        # [b, c * w]
+        if len(self.keep) != emb.shape[1]:
+            emb = emb.index_select(1, self.keep)                                     # [b, sum of widths]
+        return torch.cat([x_num, emb], 1) if self.num_numeric else emb
 
 
 ARCH_CLASSES = {"mmoe": MMoE, "omoe": OMoE, "shared-bottom": SharedBottom}
