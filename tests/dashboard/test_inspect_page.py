@@ -219,3 +219,10 @@ def test_downloads(page):
     assert len(buttons) == 2
     labels = " ".join(b.proto.label for b in buttons)
     assert "CSV" in labels and "zip" in labels
+
+
+def test_empty_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMOE_HOME", str(tmp_path / "empty"))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception and "no stored runs" in at.info[0].value

@@ -1,0 +1,248 @@
+"""Compare page (AppTest): the runs table filters and selects; selected runs get curves,
+settings, highlighted metrics and gates side by side; runs can be renamed and deleted."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
+from mmoe.runner import run_training
+from mmoe.store import RunStore
+
+PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "compare.py")
+TASKS = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regression"), TaskSpec("kind", "multiclass"))
+
+
+def make_frame(n: int = 200) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    color = rng.choice(["red", "green", "blue"], size=n)
+    click = np.where(a + 0.5 * (color == "red") + 0.3 * rng.normal(size=n) > 0, "yes", "no")
+    return pd.DataFrame({"a": a, "b": b, "color": color, "click": click, "score": 2.0 * b - a,
+                         "kind": np.select([a > 0.5, a < -0.5], ["hi", "lo"], "mid")})
+
+
+def make_runs(home: Path) -> dict[str, int]:
+    store = RunStore(home)
+    df = make_frame()
+    dc = DataConfig(tasks=TASKS)
+    ids = {}
+    for arch, lr in (("mmoe", 1e-3), ("omoe", 1e-3), ("shared-bottom", 3e-3)):
+        mc = ModelConfig(arch=arch, num_experts=3, expert_hidden=(8,), tower_hidden=(4,))
+        s = run_training(df, dc, mc, TrainConfig(epochs=2, batch_size=64, lr=lr, device="cpu"), store=store,
+                         name=f"{arch}-run", dataset="tiny.csv")
+        assert s.status == "finished", s.message
+        ids[arch] = s.run_id
+    rid = store.create_run("failed-run", dataset="other.csv", data_config=dc.to_dict(),
+                           model_config=ModelConfig().to_dict(), train_config=TrainConfig().to_dict())
+    store.set_status(rid, "running")
+    store.finish(rid, "failed", final_metrics={}, epochs=0, train_seconds=0.0, samples_per_second=0.0,
+                 error="RuntimeError: boom")
+    ids["failed"] = rid
+    store.close()
+    return ids
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    home = tmp_path_factory.mktemp("compare") / "runs"
+    return home, make_runs(home)
+
+
+@pytest.fixture
+def page(built, tmp_path, monkeypatch):
+    """A private copy of the store per test (rename/delete change it)."""
+    src, ids = built
+    home = tmp_path / "runs"
+    shutil.copytree(src, home)
+    monkeypatch.setenv("MMOE_HOME", str(home))
+
+    def open_page(**state) -> AppTest:
+        at = AppTest.from_file(PAGE, default_timeout=60)
+        for k, v in state.items():
+            at.session_state[k] = v
+        at.run()
+        assert not at.exception, at.exception
+        return at
+    return open_page, ids, home
+
+
+def table(at: AppTest) -> pd.DataFrame:
+    return at.dataframe[0].value
+
+
+def select_rows(at: AppTest, ids: list[int]) -> AppTest:
+    """Tick the table rows of these runs (dataframe selections accept session-state writes)."""
+    shown = list(table(at)["id"])
+    at.session_state[at.session_state["compare.table_key"]] = {
+        "selection": {"rows": [shown.index(i) for i in ids], "columns": []}}
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_table_lists_all_runs_with_key_metrics(page):
+    open_page, ids, _ = page
+    at = open_page()
+    t = table(at)
+    assert sorted(t["id"]) == sorted(ids.values())
+    assert {"name", "status", "dataset", "arch", "click · auc", "score · rmse", "kind · accuracy",
+            "train s", "created"} <= set(t.columns)
+    assert any("Tick one or more runs" in i.value for i in at.info)
+
+
+def test_filters_and_sort(page):
+    open_page, ids, _ = page
+    at = open_page()
+    at.multiselect(key="compare.f_status").set_value(["failed"]).run()
+    assert list(table(at)["id"]) == [ids["failed"]]
+    at.multiselect(key="compare.f_status").set_value([]).run()
+    at.text_input(key="compare.f_text").set_value("OMOE").run()
+    assert list(table(at)["id"]) == [ids["omoe"]]
+    at.text_input(key="compare.f_text").set_value("").run()
+    at.multiselect(key="compare.f_arch").set_value(["mmoe", "shared-bottom"]).run()
+    assert set(table(at)["arch"]) == {"mmoe", "shared-bottom"}
+    at.multiselect(key="compare.f_arch").set_value([]).run()
+    at.multiselect(key="compare.f_dataset").set_value(["other.csv"]).run()
+    assert list(table(at)["id"]) == [ids["failed"]]
+    at.multiselect(key="compare.f_dataset").set_value([]).run()
+    at.selectbox(key="compare.sort").set_value("click · auc").run()
+    at.toggle(key="compare.desc").set_value(False).run()
+    aucs = table(at)["click · auc"].dropna().tolist()
+    assert aucs == sorted(aucs) and pd.isna(table(at)["click · auc"].iloc[-1])   # NaN last
+    assert not at.exception
+
+
+def test_selecting_runs_shows_comparisons(page):
+    open_page, ids, _ = page
+    at = open_page()
+    chosen = [ids["mmoe"], ids["omoe"], ids["shared-bottom"]]
+    at = select_rows(at, chosen)
+    assert sorted(at.session_state["mmoe.compare_runs"]) == sorted(chosen)
+    assert sorted(at.multiselect(key="compare.pick").value) == sorted(chosen)
+    headers = [h.value for h in at.header]
+    assert headers[:2] == ["Curves", "Gates"]
+    charts = at.get("plotly_chart")
+    # 3 curve charts (one per task) + per gated run: utilisation + heatmap (shared-bottom: none)
+    assert len(charts) == 3 + 2 * 2
+    assert any("Shared-Bottom: no gates" in i.value for i in at.info)
+    metrics = at.dataframe[1]
+    assert list(metrics.value.index) == [f"#{i} {n}-run" for i, n in
+                                         sorted(((ids[a], a) for a in ("mmoe", "omoe", "shared-bottom")), reverse=True)]
+
+
+def test_best_metric_is_highlighted(page):
+    open_page, ids, _ = page
+    at = open_page()
+    at = select_rows(at, [ids["mmoe"], ids["omoe"]])
+    proto = at.dataframe[1].proto
+    styles = str(proto.arrow_data.styler.styles)
+    assert "background-color: #c8ecd0" in styles
+
+
+def test_settings_differences_only_toggle(page):
+    open_page, ids, _ = page
+    at = open_page()
+    at = select_rows(at, [ids["mmoe"], ids["shared-bottom"]])
+    diff = at.dataframe[2].value
+    assert "model.arch" in diff.index and "train.lr" in diff.index and "train.epochs" not in diff.index
+    at.toggle(key="compare.diff_only").set_value(False).run()
+    full = at.dataframe[2].value
+    assert "train.epochs" in full.index and len(full) > len(diff)
+
+
+def test_curve_controls(page):
+    open_page, ids, _ = page
+    at = open_page()
+    at = select_rows(at, [ids["mmoe"], ids["omoe"]])
+    at.slider(key="compare.smooth").set_value(0.5).run()
+    at.toggle(key="compare.train_curves").set_value(False).run()
+    at.selectbox(key="compare.metric").set_value("gate_entropy").run()
+    assert not at.exception
+
+
+def test_run_colour_is_stable_across_charts(page):
+    import sys
+    sys.path.insert(0, str(Path(PAGE).parents[1]))
+    import charts
+    assert charts.run_color(3) == charts.run_color(3) != charts.run_color(4)
+    open_page, ids, _ = page
+    at = open_page()
+    at = select_rows(at, [ids["mmoe"], ids["omoe"]])
+    specs = " ".join(c.proto.spec for c in at.get("plotly_chart")[:3])
+    assert charts.run_color(ids["mmoe"]) in specs and charts.run_color(ids["omoe"]) in specs
+
+
+def test_selection_from_session_state_and_multiselect(page):
+    open_page, ids, _ = page
+    at = open_page(**{"mmoe.compare_runs": [ids["omoe"]]})
+    assert at.multiselect(key="compare.pick").value == [ids["omoe"]]
+    at.multiselect(key="compare.pick").set_value([ids["mmoe"], ids["failed"]]).run()
+    assert not at.exception
+    assert sorted(at.session_state["mmoe.compare_runs"]) == sorted([ids["mmoe"], ids["failed"]])
+    assert any("No stored predictions" in i.value for i in at.info)
+
+
+def test_a_selection_survives_filtering(page):
+    open_page, ids, _ = page
+    at = open_page()
+    at = select_rows(at, [ids["mmoe"], ids["omoe"]])
+    at.text_input(key="compare.f_text").set_value("omoe").run()
+    assert sorted(at.session_state["mmoe.compare_runs"]) == sorted([ids["mmoe"], ids["omoe"]])
+    assert any("hidden by the filters" in c.value for c in at.caption)
+
+
+def test_rename(page):
+    open_page, ids, home = page
+    at = open_page()
+    at.selectbox(key="compare.rename_run").set_value(ids["omoe"])
+    at.text_input(key="compare.rename_to").set_value("  gate-shared  ").run()
+    at.button(key="compare.rename_btn").click().run()
+    assert not at.exception
+    assert at.success and "gate-shared" in at.success[0].value
+    assert RunStore(home).get_run(ids["omoe"]).name == "gate-shared"
+    assert "gate-shared" in set(table(at)["name"])
+
+
+def test_delete_needs_confirmation(page):
+    open_page, ids, home = page
+    at = open_page()
+    at.selectbox(key="compare.delete_run").set_value(ids["failed"]).run()
+    at.button(key="compare.delete_btn").click().run()
+    assert at.warning and "cannot be undone" in at.warning[0].value
+    assert RunStore(home).exists(ids["failed"])
+    at.button(key="compare.delete_no").click().run()
+    assert not at.warning and RunStore(home).exists(ids["failed"])
+    at.button(key="compare.delete_btn").click().run()
+    at.button(key="compare.delete_yes").click().run()
+    assert not at.exception
+    assert at.success and "Deleted run" in at.success[0].value
+    assert not RunStore(home).exists(ids["failed"])
+    assert ids["failed"] not in set(table(at)["id"])
+
+
+def test_deleting_a_running_run_is_refused(page):
+    open_page, ids, home = page
+    store = RunStore(home)
+    rid = store.create_run("busy", dataset="tiny.csv", data_config=DataConfig(tasks=TASKS).to_dict(),
+                           model_config=ModelConfig().to_dict(), train_config=TrainConfig().to_dict(),
+                           status="running")
+    at = open_page()
+    at.selectbox(key="compare.delete_run").set_value(rid).run()
+    at.button(key="compare.delete_btn").click().run()
+    at.button(key="compare.delete_yes").click().run()
+    assert not at.exception
+    assert at.error and "running" in at.error[0].value and "cancel it" in at.error[0].value
+    assert store.exists(rid)
+
+
+def test_empty_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMOE_HOME", str(tmp_path / "empty"))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception and "no stored runs" in at.info[0].value
