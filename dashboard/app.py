@@ -9,13 +9,13 @@ import streamlit as st
 
 HERE = Path(__file__).resolve().parent
 
-st.set_page_config(page_title="MMoE Lab", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="MMoE Lab", page_icon=":material/hub:", layout="wide")
 
 pages = [
-    st.Page(HERE / "app_pages" / "data.py", title="Data", icon="📄", default=True),
-    st.Page(HERE / "app_pages" / "train.py", title="Model & training", icon="🏋️"),
-    st.Page(HERE / "app_pages" / "inspect.py", title="Inspect", icon="🔍"),
-    st.Page(HERE / "app_pages" / "compare.py", title="Compare", icon="⚖️"),
+    st.Page(HERE / "app_pages" / "data.py", title="Data", icon=":material/table_view:", default=True),
+    st.Page(HERE / "app_pages" / "train.py", title="Model & training", icon=":material/model_training:"),
+    st.Page(HERE / "app_pages" / "inspect.py", title="Inspect", icon=":material/search_insights:"),
+    st.Page(HERE / "app_pages" / "compare.py", title="Compare", icon=":material/compare:"),
 ]
 nav = st.navigation(pages)
 st.sidebar.caption("MMoE Lab · multi-task mixture-of-experts on your tables")

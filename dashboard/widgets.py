@@ -156,6 +156,7 @@ def loss_curve_figure(curves: pd.DataFrame, title: str) -> go.Figure:
                 marker=dict(size=6), hovertemplate="epoch %{x}<br>loss %{y:.4f}<extra>%{fullData.name}</extra>"))
     fig.update_layout(title=dict(text=title, font=dict(size=15)), height=330, margin=dict(l=10, r=10, t=45, b=10),
                       legend=dict(title="task · split", orientation="v"), hovermode="x unified")
-    fig.update_xaxes(title="epoch", dtick=1 if curves["epoch"].max() <= 20 else None, rangemode="tozero")
+    last = int(curves["epoch"].max()) if len(curves) else 1
+    fig.update_xaxes(title="epoch", dtick=1 if last <= 20 else None, range=[0.7, max(last, 2) + 0.3])
     fig.update_yaxes(title="loss (task's own loss; lower is better)")
     return fig

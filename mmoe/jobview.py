@@ -16,8 +16,7 @@ import pandas as pd
 
 from mmoe.jobs import Progress
 
-STATUS_ICON = {"queued": "⏳", "running": "▶️", "finished": "✅", "cancelled": "⏹️", "diverged": "⚠️",
-               "failed": "❌", "interrupted": "⏹️"}
+KEY_METRICS = ("loss", "auc", "accuracy", "rmse", "mae")   # what a compact metrics table shows
 
 
 def duration_text(seconds: float | None) -> str:
@@ -76,10 +75,17 @@ def history_curves(history: pd.DataFrame) -> pd.DataFrame:
     return h.rename(columns={"value": "loss"})[["epoch", "split", "task", "loss"]].reset_index(drop=True)
 
 
-def metrics_frame(metrics: Mapping) -> pd.DataFrame:
+def metrics_frame(metrics: Mapping, keep: Iterable[str] | None = None) -> pd.DataFrame:
     """Metrics as a table with one row per (split,) task and one column per metric.
 
-    Accepts {split: {task: {metric: v}}} (a job's last epoch) or {task: {metric: v}} (a run's final)."""
+    Accepts {split: {task: {metric: v}}} (a job's last epoch) or {task: {metric: v}} (a run's final).
+    ``keep``: only these metrics, in this order (those present)."""
+    if keep is not None:
+        keep = list(keep)
+        metrics = {k: ({t: {m: named[m] for m in keep if m in named} for t, named in v.items()}
+                       if v and all(isinstance(x, Mapping) for x in v.values())
+                       else {m: v[m] for m in keep if m in v}) if isinstance(v, Mapping) else v
+                   for k, v in (metrics or {}).items()}
     rows = []
     for k, v in (metrics or {}).items():
         if isinstance(v, Mapping) and v and all(isinstance(x, Mapping) for x in v.values()):
@@ -100,7 +106,7 @@ def _num(x):
 def jobs_frame(snapshots: Iterable[Progress]) -> pd.DataFrame:
     rows = []
     for p in snapshots:
-        rows.append({"job": p.job_id, "name": p.name, "status": f"{STATUS_ICON.get(p.status, '')} {p.status}",
+        rows.append({"job": p.job_id, "name": p.name, "status": p.status,
                      "run": p.run_id, "progress": round(100 * p.fraction), "device": p.device,
                      "details": outcome(p) or (progress_text(p) if not p.done else p.message)})
     return pd.DataFrame(rows, columns=["job", "name", "status", "run", "progress", "device", "details"])
@@ -109,18 +115,24 @@ def jobs_frame(snapshots: Iterable[Progress]) -> pd.DataFrame:
 def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     """The stored runs table trimmed to what a run list needs, newest first."""
     if runs is None or runs.empty:
-        return pd.DataFrame(columns=["id", "name", "status", "arch", "dataset", "tasks", "epochs", "seconds",
-                                     "created", "error"])
+        return pd.DataFrame(columns=["id", "name", "status", "arch", "dataset", "epochs", "seconds", "created"])
     df = runs.head(limit)
     out = pd.DataFrame({
-        "id": df["id"], "name": df["name"],
-        "status": [f"{STATUS_ICON.get(s, '')} {s}" for s in df["status"]],
-        "arch": df["arch"], "dataset": df["dataset"], "tasks": df["tasks"], "epochs": df["epochs"],
-        "seconds": df["train_seconds"].round(1), "created": df["created_at"].astype(str).str[:19].str.replace("T", " "),
-        "error": df["error"].fillna(""),
+        "id": df["id"], "name": df["name"], "status": df["status"], "arch": df["arch"], "dataset": df["dataset"],
+        "epochs": df["epochs"], "seconds": df["train_seconds"].round(1),
+        "created": df["created_at"].astype(str).str[:19].str.replace("T", " "),
     })
+    if df["error"].notna().any():
+        out["error"] = df["error"].fillna("")
     metric_cols = [c for c in df.columns if c.startswith("metric:")]
-    keep = [c for c in metric_cols if c.split(":")[-1] in ("auc", "rmse", "accuracy", "r2")]
+    primary = {}
+    for c in metric_cols:   # one headline metric per task: auc (binary), rmse (regression), else accuracy
+        task, metric = c.split(":")[1], c.split(":")[-1]
+        best = primary.get(task)
+        order = ("auc", "rmse", "accuracy")
+        if metric in order and (best is None or order.index(metric) < order.index(best.split(":")[-1])):
+            primary[task] = c
+    keep = list(primary.values())
     for c in keep:
         out[c.removeprefix("metric:")] = df[c].round(4)
     return out.reset_index(drop=True)

@@ -86,7 +86,7 @@ if source == "Upload a CSV":
             st.rerun()
     df, problem = parse_upload(stored["bytes"], stored["name"])
     if problem:
-        st.error(problem, icon="🚫")
+        st.error(problem, icon=":material/block:")
         st.session_state.pop(DATA_KEY, None)
         st.stop()
     name, key = stored["name"], f"upload:{stored['id']}"
@@ -155,6 +155,7 @@ slot_targets = st.empty()
 tasks, slots = [], {}
 for col in targets:
     choices, default_kind, default_value = target_choices(df[col])
+    natural = default_value if default_kind == "binary" else None
     spec = suggested.get(col)
     if spec is not None:
         default_kind = IS_VALUE if spec.positive is not None else spec.kind
@@ -174,7 +175,8 @@ for col in targets:
         value = c3.selectbox(f"Positive value of {col}", values, key=value_key, persist_state=KEEP,
                              label_visibility="collapsed", format_func=lambda v: f"{col} = {v}")
     else:
-        c3.caption({"binary": "two values; the natural positive (1, yes, true) or the second one",
+        c3.caption({"binary": f"two values; positive class: {natural!r}" if natural is not None
+                    else "needs exactly two values (use 'is VALUE' to pick one)",
                     "regression": "a number (standardised for training)",
                     "multiclass": "one class per distinct value"}.get(kind, ""))
     slots[f"target:{col}"] = st.empty()
@@ -272,4 +274,4 @@ with c2:
     st.markdown(f"**Not used as features** ({len(tables['ignored'])})")
     st.dataframe(tables["ignored"], hide_index=True, width="stretch",
                  height=min(300, 38 + 35 * max(1, len(tables["ignored"]))))
-st.page_link(TRAIN_PAGE, label="Next: choose a model and train", icon="🏋️")
+st.page_link(TRAIN_PAGE, label="Next: choose a model and train", icon=":material/model_training:")

@@ -8,14 +8,14 @@ import streamlit as st
 from common import DATA_KEY, DATA_PAGE, manager, open_in_inspect, store
 from mmoe.config import ConfigError, TrainConfig
 from mmoe.datasets import with_task_weights
-from mmoe.jobview import curves_frame, jobs_frame, metrics_frame, outcome, progress_text, runs_overview
+from mmoe.jobview import KEY_METRICS, curves_frame, jobs_frame, metrics_frame, outcome, progress_text, runs_overview
 from mmoe.model import build_model, count_parameters
 from mmoe.presets import PRESETS, compare_configs
 from mmoe.runner import submit_training
 from widgets import (apply_preset, init_defaults, loss_curve_figure, model_widgets, task_weight_widgets,
                      train_widgets)
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 1.0
 SHOWN_JOBS = 6       # jobs drawn as full cards (newest first); the table lists all of them
 
 st.title("Model & training")
@@ -26,7 +26,7 @@ dataset = st.session_state.get(DATA_KEY)
 if dataset is None:
     st.info("No dataset is ready yet: choose one and its targets on the Data page first. "
             "Runs started earlier are listed below.")
-    st.page_link(DATA_PAGE, label="Go to the Data page", icon="📄")
+    st.page_link(DATA_PAGE, label="Go to the Data page", icon=":material/table_view:")
 else:
     prepared = dataset["prepared"]
     tasks = prepared.tasks
@@ -99,7 +99,8 @@ def live_jobs() -> None:
     snaps = [j.snapshot() for j in jobs]
     if not snaps:
         st.caption("No runs started since the server started. Press **Train** above.")
-    order = sorted(snaps, key=lambda p: (p.done, -p.job_id))
+    rank = {"running": 0, "queued": 1}   # running first, then the queue in order, then the newest ended
+    order = sorted(snaps, key=lambda p: (rank.get(p.status, 2), p.job_id if p.status == "queued" else -p.job_id))
     for p in order[:SHOWN_JOBS]:
         with st.container(border=True):
             head, b1, b2 = st.columns([5, 1, 1])
@@ -121,7 +122,7 @@ def live_jobs() -> None:
                 c1, c2 = st.columns([3, 2])
                 c1.plotly_chart(loss_curve_figure(curves, f"Loss per task · job {p.job_id}"), width="stretch",
                                 key=f"train.curve.{p.job_id}")
-                m = metrics_frame(p.last_metrics)
+                m = metrics_frame(p.last_metrics, KEY_METRICS)
                 if not m.empty:
                     c2.markdown(f"**Metrics after epoch {p.epoch}**")
                     c2.dataframe(m.round(4), hide_index=True, width="stretch")
