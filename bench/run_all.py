@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import subprocess
 import sys
 import time
 
 from bench import common
 
-BENCHES = ["step", "census", "sparse", "scaling", "overhead"]
+BENCHES = ["step", "census", "sparse", "scaling", "overhead", "profile"]
 
 
 def loadavg() -> str:
@@ -69,8 +70,23 @@ def targets(res: dict) -> list[list[str]]:
     return rows
 
 
+def busy_warning(loads: dict, info: dict) -> list[str]:
+    worst = 0.0
+    for v in loads.values():
+        try:
+            worst = max(worst, float(v.split()[0]))
+        except (ValueError, IndexError):
+            pass
+    if worst > 0.5 * (info.get("cores") or 1):
+        return [f"- **Warning: the machine was busy** (1-min load average up to {worst:.1f} on "
+                f"{info.get('cores')} cores from other processes). Multi-threaded torch slows down by large, "
+                "uneven factors under contention; ratios are less reliable and absolute numbers are not "
+                "representative. Re-run on an idle machine."]
+    return []
+
+
 def render_all(res: dict, command: str, device: str, seconds: float, loads: dict) -> str:
-    from bench import bench_census, bench_overhead, bench_scaling, bench_sparse, bench_step
+    from bench import bench_census, bench_overhead, bench_profile, bench_scaling, bench_sparse, bench_step
 
     info = next((r["machine"] for r in res.values() if r and "machine" in r), common.machine_info(device))
     versions = {}
@@ -87,13 +103,18 @@ def render_all(res: dict, command: str, device: str, seconds: float, loads: dict
            "- Shim: DeepCTR-Torch's import-time PyPI version check (a non-daemon thread calling "
            "`requests.get` with no timeout) is made to fail fast during import (`bench/peers/_shims.py`); "
            "nothing in site-packages is patched. torch-rechub needed no shim.",
+           *busy_warning(loads, info),
            "", "## Targets", "",
            common.md_table(["target", "measured", "status"], targets(res)), ""]
     renderers = {"step": bench_step.render, "census": bench_census.render, "sparse": bench_sparse.render,
-                 "scaling": bench_scaling.render, "overhead": bench_overhead.render}
+                 "scaling": bench_scaling.render, "overhead": bench_overhead.render,
+                 "profile": bench_profile.render}
     for name in BENCHES:
         if res.get(name):
             out += [f"<!-- bench:{name} -->", renderers[name](res[name]), f"<!-- /bench:{name} -->", ""]
+    analysis = common.BENCH_DIR / "ANALYSIS.md"
+    if analysis.exists():      # hand-written reading of the numbers (what misses, why, what to change)
+        out += [analysis.read_text().rstrip(), ""]
     return "\n".join(out)
 
 
@@ -108,10 +129,16 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--quick", action="store_true", help="fewer repeats / smaller sweeps (development)")
     ap.add_argument("--only", default=",".join(BENCHES))
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch/OpenMP threads for every benchmark process (default: torch's default, all cores)")
     a = ap.parse_args(argv)
     names = [n.strip() for n in a.only.split(",") if n.strip()]
     command = "python -m bench.run_all" + (f" --device {a.device}" if a.device != "cpu" else "") + \
-              (" --quick" if a.quick else "") + (f" --only {a.only}" if a.only != ",".join(BENCHES) else "")
+              (" --quick" if a.quick else "") + (f" --only {a.only}" if a.only != ",".join(BENCHES) else "") + \
+              (f" --threads {a.threads}" if a.threads else "")
+    env = dict(os.environ)
+    if a.threads:
+        env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     t0 = time.perf_counter()
     loads, failed = {}, {}
     for name in names:
@@ -120,7 +147,7 @@ def main(argv=None):
               (["--quick"] if a.quick else [])
         common.log(f"== {name}: {' '.join(cmd[1:])}")
         t = time.perf_counter()
-        p = subprocess.run(cmd, cwd=str(common.REPO), stdout=subprocess.PIPE, text=True)
+        p = subprocess.run(cmd, cwd=str(common.REPO), stdout=subprocess.PIPE, text=True, env=env)
         common.log(f"== {name}: exit {p.returncode} after {time.perf_counter() - t:.0f} s")
         if p.returncode != 0:
             failed[name] = p.returncode
