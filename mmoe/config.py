@@ -228,6 +228,7 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 65536
     max_seconds: float | None = None
+    threads: int | None = None          # CPU intra-op threads; None = the cores other processes leave idle
 
     def __post_init__(self) -> None:
         if int(self.epochs) < 1 or int(self.epochs) > 100_000:
@@ -252,6 +253,8 @@ class TrainConfig:
             raise ConfigError(f"train: device {self.device!r} is unknown; use auto, cpu or cuda")
         if int(self.eval_batch_size) < 1:
             raise ConfigError("train: eval batch size must be >= 1")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ConfigError(f"train: threads must be >= 1, got {self.threads}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

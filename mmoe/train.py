@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -92,6 +93,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def auto_threads() -> int:
+    """CPU threads for training: the cores not already busy (1-minute load average), at least 1.
+
+    Intra-op threads that compete with other busy processes for the same cores spin and
+    wait on each other; on a 2-core machine with one other busy process, two threads
+    train about ten times slower than one.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cores, int(cores - busy + 0.5)))
+
+
 class UncertaintyWeights(nn.Module):
     """Kendall et al. 2018: loss = sum_k exp(-s_k) L_k + s_k, s_k = log sigma_k^2 learned."""
 
@@ -171,6 +187,8 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
         cancel_event: threading.Event | None = None) -> FitResult:
     """Train ``model`` on ``data`` (a ``PreparedData``). Never returns without calling on_train_end."""
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads or auto_threads())
     torch.manual_seed(config.seed)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     tasks = list(data.tasks)

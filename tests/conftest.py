@@ -28,6 +28,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """Training in tests always uses one CPU thread (deterministic, no oversubscription)."""
+    import mmoe.train
+
+    monkeypatch.setattr(mmoe.train, "auto_threads", lambda: 1)
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)
     np.random.seed(0)
