@@ -42,6 +42,12 @@ def _layout(fig: go.Figure, title: str | None = None, height: int = HEIGHT, **kw
     return fig
 
 
+def _epoch_axis(fig: go.Figure, epochs) -> None:
+    """Whole-number epoch ticks (no 1.5) for short runs."""
+    n = int(np.nanmax(epochs)) if len(epochs) else 0
+    fig.update_xaxes(tickformat="d", dtick=1 if n <= 12 else None, title_text="epoch")
+
+
 def empty_figure(message: str, height: int = 200) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
@@ -77,8 +83,8 @@ def task_curves(curves: pd.DataFrame, metric: str = "loss", tasks: Sequence[str]
                                      line=dict(color=task_color(i), dash=SPLIT_DASH[split]),
                                      hovertemplate=f"{task} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
                                                    f"{metric} %{{y:.4g}}<extra></extra>"), row=r, col=c)
-        fig.update_xaxes(title_text="epoch", row=r, col=c)
         fig.update_yaxes(title_text=_metric_title(metric) if c == 1 else None, row=r, col=c)
+    _epoch_axis(fig, curves["epoch"].to_numpy())
     return _layout(fig, height=300 * rows + 40)
 
 
@@ -98,9 +104,12 @@ def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss") -> g
                                                f"{metric} %{{y:.4g}}<extra></extra>"))
     if not fig.data:
         return empty_figure(f"no {metric} history for {task}")
-    fig.update_xaxes(title_text="epoch")
+    _epoch_axis(fig, np.concatenate([np.asarray(s["epoch"]) for s in series]))
     fig.update_yaxes(title_text=_metric_title(metric))
-    return _layout(fig, title=f"{task} — {_metric_title(metric)} (solid validation, dotted train)", height=360)
+    fig = _layout(fig, title=f"{task}: {_metric_title(metric)} (solid validation, dotted train)", height=380)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0),
+                      margin=dict(b=90))
+    return fig
 
 
 # ----------------------------------------------------------------------------- binary
@@ -266,8 +275,9 @@ def gate_heatmap(gates: np.ndarray, task: str, hover: Sequence[str] | None = Non
             fig.add_hline(y=b, line=dict(color="white", width=1))
     fig.update_xaxes(title_text="expert", type="category", categoryorder="array", categoryarray=labels,
                      side="bottom")
-    fig.update_yaxes(title_text=f"{n:,} samples, sorted by dominant expert", autorange="reversed",
-                     showticklabels=False, range=[n - 0.5, -0.5] if n else None)
+    fig.update_yaxes(title_text=f"{n:,} samples, sorted by dominant expert", autorange=False,
+                     showticklabels=False, showgrid=False, ticks="", zeroline=False,
+                     range=[n - 0.5, -0.5] if n else [0.5, -0.5])
     fig.update_layout(clickmode="event+select", dragmode=False, hovermode="closest")
     return _layout(fig, title=title or f"{task}: gate weight per sample", height=height)
 
@@ -325,10 +335,12 @@ def entropy_figure(ent: pd.DataFrame, n_experts: int) -> go.Figure:
                                                    "entropy %{y:.3f} nats<extra></extra>"))
     top = A.max_entropy(n_experts)
     fig.add_hline(y=top, line=dict(color="#666", dash="dash"),
-                  annotation_text=f"max ln({n_experts}) = {top:.2f} (uniform)", annotation_position="bottom right")
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="gate entropy (nats)", range=[0, top * 1.1 + 0.05])
-    return _layout(fig, title="gate entropy over epochs (near 0 = collapsed onto one expert)")
+                  annotation_text=f"max ln({n_experts}) = {top:.2f} (uniform gating)", annotation_position="top left")
+    _epoch_axis(fig, ent["epoch"].to_numpy())
+    fig.update_yaxes(title_text="gate entropy (nats)", range=[0, top * 1.15 + 0.05])
+    fig = _layout(fig, title="gate entropy per epoch (near 0 = collapsed onto one expert)", height=HEIGHT + 40)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0), margin=dict(b=90))
+    return fig
 
 
 def similarity_figure(mat: pd.DataFrame, method: str = "js") -> go.Figure:

@@ -25,8 +25,8 @@ from mmoe import analysis as A  # noqa: E402
 from mmoe.runner import PREDICTIONS  # noqa: E402
 from mmoe.store import RunRecord, RunStore, StoreError  # noqa: E402
 
-STATUS_ICON = {"finished": "✅", "running": "⏳", "queued": "🕒", "cancelled": "⏹️", "diverged": "💥",
-               "failed": "❌", "interrupted": "⚠️"}
+STATUS_BADGE = {"finished": "green", "running": "blue", "queued": "gray", "cancelled": "orange",
+                "diverged": "red", "failed": "red", "interrupted": "orange"}
 TABS = ["Training", "Predictions", "Gates", "Downloads"]
 HOVER_FEATURES = 3
 
@@ -81,7 +81,7 @@ def _short(v) -> str:
 # ----------------------------------------------------------------------------- choosing the run
 
 def _label(r: RunRecord) -> str:
-    return f"#{r.id} {r.name} — {r.arch or '?'} on {r.dataset} ({STATUS_ICON.get(r.status, '')} {r.status})"
+    return f"#{r.id} {r.name} — {r.arch or '?'} on {r.dataset} ({r.status})"
 
 
 def _default_run(runs: list[RunRecord]) -> int:
@@ -108,8 +108,7 @@ def header(rec: RunRecord) -> None:
     st.title(f"{rec.name}")
     kinds = A.task_kinds(rec.data_config)
     mc, tc, summ = rec.model_config, rec.train_config, rec.data_summary or {}
-    icon = STATUS_ICON.get(rec.status, "")
-    line = f"{icon} **{rec.status}** · run #{rec.id} · created {rec.created_at[:19].replace('T', ' ')} UTC"
+    line = f":{STATUS_BADGE.get(rec.status, 'gray')}-badge[{rec.status}] · run #{rec.id} · created {rec.created_at[:19].replace('T', ' ')} UTC"
     if rec.epochs:
         line += f" · {rec.epochs} epochs"
         if rec.best_epoch:
@@ -411,11 +410,11 @@ def main() -> None:
     ids = [r.id for r in runs]
     by_id = {r.id: r for r in runs}
     default = _default_run(runs)
-    pick, qp = st.session_state.get("inspect.pick"), st.query_params.get("run")
-    if pick not in ids or (qp is not None and qp != str(pick) and default != pick):
-        st.session_state["inspect.pick"] = default  # first visit, or the URL names another run
-    st.selectbox("Run", ids, key="inspect.pick", format_func=lambda i: _label(by_id[i]), on_change=_on_pick)
-    rid = st.session_state["inspect.pick"]
+    # no session-state write before the widget: the URL / other pages only decide its default
+    rid = st.selectbox("Run", ids, index=ids.index(default), key="inspect.pick",
+                       format_func=lambda i: _label(by_id[i]), on_change=_on_pick)
+    if rid not in by_id:
+        rid = default
     st.session_state[INSPECT_RUN_KEY] = rid
     if st.query_params.get("run") != str(rid):
         st.query_params["run"] = str(rid)
