@@ -168,14 +168,16 @@ def score_histogram_figure(hist: pd.DataFrame, task: str) -> go.Figure:
         return empty_figure("no labelled validation rows")
     fig = go.Figure()
     for i, (cls, d) in enumerate(hist.groupby("cls", sort=False)):
-        fig.add_trace(go.Bar(x=d["bin_mid"], y=d["count"], name=f"actual {cls}", width=d["bin_high"] - d["bin_low"],
-                             marker=dict(color=TASK_PALETTE[3] if i else TASK_PALETTE[0]), opacity=0.65,
-                             customdata=d[["bin_low", "bin_high"]],
+        total = max(int(d["count"].sum()), 1)   # share of the class: a rare positive class stays visible
+        fig.add_trace(go.Bar(x=d["bin_mid"], y=d["count"] / total, name=f"actual {cls} ({total:,} rows)",
+                             width=d["bin_high"] - d["bin_low"],
+                             marker=dict(color=TASK_PALETTE[3] if i else TASK_PALETTE[0]), opacity=0.6,
+                             customdata=d[["bin_low", "bin_high", "count"]],
                              hovertemplate=f"actual {cls}<br>score %{{customdata[0]:.2f}}–%{{customdata[1]:.2f}}"
-                                           "<br>%{y:,} rows<extra></extra>"))
+                                           "<br>%{customdata[2]:,} rows (%{y:.1%} of the class)<extra></extra>"))
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title_text="predicted probability of the positive class", range=[0, 1])
-    fig.update_yaxes(title_text="rows")
+    fig.update_yaxes(title_text="share of the class's rows", tickformat=".0%")
     return _layout(fig, title=f"{task}: score distribution by actual class")
 
 
