@@ -129,6 +129,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--quick", action="store_true", help="fewer repeats / smaller sweeps (development)")
     ap.add_argument("--only", default=",".join(BENCHES))
+    ap.add_argument("--render-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch/OpenMP threads for every benchmark process (default: torch's default, all cores)")
     a = ap.parse_args(argv)
@@ -141,6 +142,23 @@ def main(argv=None):
         env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     t0 = time.perf_counter()
     loads, failed = {}, {}
+    if a.render_only:                 # re-render RESULTS.md from the stored JSON of the last run
+        import re
+        old = common.RESULTS_MD.read_text() if common.RESULTS_MD.exists() else ""
+        m = re.search(r"Command: `([^`]*)` \(total (\d+) s\)", old)
+        lm = re.search(r"before each benchmark: (.*)", old)
+        if m:
+            command = m.group(1)
+        if lm:
+            loads = dict(part.split(" ", 1) for part in lm.group(1).split("; "))
+        names = []
+        res = {n: common.read_json(n) for n in BENCHES}
+        md = render_all(res, command, a.device, float(m.group(2)) if m else 0.0, loads)
+        common.RESULTS_MD.write_text(md)
+        readme = common.BENCH_DIR / "README.md"
+        readme.write_text(common.replace_section(readme.read_text(), "headline", headline_md(res, command)))
+        print(md)
+        return 0
     for name in names:
         loads[name] = loadavg()
         cmd = [sys.executable, "-m", f"bench.bench_{name}", "--device", a.device, "--no-write"] + \
