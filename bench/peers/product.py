@@ -6,9 +6,9 @@ training rows) on the same frame, same 80/20 split (checked row for row), then
 per-epoch evaluation the product does inside ``fit`` is included. Validation AUC
 is the product's own ``fit`` result on the shared validation rows.
 
-step: one iteration of the body of ``mmoe.train.fit``'s ``step()`` (gather the batch
-by index from resident tensors, forward, masked BCE per task, weighted sum + aux
-loss, zero_grad(set_to_none), backward, Adam(foreach) step) on the step config.
+step: one call of ``mmoe.train.TrainStep`` -- the object ``fit`` calls per batch
+(forward, masked BCE per task, weighted sum + aux loss, zero_grad(set_to_none),
+backward, Adam step) -- on contiguous batch slices of resident tensors.
 """
 from __future__ import annotations
 
@@ -100,7 +100,10 @@ def build_dense_model(in_features=100, num_experts=8, expert_hidden=(64, 32), to
 
 def make_step(in_features=100, batch_size=1024, device="cpu", seed=0, num_experts=8,
               expert_hidden=(64, 32), tower_hidden=(16,), top_k=None, rows=None):
-    from mmoe.tasks import masked_loss
+    """The product's own ``mmoe.train.TrainStep`` (what ``fit`` runs per batch) on contiguous
+    batch slices of resident tensors, as ``fit`` takes them."""
+    from mmoe.config import TaskSpec, TrainConfig
+    from mmoe.train import TrainStep
 
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -111,29 +114,16 @@ def make_step(in_features=100, batch_size=1024, device="cpu", seed=0, num_expert
     x_cat = torch.zeros(n, 0, dtype=torch.long, device=dev)
     ys = [(torch.rand(n, device=dev) < 0.5).float() for _ in range(2)]
     masks = [torch.ones(n, dtype=torch.bool, device=dev) for _ in range(2)]
-    weights = torch.ones(2, device=dev)
-    opt_kw = {"lr": 1e-3, "weight_decay": 0.0, ("fused" if dev.type == "cuda" else "foreach"): True}
-    optimizer = torch.optim.Adam(model.parameters(), **opt_kw)
-    autocast = dev.type == "cuda"
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    perm = torch.randperm(n, generator=gen, device=dev)
+    train_step = TrainStep(model, [TaskSpec("a"), TaskSpec("b")], TrainConfig(lr=1e-3), dev)
     pos = [0]
 
     def step():
         s = pos[0]
-        idx = perm[s:s + batch_size]
+        sl = slice(s, s + batch_size)
         pos[0] = (s + batch_size) % (n - batch_size + 1)
-        xb, cb = x_num[idx], x_cat[idx]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            out = model(xb, cb)
-        losses = torch.stack([masked_loss("binary", out.preds[k], y[idx], m[idx])
-                              for k, y, m in zip(("a", "b"), ys, masks)])
-        total = (losses * weights).sum() + out.aux_loss.float()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
+        total, _ = train_step(x_num[sl], x_cat[sl], [y[sl] for y in ys], [m[sl] for m in masks])
         if dev.type == "cpu":
-            float(total.detach())             # fit() checks the loss every batch on the CPU
+            float(total)             # fit() checks the loss every batch on the CPU
         return total
 
     return step
