@@ -53,22 +53,33 @@ class StackedMLP(nn.Module):
     def out_features(self) -> int:
         return self.widths[-1]
 
-    def forward(self, x: Tensor, weights: Sequence[Tensor] | None = None,
-                biases: Sequence[Tensor] | None = None) -> Tensor:
-        ws = list(self.weights) if weights is None else list(weights)
-        bs = list(self.biases) if biases is None else list(biases)
-        last = len(ws) - 1
-        for i, (w, b) in enumerate(zip(ws, bs)):
-            if x.dim() == 2:
-                # shared input: one GEMM [b, d] x [d, n*h] instead of n small ones
-                n, din, dout = w.shape
-                x = (x @ w.permute(1, 0, 2).reshape(din, n * dout)).view(-1, n, dout).transpose(0, 1) + b
-            else:
-                x = torch.baddbmm(b, x, w)                   # [n, b, out]
-            if i < last or self.activate_last:
-                x = F.relu(x)
-                if self.dropout > 0:
-                    x = F.dropout(x, self.dropout, self.training)
+    def first_layer(self) -> tuple[Tensor, Tensor]:
+        """Layer 0 as one flat matrix for a shared input: W [d, n*h], b [n*h]."""
+        w, b = self.weights[0], self.biases[0]
+        n, din, dout = w.shape
+        return w.permute(1, 0, 2).reshape(din, n * dout), b.reshape(n * dout)
+
+    def _activate(self, x: Tensor, i: int) -> Tensor:
+        if i < len(self.weights) - 1 or self.activate_last:
+            x = F.relu(x)
+            if self.dropout > 0:
+                x = F.dropout(x, self.dropout, self.training)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            # shared input: one GEMM [b, d] x [d, n*h] (bias fused) instead of n small ones
+            w, b = self.first_layer()
+            return self.forward_from_first(torch.addmm(b, x, w))
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = self._activate(torch.baddbmm(b, x, w), i)                     # [n, b, out]
+        return x
+
+    def forward_from_first(self, pre: Tensor) -> Tensor:
+        """Continue from layer 0's pre-activation computed elsewhere, ``pre`` [b, n*h0] -> [n, b, out]."""
+        x = self._activate(pre.view(pre.shape[0], self.n, self.widths[0]).transpose(0, 1), 0)   # [n, b, h0]
+        for i in range(1, len(self.weights)):
+            x = self._activate(torch.baddbmm(self.biases[i], x, self.weights[i]), i)
         return x
 
 
@@ -151,9 +162,35 @@ class MixtureOfExperts(nn.Module):
         mixed = y_pairs.new_zeros(t, b, y_pairs.shape[-1])                     # [t, b, h]
         return mixed.index_add_(1, b_idx, w * y_pairs)
 
+    # -- one GEMM for the first layer of every expert and every gate ------------------------
+    @property
+    def fusable(self) -> bool:
+        """Dense stacked experts: their first layer and the gates' share one input and one GEMM."""
+        return self.experts is not None and self.top_k is None
+
+    def first_layer(self) -> tuple[Tensor, Tensor]:
+        """W [d, e*h0 + g*k0], b: the first layer of the expert bank and of the gate(s), side by side."""
+        we, be = self.experts.first_layer()
+        wg, bg = self.gate.first_layer()
+        return torch.cat([we, wg], 1), torch.cat([be, bg])
+
+    def forward_from_first(self, pre: Tensor) -> ModelOutput:
+        """Forward pass given ``x @ W + b`` for ``first_layer()``'s W, b. pre [b, e*h0 + g*k0]."""
+        split = self.experts.n * self.experts.widths[0]
+        h = self.experts.forward_from_first(pre[:, :split])                   # [e, b, h]
+        gates, aux = self._gates(None, self.gate.forward_from_first(pre[:, split:]))
+        mixed = torch.einsum("tbe,ebh->tbh", gates.to(h.dtype), h)             # [t, b, h]
+        return self._towers(mixed, gates, aux)
+
+    def _towers(self, mixed: Tensor, gates: Tensor, aux: Tensor) -> ModelOutput:
+        out = self.towers(mixed)                                               # [t, b, max_out]
+        preds = {name: out[i, :, :self.task_dims[name]] for i, name in enumerate(self.task_names)}
+        return ModelOutput(preds, gates, aux)
+
     # -- gates -----------------------------------------------------------------------------
-    def _gates(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.gate(x)                                                  # [g, b, e], g = 1 or t
+    def _gates(self, x: Tensor | None, logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if logits is None:
+            logits = self.gate(x)                                              # [g, b, e], g = 1 or t
         probs = logits.float().softmax(-1)
         if self.shared_gate:
             probs = probs.expand(self.num_tasks, -1, -1)                       # [t, b, e]
@@ -168,15 +205,16 @@ class MixtureOfExperts(nn.Module):
         return gates, aux * self.aux_loss_weight
 
     def forward(self, x: Tensor) -> ModelOutput:
+        if self.fusable:
+            w, b = self.first_layer()
+            return self.forward_from_first(torch.addmm(b, x, w))
         gates, aux = self._gates(x)                                            # [t, b, e]
         if self.top_k is None:
             h = self._dense_experts(x)                                         # [e, b, h]
             mixed = torch.einsum("tbe,ebh->tbh", gates.to(h.dtype), h)         # [t, b, h]
         else:
             mixed = self._sparse_mix(x, gates)                                 # [t, b, h]
-        out = self.towers(mixed)                                               # [t, b, max_out]
-        preds = {name: out[i, :, :self.task_dims[name]] for i, name in enumerate(self.task_names)}
-        return ModelOutput(preds, gates, aux)
+        return self._towers(mixed, gates, aux)
 
 
 class MMoE(MixtureOfExperts):
@@ -213,11 +251,20 @@ class SharedBottom(nn.Module):
         self.towers = StackedMLP(self.num_tasks, self.bottom.out_features, (*tower_hidden, self.max_out),
                                  activate_last=False, dropout=dropout)
 
+    fusable = True
+
+    def first_layer(self) -> tuple[Tensor, Tensor]:
+        return self.bottom.first_layer()
+
     def forward(self, x: Tensor) -> ModelOutput:
-        h = self.bottom(x)                                                     # [1, b, h]
+        w, b = self.first_layer()
+        return self.forward_from_first(torch.addmm(b, x, w))
+
+    def forward_from_first(self, pre: Tensor) -> ModelOutput:
+        h = self.bottom.forward_from_first(pre)                                # [1, b, h]
         out = self.towers(h.expand(self.num_tasks, -1, -1))                    # [t, b, max_out]
         preds = {name: out[i, :, :self.task_dims[name]] for i, name in enumerate(self.task_names)}
-        return ModelOutput(preds, None, x.new_zeros(()))
+        return ModelOutput(preds, None, pre.new_zeros((), dtype=torch.float32))
 
 
 class InputEncoder(nn.Module):
@@ -247,6 +294,46 @@ class InputEncoder(nn.Module):
                     rows = slice(int(offsets[i]), int(offsets[i]) + self.cardinalities[i])
                     self.table.weight[rows, d:] = 0.0
         self.out_features = num_numeric + sum(self.embedding_dims)
+
+    def _build_projection_index(self) -> None:
+        """Index tensors for ``project``: each column's table rows padded to the largest vocabulary."""
+        c, vmax, w = len(self.cardinalities), max(self.cardinalities), self.width
+        total, emb_total = sum(self.cardinalities), sum(self.embedding_dims)
+        rows = torch.full((c, vmax), total, dtype=torch.long)              # ``total`` = an all-zero row
+        cols = torch.full((c, w), emb_total, dtype=torch.long)             # ``emb_total`` = an all-zero row
+        start = 0
+        for i, (v, d) in enumerate(zip(self.cardinalities, self.embedding_dims)):
+            rows[i, :v] = torch.arange(v) + int(self.offsets[i])
+            cols[i, :d] = torch.arange(d) + start
+            start += d
+        self.register_buffer("proj_rows", rows, persistent=False)          # [c, vmax]
+        self.register_buffer("proj_cols", cols, persistent=False)          # [c, w]
+        self.register_buffer("proj_offsets", torch.arange(c) * vmax, persistent=False)
+
+    def project(self, x_num: Tensor, x_cat: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        """``self(x_num, x_cat) @ w + b`` without materialising the embeddings when that is cheaper.
+
+        Each column's embedding is only ever multiplied by its own rows of ``w``, so
+        ``emb_c[x_c] @ w_c = (table_c @ w_c)[x_c]``: project every table once per call
+        (``[c, vmax, width] x [c, width, out]``), then one summed lookup per sample
+        (``embedding_bag``). Same function, same parameters and gradients; it replaces a
+        ``[b, sum of widths] x [sum of widths, out]`` GEMM and its two backward GEMMs.
+        """
+        n = self.num_numeric
+        out = torch.addmm(b, x_num, w[:n]) if n else b.expand(x_cat.shape[0], -1)
+        if not self.cardinalities:
+            return out
+        c, vmax = len(self.cardinalities), max(self.cardinalities)
+        if c * vmax * self.width >= x_cat.shape[0] * sum(self.embedding_dims):   # projecting costs more
+            return torch.addmm(out, self(torch.empty_like(x_num[:, :0]), x_cat), w[n:])
+        if not hasattr(self, "proj_rows"):
+            self._build_projection_index()
+        w_emb = w[n:]
+        table = torch.cat([self.table.weight, self.table.weight.new_zeros(1, self.width)])  # [rows + 1, width]
+        w_pad = torch.cat([w_emb, w_emb.new_zeros(1, w_emb.shape[1])])[self.proj_cols]      # [c, width, out]
+        projected = torch.bmm(table[self.proj_rows].to(w_pad.dtype), w_pad)                 # [c, vmax, out]
+        bag = F.embedding_bag(x_cat + self.proj_offsets, projected.view(c * vmax, -1), mode="sum")
+        return out + bag                                                                     # [b, out]
 
     def forward(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
         if not self.cardinalities:
@@ -289,6 +376,9 @@ class TabularModel(nn.Module):
         return self.core.num_experts
 
     def forward(self, x_num: Tensor, x_cat: Tensor) -> ModelOutput:
+        if getattr(self.core, "fusable", False):
+            w, b = self.core.first_layer()
+            return self.core.forward_from_first(self.encoder.project(x_num, x_cat, w, b))
         return self.core(self.encoder(x_num, x_cat))
 
 
