@@ -100,7 +100,7 @@ def wait_job_finished(page, job: int) -> None:
     """The job card says `finished` and shows its loss curve (a plotly chart)."""
     from playwright.sync_api import expect
 
-    expect(page.get_by_text(re.compile(rf"· job {job} · run \d+ · finished on"))).to_be_visible(
+    expect(page.get_by_text(re.compile(rf"· job {job} · run \d+ · finished on")).first).to_be_visible(
         timeout=TRAIN_TIMEOUT_MS)
     curve = chart(page, f"train.curve.{job}")
     expect(curve).to_be_visible(timeout=PAGE_TIMEOUT_MS)
@@ -114,8 +114,9 @@ def shown(locator):
 
 
 def chart(page, key: str):
-    """The plotly chart of the element with widget key ``key`` (dots become dashes in the class)."""
-    box = shown(page.locator(f".st-key-{key.replace('.', '-')}"))
+    """The plotly chart of the element with widget key ``key`` (dots become dashes in the class).
+    During a rerun Streamlit keeps the previous element too (``data-stale="true"``): skip it."""
+    box = shown(page.locator(f".st-key-{key.replace('.', '-')}:not([data-stale='true'])").first)
     return box.get_by_test_id("stPlotlyChart")
 
 
@@ -147,14 +148,14 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     expect(page.get_by_text("Pick at least one target column.")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     for col in ("click", "like"):
         pick_option(page, "Target columns (one task each)", col, col)
-    expect(page.get_by_text(re.compile(r"Ready to train on impressions\.csv: 2 task\(s\), \d+ feature column"))
-           ).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    ready = re.compile(r"Ready to train on impressions\.csv: 2 task\(s\), \d+ feature column")
+    expect(page.get_by_text(ready).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     no_exceptions(page, "Data page")
     shot(page, "01-data")
 
     # -- Model & training: the "Quick look" preset, 3 epochs, Train; live curve; finished
     goto_page(page, "Model & training", "Model & training")
-    expect(page.get_by_text("Dataset impressions.csv")).to_be_visible()
+    expect(page.get_by_text("Dataset impressions.csv").first).to_be_visible()
     expect(page.get_by_role("combobox", name="Preset")).to_have_value("Quick look")
     epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs.fill("3")
@@ -162,9 +163,9 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     expect(epochs).to_have_value("3")
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Train", exact=True).click()
-    expect(page.get_by_text("Queued 1 run(s)")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_text("Queued 1 run(s)").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     wait_job_finished(page, 1)
-    expect(page.get_by_text(re.compile(r"epoch 3/3"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"epoch 3/3")).first).to_be_visible()
     names = trace_names(chart(page, "train.curve.1"))
     assert {"click · training", "click · validation", "like · training", "like · validation"} <= set(names), names
     no_exceptions(page, "Model & training page")
@@ -174,7 +175,7 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     page.get_by_role("button", name="Inspect", exact=True).first.click()
     expect(page.get_by_role("tab", name="Training")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     expect(page.get_by_role("heading", name="mmoe on impressions.csv")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"finished · run #1"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"finished · run #1")).first).to_be_visible()
     expect(chart(page, "inspect.curves")).to_be_visible()
     expect(page.get_by_role("heading", name="Final metrics")).to_be_visible()
     no_exceptions(page, "Inspect, Training tab")
@@ -200,7 +201,7 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     assert experts == 4, f"the Quick look preset has 4 experts, the heatmap shows {experts} columns"
     box = plot_area.bounding_box()
     plot_area.click(position={"x": box["width"] / (2 * experts), "y": box["height"] * 0.3})
-    expect(page.get_by_text(re.compile(r"^Row \d+ \(\w+ split\): features$"))).to_be_visible(
+    expect(page.get_by_text(re.compile(r"^Row \d+ \(\w+ split\): features$")).first).to_be_visible(
         timeout=PAGE_TIMEOUT_MS)
     expect(page.get_by_text("No sample chosen yet.")).to_have_count(0)
     expect(chart(page, "inspect.sample_gates")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
@@ -216,9 +217,9 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     expect(page.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("3")
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Train", exact=True).click()
-    expect(page.get_by_text("Queued 1 run(s)")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_text("Queued 1 run(s)").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     wait_job_finished(page, 2)
-    expect(page.get_by_text(re.compile(r"omoe on impressions\.csv · job 2"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"omoe on impressions\.csv · job 2")).first).to_be_visible()
     no_exceptions(page, "Model & training page, second run")
 
     # -- Compare both runs
