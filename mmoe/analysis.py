@@ -408,7 +408,12 @@ def final_metrics_table(final_metrics: Mapping[str, Mapping[str, float]]) -> pd.
     df = pd.DataFrame({t: dict(m) for t, m in final_metrics.items()}).T
     order = ["auc", "accuracy", "macro_f1", "rmse", "mae", "r2", "logloss", "loss", "gate_entropy"]
     cols = [c for c in order if c in df.columns] + [c for c in df.columns if c not in order]
-    df = df[cols].apply(pd.to_numeric, errors="coerce")
+    df = df[cols].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    if "logloss" in df.columns and "loss" in df.columns:
+        # binary / multiclass: the training loss *is* the log loss; show it once
+        df.loc[df["logloss"].notna(), "loss"] = np.nan
+        if df["loss"].isna().all():
+            df = df.drop(columns="loss")
     df.index.name = "task"
     return df
 
@@ -477,23 +482,35 @@ def metric_direction(column: str) -> str | None:
     """'max' / 'min' for a metric column named ``metric``, ``task · metric`` or
     ``metric:<task>:<metric>``; None when unknown."""
     name = str(column).replace(" · ", ":").split(":")[-1]
-    return METRIC_DIRECTIONS.get(name)
+    return METRIC_DIRECTIONS.get(re.sub(r"\s*\(.*\)$", "", name).strip())
+
+
+REGRESSION_LOSS = "loss (MSE, standardised target)"
 
 
 def metrics_frame(records: Sequence[Any], labels: Sequence[str] | None = None) -> pd.DataFrame:
-    """Final metrics side by side: one row per run, one ``task · metric`` column per metric."""
+    """Final metrics side by side: one row per run, one ``task · metric`` column per metric (float,
+    NaN where a run lacks the metric, e.g. Shared-Bottom's gate entropy).
+
+    A task's ``loss`` column is left out when the task has ``logloss`` (for binary and multiclass
+    tasks the loss is the log loss); for regression it stays, named ``REGRESSION_LOSS``."""
     labels = list(labels) if labels is not None else [f"{r.id}: {r.name}" for r in records]
     rows = []
+    with_logloss: set[str] = set()
+    regression: set[str] = set()
     for r in records:
         row = {}
+        regression |= {t for t, k in task_kinds(getattr(r, "data_config", None) or {}).items() if k == "regression"}
         for task, named in (r.final_metrics or {}).items():
             for metric, value in (named or {}).items():
-                try:
-                    row[f"{task} · {metric}"] = float(value)
-                except (TypeError, ValueError):
-                    row[f"{task} · {metric}"] = np.nan
+                row[f"{task} · {metric}"] = value
+                if metric == "logloss":
+                    with_logloss.add(task)
         rows.append(row)
     df = pd.DataFrame(rows, index=pd.Index(labels, name="run"))
+    df = df.apply(pd.to_numeric, errors="coerce").astype(np.float64) if len(df.columns) else df
+    df = df.drop(columns=[f"{t} · loss" for t in with_logloss if f"{t} · loss" in df.columns])
+    df = df.rename(columns={f"{t} · loss": f"{t} · {REGRESSION_LOSS}" for t in regression - with_logloss})
     return df.reindex(columns=sorted(df.columns, key=lambda c: (c.split(" · ")[0], c.split(" · ")[-1])))
 
 

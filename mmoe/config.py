@@ -20,6 +20,7 @@ ARCHS = ("mmoe", "omoe", "shared-bottom")
 OPTIMIZERS = ("adam", "adamw")
 TASK_WEIGHTINGS = ("fixed", "uncertainty")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -229,6 +230,7 @@ class TrainConfig:
     eval_batch_size: int = 65536
     max_seconds: float | None = None
     threads: int | None = None          # CPU intra-op threads; None = the cores other processes leave idle
+    precision: str = "auto"             # auto: bf16 autocast on CUDA and on CPUs with native bf16 math; else fp32
 
     def __post_init__(self) -> None:
         if int(self.epochs) < 1 or int(self.epochs) > 100_000:
@@ -253,6 +255,8 @@ class TrainConfig:
             raise ConfigError(f"train: device {self.device!r} is unknown; use auto, cpu or cuda")
         if int(self.eval_batch_size) < 1:
             raise ConfigError("train: eval batch size must be >= 1")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train: precision {self.precision!r} is unknown; use auto, fp32 or bf16")
         if self.threads is not None and int(self.threads) < 1:
             raise ConfigError(f"train: threads must be >= 1, got {self.threads}")
 

@@ -1,5 +1,7 @@
 """Turning background-job snapshots and stored runs into display text and tables (no Streamlit).
 
+    duration_text(s)   42 -> "0:42" (every duration the pages show)
+    run_label(...)     "#3 baseline — mmoe on census.csv (finished)"
     progress_text(p)   "epoch 3/10 · 12,345 samples/s · ETA 0:42"
     curves_frame(p)    Progress.curves -> long frame: epoch, split, task, loss
     metrics_frame(m)   {split: {task: {metric: v}}} or {task: {metric: v}} -> wide table
@@ -20,13 +22,25 @@ KEY_METRICS = ("loss", "auc", "accuracy", "rmse", "mae")   # what a compact metr
 
 
 def duration_text(seconds: float | None) -> str:
-    """42 -> '0:42', 3725 -> '1:02:05', None -> '–'."""
+    """42 -> '0:42', 3725 -> '1:02:05', 0.3 -> '< 0:01', None -> '–'. The one format for
+    durations and ETAs on every page."""
     if seconds is None or not math.isfinite(seconds):
         return "–"
+    if 0 < seconds < 0.5:   # would round to 0:00, which reads as "did not run"
+        return "< 0:01"
     s = int(round(max(0.0, seconds)))
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def run_label(run_id: int, name: str, arch: str | None, dataset: str | None, status: str) -> str:
+    """'#3 baseline — mmoe on census.csv (finished)'; the 'arch on dataset' part is left out when
+    the name already says it (the default name of a run started from the dashboard)."""
+    what = f"{arch or '?'} on {dataset}"
+    if what.casefold() in " ".join(str(name).split()).casefold():
+        return f"#{run_id} {name} ({status})"
+    return f"#{run_id} {name} — {what} ({status})"
 
 
 def progress_text(p: Progress) -> str:
@@ -97,6 +111,8 @@ def metrics_frame(metrics: Mapping, keep: Iterable[str] | None = None) -> pd.Dat
 
 
 def _num(x):
+    if x is None:   # a metric that was not computed: NaN, so the column stays numeric
+        return math.nan
     try:
         return float(x)
     except (TypeError, ValueError):

@@ -108,8 +108,21 @@ def auto_threads() -> int:
     return max(1, min(cores, int(cores - busy + 0.5)))
 
 
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast (fp32 weights, optimiser and losses): always on CUDA; on the CPU only where
+    it has native bf16 dot products (AVX512-BF16 or AMX), where bf16 GEMMs run several times
+    faster than fp32; elsewhere bf16 would be emulated and slower."""
+    if precision == "fp32":
+        return False
+    if precision == "bf16" or device.type == "cuda":
+        return True
+    cpu = getattr(torch, "cpu", None)
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, p, lambda: False)() for p in probes)
+
+
 class TrainStep:
-    """One optimisation step: forward (bf16 autocast on CUDA), masked loss per task, task
+    """One optimisation step: forward (bf16 autocast, see ``use_bf16``), masked loss per task, task
     weighting (fixed or uncertainty), the balance loss, backward, optimiser step.
 
     ``fit`` calls it once per batch; the step benchmark times exactly this object.
@@ -127,10 +140,11 @@ class TrainStep:
         # CUDA: one fused kernel for all parameters; CPU: foreach (measured faster than fused there)
         impl = "fused" if device.type == "cuda" else "foreach"
         self.optimizer = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay, **{impl: True})
-        self.autocast = device.type == "cuda"
+        self.device_type = device.type
+        self.autocast = use_bf16(config.precision, device)
 
     def __call__(self, xb: Tensor, cb: Tensor, yb: Sequence[Tensor], mb: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model(xb, cb)
         losses = torch.stack([masked_loss(k, out.preds[n], y, m)
                               for k, n, y, m in zip(self.kinds, self.names, yb, mb)])      # [t]
@@ -161,7 +175,7 @@ def _gate_entropy(gates: Tensor) -> Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.device | str = "cpu",
-            batch_size: int = 65536, idx: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+            batch_size: int = 65536, idx: Tensor | None = None, bf16: bool | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
     """Raw outputs per task [n, d] and gates [t, n, e] (None without gates), on the CPU, float32."""
     device = torch.device(device)
     was_training = model.training
@@ -173,7 +187,8 @@ def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.dev
         for s in range(0, n, batch_size):
             sel = idx[s:s + batch_size] if idx is not None else slice(s, s + batch_size)
             xn, xc = x_num[sel].to(device, non_blocking=True), x_cat[sel].to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=torch.bfloat16,
+                                enabled=(device.type == "cuda") if bf16 is None else bf16):
                 out = model(xn, xc)
             for k, v in out.preds.items():
                 preds.setdefault(k, []).append(v.float().cpu())
@@ -188,10 +203,10 @@ def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.dev
 
 
 def evaluate(model: nn.Module, data, idx: Tensor, *, device: torch.device, batch_size: int,
-             task_weights: Sequence[float] | None = None) -> dict[str, dict[str, float]]:
+             bf16: bool | None = None) -> dict[str, dict[str, float]]:
     """Loss, metrics and gate entropy per task on the rows ``idx`` (a split)."""
     xn, xc = data.x_num, data.x_cat
-    raw, gates = predict(model, xn, xc, device=device, batch_size=batch_size, idx=idx.to(xn.device))
+    raw, gates = predict(model, xn, xc, device=device, batch_size=batch_size, idx=idx.to(xn.device), bf16=bf16)
     out: dict[str, dict[str, float]] = {}
     idx_cpu = idx.cpu()
     for t, spec in enumerate(data.tasks):
@@ -289,7 +304,8 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
             # a third of an epoch); validation: loss, metrics and gate entropy on every row
             metrics = {"train": {n: {"loss": l} for n, l in zip(names, train_loss)}}
             if val_idx is not None and len(val_idx):
-                metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size)
+                metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size,
+                                          bf16=step.autocast)
             state.epoch_metrics = metrics
             state.history.append(metrics)
             split = "val" if "val" in metrics else "train"
