@@ -35,11 +35,39 @@ def task_color(i: int) -> str:
     return TASK_PALETTE[i % len(TASK_PALETTE)]
 
 
+LEGEND_GAP_PX = 62     # from the bottom of the plot area to the legend: x tick labels + axis title
+LEGEND_BAND_PX = 56    # extra bottom margin for a legend of one or two rows
+
+
+def _has_legend(fig: go.Figure) -> bool:
+    """True when plotly would draw a legend: two or more traces that show in it (or one forced)."""
+    if fig.layout.showlegend is False:
+        return False
+    shown = [t for t in fig.data if t.showlegend is not False and t.type not in ("heatmap", "histogram2d")]
+    return len(shown) >= 2 or any(t.showlegend is True for t in shown)
+
+
 def _layout(fig: go.Figure, title: str | None = None, height: int = HEIGHT, **kw) -> go.Figure:
+    """Title, height and margins; the legend (if any) goes *below* the plot, left-aligned, so
+    long entries never run into the title (plotly's margin auto-expansion makes room for a
+    legend that wraps onto more rows)."""
+    top = 50 if title else 20
+    bottom = 50
+    legend = None
+    if _has_legend(fig):
+        bottom += LEGEND_BAND_PX
+        plot_h = max(height - top - bottom, 60)
+        legend = dict(orientation="h", yanchor="top", y=-LEGEND_GAP_PX / plot_h, xanchor="left", x=0)
     fig.update_layout(title=dict(text=title) if title else None, height=height,
-                      margin=dict(l=60, r=20, t=50 if title else 20, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1), **kw)
+                      margin=dict(l=60, r=20, t=top, b=bottom), legend=legend, **kw)
     return fig
+
+
+def _legend_line(fig: go.Figure, name: str, color: str = "#666", dash: str = "dash") -> None:
+    """A legend-only entry for a reference line drawn as a shape (add_hline): its label then sits
+    with the other legend entries instead of on top of bars or curves."""
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name, line=dict(color=color, dash=dash),
+                             hoverinfo="skip", showlegend=True))
 
 
 def _epoch_axis(fig: go.Figure, epochs) -> None:
@@ -106,10 +134,7 @@ def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss") -> g
         return empty_figure(f"no {metric} history for {task}")
     _epoch_axis(fig, np.concatenate([np.asarray(s["epoch"]) for s in series]))
     fig.update_yaxes(title_text=_metric_title(metric))
-    fig = _layout(fig, title=f"{task}: {_metric_title(metric)} (solid validation, dotted train)", height=380)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0),
-                      margin=dict(b=90))
-    return fig
+    return _layout(fig, title=f"{task}: {_metric_title(metric)} (solid validation, dotted train)", height=380)
 
 
 # ----------------------------------------------------------------------------- binary
@@ -280,7 +305,9 @@ def gate_heatmap(gates: np.ndarray, task: str, hover: Sequence[str] | None = Non
     fig.update_yaxes(title_text=f"{n:,} samples, sorted by dominant expert", autorange=False,
                      showticklabels=False, showgrid=False, ticks="", zeroline=False,
                      range=[n - 0.5, -0.5] if n else [0.5, -0.5])
-    fig.update_layout(clickmode="event+select", dragmode=False, hovermode="closest")
+    # hoverdistance -1: the nearest target is picked wherever the pointer is, so a click anywhere
+    # in a cell (not only on its invisible marker, at most 30 px wide) selects that sample
+    fig.update_layout(clickmode="event+select", dragmode=False, hovermode="closest", hoverdistance=-1)
     return _layout(fig, title=title or f"{task}: gate weight per sample", height=height)
 
 
@@ -313,8 +340,10 @@ def utilisation_figure(util: pd.DataFrame, title: str | None = None, ymax: float
                              customdata=d["share_dominant"],
                              hovertemplate=f"{task}<br>%{{x}}: mean weight %{{y:.3f}}<br>"
                                            "dominant for %{customdata:.1%} of samples<extra></extra>"))
-    fig.add_hline(y=1 / len(experts), line=dict(color="#666", dash="dash"),
-                  annotation_text=f"uniform 1/{len(experts)}", annotation_position="top left")
+    # the reference line is a shape above the bars; its label is a legend entry, not an annotation
+    # that bars would cover
+    fig.add_hline(y=1 / len(experts), line=dict(color="#666", dash="dash"), layer="above")
+    _legend_line(fig, f"uniform 1/{len(experts)} = {1 / len(experts):.3g}")
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="expert", type="category", categoryorder="array", categoryarray=experts)
     fig.update_yaxes(title_text="mean gate weight", range=[0, ymax] if ymax else None)
@@ -336,13 +365,11 @@ def entropy_figure(ent: pd.DataFrame, n_experts: int) -> go.Figure:
                                      hovertemplate=f"{task} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
                                                    "entropy %{y:.3f} nats<extra></extra>"))
     top = A.max_entropy(n_experts)
-    fig.add_hline(y=top, line=dict(color="#666", dash="dash"),
-                  annotation_text=f"max ln({n_experts}) = {top:.2f} (uniform gating)", annotation_position="top left")
+    fig.add_hline(y=top, line=dict(color="#666", dash="dash"))
+    _legend_line(fig, f"max ln({n_experts}) = {top:.2f} (uniform gating)")
     _epoch_axis(fig, ent["epoch"].to_numpy())
     fig.update_yaxes(title_text="gate entropy (nats)", range=[0, top * 1.15 + 0.05])
-    fig = _layout(fig, title="gate entropy per epoch (near 0 = collapsed onto one expert)", height=HEIGHT + 40)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0), margin=dict(b=90))
-    return fig
+    return _layout(fig, title="gate entropy per epoch (near 0 = collapsed onto one expert)", height=HEIGHT + 40)
 
 
 def similarity_figure(mat: pd.DataFrame, method: str = "js") -> go.Figure:

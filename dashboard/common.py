@@ -47,6 +47,9 @@ DATA_KEY = "mmoe.dataset"          # dict: name, frame, data_config (DataConfig)
 INSPECT_RUN_KEY = "mmoe.inspect_run"
 COMPARE_RUNS_KEY = "mmoe.compare_runs"
 
+# what every table shows in a cell with no value (st.dataframe's own default is the word "None")
+NA = "—"
+
 DATA_PAGE = "app_pages/data.py"
 TRAIN_PAGE = "app_pages/train.py"
 INSPECT_PAGE = "app_pages/inspect.py"

@@ -360,3 +360,29 @@ def test_model_archive(tmp_path):
     (tmp_path / "predictions.parquet").write_bytes(b"no")
     with zipfile.ZipFile(io.BytesIO(A.model_archive(tmp_path))) as z:
         assert sorted(z.namelist()) == sorted(A.MODEL_FILES)
+
+
+def test_final_metrics_table_shows_the_log_loss_once():
+    t = A.final_metrics_table({"a": {"loss": 0.3, "logloss": 0.3, "auc": 0.8, "gate_entropy": None},
+                               "b": {"rmse": 1.0, "loss": 0.5}})
+    assert math.isnan(t.loc["a", "loss"]) and t.loc["b", "loss"] == 0.5   # regression keeps its loss
+    assert t["gate_entropy"].dtype == np.float64 and math.isnan(t.loc["a", "gate_entropy"])
+    only_binary = A.final_metrics_table({"a": {"loss": 0.3, "logloss": 0.3, "auc": 0.8}})
+    assert "loss" not in only_binary.columns
+
+
+def test_metrics_frame_coerces_none_and_drops_the_duplicate_loss():
+    dc = {"tasks": [{"column": "a", "kind": "binary"}, {"column": "r", "kind": "regression"}]}
+    mmoe = SimpleNamespace(id=1, name="mmoe", final_metrics={"a": {"auc": 0.8, "loss": 0.3, "logloss": 0.3,
+                                                                   "gate_entropy": 1.2},
+                                                             "r": {"rmse": 1.0, "loss": 0.9}}, data_config=dc)
+    sb = SimpleNamespace(id=2, name="sb", final_metrics={"a": {"auc": 0.7, "loss": 0.4, "logloss": 0.4,
+                                                               "gate_entropy": None},
+                                                         "r": {"rmse": 1.1, "loss": 1.0}}, data_config=dc)
+    m = A.metrics_frame([mmoe, sb], ["x", "y"])
+    assert (m.dtypes == np.float64).all()
+    assert math.isnan(m.loc["y", "a · gate_entropy"])          # None -> NaN, shown as "—"
+    assert "a · loss" not in m.columns and "a · logloss" in m.columns
+    reg = f"r · {A.REGRESSION_LOSS}"
+    assert "r · loss" not in m.columns and m[reg].tolist() == [0.9, 1.0]
+    assert A.metric_direction(reg) == "min" and A.best_per_metric(m)[reg] == ["x"]

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from mmoe.jobs import JobManager
-from mmoe.jobview import (curves_frame, duration_text, history_curves, jobs_frame, metrics_frame, outcome,
-                          progress_text, runs_overview)
+from mmoe.jobview import (KEY_METRICS, curves_frame, duration_text, history_curves, jobs_frame, metrics_frame,
+                          outcome, progress_text, run_label, runs_overview)
 
 
 def test_duration_text():
@@ -42,3 +42,20 @@ def test_metrics_frame_final_metrics_and_history():
                       "value": [0.3, 0.9]})
     assert history_curves(h).to_dict("records") == [{"epoch": 1, "split": "val", "task": "a", "loss": 0.3}]
     assert runs_overview(pd.DataFrame()).empty
+
+
+def test_duration_text_short_runs_and_run_label():
+    assert duration_text(0.3) == "< 0:01" and duration_text(0) == "0:00" and duration_text(0.6) == "0:01"
+    assert run_label(1, "mmoe on census.csv", "mmoe", "census.csv", "finished") == "#1 mmoe on census.csv (finished)"
+    assert run_label(2, "baseline", "omoe", "census.csv", "failed") == "#2 baseline — omoe on census.csv (failed)"
+    assert run_label(3, "mmoe on census.csv [mmoe]", "mmoe", "census.csv", "finished").count("on census") == 1
+
+
+def test_metrics_frame_train_rows_have_only_the_loss():
+    """The engine logs only the loss for the train split: the other cells are NaN (a number the
+    table shows as "—"), never the object None."""
+    mf = metrics_frame({"train": {"click": {"loss": 0.6}},
+                        "val": {"click": {"loss": 0.5, "auc": 0.7, "accuracy": None}}}, KEY_METRICS)
+    assert list(mf.columns) == ["split", "task", "loss", "auc", "accuracy"]
+    assert mf["auc"].dtype == "float64" and mf["accuracy"].dtype == "float64"
+    assert mf["auc"].isna().tolist() == [True, False] and mf["accuracy"].isna().all()

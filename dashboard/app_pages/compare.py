@@ -21,7 +21,7 @@ if str(_DASH) not in sys.path:  # `streamlit run dashboard/app_pages/compare.py`
     sys.path.insert(0, str(_DASH))
 
 import charts  # noqa: E402
-from common import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, store  # noqa: E402
+from common import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, store  # noqa: E402
 
 from mmoe import analysis as A  # noqa: E402
 from mmoe.runner import PREDICTIONS  # noqa: E402
@@ -156,7 +156,7 @@ def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[in
     key = _table_key(shown)
     st.session_state["compare.table_key"], st.session_state["compare.shown_ids"] = key, shown
     event = st.dataframe(view, key=key, on_select="rerun", selection_mode="multi-row", hide_index=True,
-                         column_config=cfg, height=min(420, 38 + 35 * max(len(view), 1)),
+                         column_config=cfg, placeholder=NA, height=min(420, 38 + 35 * max(len(view), 1)),
                          selection_default={"selection": {"rows": [i for i, rid in enumerate(shown) if rid in chosen],
                                                           "columns": []}})
     rows = list(event.selection.rows) if event is not None else []
@@ -232,17 +232,19 @@ def tables_section(runs: list[RunRecord]) -> None:
         st.caption("None of the selected runs recorded final metrics.")
     else:
         best = A.best_per_metric(m) if len(runs) > 1 else {}
-        styled = m.style.format("{:.4f}", na_rep="—").apply(lambda d: _highlight(d, best), axis=None)
-        st.dataframe(styled, key="compare.metrics")
+        styled = m.style.format("{:.4f}", na_rep=NA).apply(lambda d: _highlight(d, best), axis=None)
+        st.dataframe(styled, key="compare.metrics", placeholder=NA)
         st.caption("Best value per metric highlighted (higher is better for auc, accuracy, macro F1, R² and gate "
-                   "entropy; lower for loss, log loss, RMSE and MAE). Validation split.")
+                   "entropy; lower for loss, log loss, RMSE and MAE). Validation split. For binary and multiclass "
+                   "tasks the training loss is the log loss; for regression it is the MSE on the standardised "
+                   "target.")
     st.subheader("Settings")
     only = st.toggle("Differences only", value=True, key="compare.diff_only")
     d = A.settings_diff(runs, labels, only_differences=only)
     if d.empty:
         st.caption("The selected runs have identical settings." if only else "No settings recorded.")
     else:
-        st.dataframe(d, key="compare.settings", height=min(600, 38 + 35 * len(d)))
+        st.dataframe(d, key="compare.settings", height=min(600, 38 + 35 * len(d)), placeholder=NA)
 
 
 def gates_section(s: RunStore, runs: list[RunRecord]) -> None:

@@ -262,16 +262,17 @@ c4.metric("Test rows", f"{summary['splits'].get('test', 0):,}")
 st.markdown("**Tasks**")
 st.dataframe(tables["tasks"], hide_index=True, width="stretch")
 feats = summary["features"]
-c1, c2 = st.columns(2)
-with c1:
-    st.markdown(f"**Features used** ({len(feats['numeric'])} numeric, {len(feats['categorical'])} categorical)")
-    used = pd.DataFrame(
-        [{"column": c, "as": "numeric" + (" (+ missing flag)" if c in feats["missing_indicators"] else "")}
-         for c in feats["numeric"]]
-        + [{"column": c, "as": f"categorical ({feats['cardinalities'][c]} values)"} for c in feats["categorical"]])
-    st.dataframe(used, hide_index=True, width="stretch", height=min(300, 38 + 35 * max(1, len(used))))
-with c2:
-    st.markdown(f"**Not used as features** ({len(tables['ignored'])})")
-    st.dataframe(tables["ignored"], hide_index=True, width="stretch",
-                 height=min(300, 38 + 35 * max(1, len(tables["ignored"]))))
+st.markdown(f"**Features used** ({len(feats['numeric'])} numeric, {len(feats['categorical'])} categorical)")
+used = pd.DataFrame(
+    [{"column": c, "as": "numeric" + (" (+ missing flag)" if c in feats["missing_indicators"] else "")}
+     for c in feats["numeric"]]
+    + [{"column": c, "as": f"categorical ({feats['cardinalities'][c]} values)"} for c in feats["categorical"]])
+st.dataframe(used, hide_index=True, width="stretch", height=min(300, 38 + 35 * max(1, len(used))))
+# full width, one below the other: a reason ("identifier-like (20000 distinct values, e.g. ...)") is
+# long, and a table cell does not wrap, so a half-width table cut it (and the column names) off
+st.markdown(f"**Not used as features** ({len(tables['ignored'])})")
+longest = max([len(str(c)) for c in tables["ignored"]["column"]] + [8])
+st.dataframe(tables["ignored"], hide_index=True, width="stretch",
+             height=min(300, 38 + 35 * max(1, len(tables["ignored"]))),
+             column_config={"column": st.column_config.TextColumn("column", width=min(360, 24 + 8 * longest))})
 st.page_link(TRAIN_PAGE, label="Next: choose a model and train", icon=":material/model_training:")

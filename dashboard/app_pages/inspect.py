@@ -19,9 +19,10 @@ if str(_DASH) not in sys.path:  # `streamlit run dashboard/app_pages/inspect.py`
     sys.path.insert(0, str(_DASH))
 
 import charts  # noqa: E402
-from common import INSPECT_RUN_KEY, store  # noqa: E402
+from common import INSPECT_RUN_KEY, NA, store  # noqa: E402
 
 from mmoe import analysis as A  # noqa: E402
+from mmoe.jobview import duration_text, run_label  # noqa: E402
 from mmoe.runner import PREDICTIONS  # noqa: E402
 from mmoe.store import RunRecord, RunStore, StoreError  # noqa: E402
 
@@ -81,7 +82,7 @@ def _short(v) -> str:
 # ----------------------------------------------------------------------------- choosing the run
 
 def _label(r: RunRecord) -> str:
-    return f"#{r.id} {r.name} — {r.arch or '?'} on {r.dataset} ({r.status})"
+    return run_label(r.id, r.name, r.arch, r.dataset, r.status)
 
 
 def _default_run(runs: list[RunRecord]) -> int:
@@ -114,7 +115,7 @@ def header(rec: RunRecord) -> None:
         if rec.best_epoch:
             line += f" (best {rec.best_epoch})"
     if rec.train_seconds:
-        line += f" · {rec.train_seconds:,.1f} s"
+        line += f" · trained in {duration_text(rec.train_seconds)}"
     if rec.samples_per_second:
         line += f" · {rec.samples_per_second:,.0f} samples/s"
     st.markdown(line)
@@ -181,7 +182,7 @@ def training_section(s: RunStore, rec: RunRecord) -> None:
         st.caption("No final metrics were recorded.")
     else:
         split = "validation" if (rec.data_summary or {}).get("splits", {}).get("val") else "training"
-        st.dataframe(fm.style.format("{:.4f}", na_rep="—"))
+        st.dataframe(fm.style.format("{:.4f}", na_rep=NA), placeholder=NA)
         st.caption(f"On the {split} split" + (f", from epoch {rec.best_epoch} (best validation loss)"
                                                if rec.best_epoch and rec.train_config.get("early_stopping_patience")
                                                else ", after the last epoch") + ".")
@@ -189,7 +190,7 @@ def training_section(s: RunStore, rec: RunRecord) -> None:
         with st.expander("Per-epoch history (table)"):
             wide = hist.pivot_table(index=["epoch", "split"], columns=["task", "metric"], values="value")
             wide.columns = [f"{t} · {m}" for t, m in wide.columns]
-            st.dataframe(wide.reset_index())
+            st.dataframe(wide.reset_index(), placeholder=NA)
 
 
 def predictions_section(rec: RunRecord, frame: pd.DataFrame | None) -> None:
@@ -233,7 +234,7 @@ def predictions_section(rec: RunRecord, frame: pd.DataFrame | None) -> None:
             c1, _ = st.columns([3, 2]) if len(cm) <= 6 else (st.container(), None)
             c1.plotly_chart(charts.confusion_figure(cm, task), key=f"inspect.cm.{task}")
     with st.expander("Predictions table (first 1,000 rows)"):
-        st.dataframe(frame.head(1000))
+        st.dataframe(frame.head(1000), placeholder=NA)
 
 
 def _no_predictions(rec: RunRecord) -> None:

@@ -5,7 +5,7 @@ import dataclasses
 
 import streamlit as st
 
-from common import DATA_KEY, DATA_PAGE, manager, open_in_inspect, store
+from common import DATA_KEY, DATA_PAGE, NA, manager, open_in_inspect, store
 from mmoe.config import ConfigError, TrainConfig
 from mmoe.datasets import with_task_weights
 from mmoe.jobview import KEY_METRICS, curves_frame, jobs_frame, metrics_frame, outcome, progress_text, runs_overview
@@ -125,10 +125,10 @@ def live_jobs() -> None:
                 m = metrics_frame(p.last_metrics, KEY_METRICS)
                 if not m.empty:
                     c2.markdown(f"**Metrics after epoch {p.epoch}**")
-                    c2.dataframe(m.round(4), hide_index=True, width="stretch")
+                    c2.dataframe(m.round(4), hide_index=True, width="stretch", placeholder=NA)
     if len(snaps) > SHOWN_JOBS:
         with st.expander(f"All {len(snaps)} jobs"):
-            st.dataframe(jobs_frame(snaps), hide_index=True, width="stretch")
+            st.dataframe(jobs_frame(snaps), hide_index=True, width="stretch", placeholder=NA)
     if active_at_start and all(p.done for p in snaps):
         st.rerun()   # everything ended: a full rerun redraws this fragment without its timer
 
@@ -143,7 +143,7 @@ if runs.empty:
     st.caption(f"No stored runs in {store().home} yet.")
 else:
     table = runs_overview(runs)
-    st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)))
+    st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)), placeholder=NA)
     c1, c2 = st.columns([2, 1])
     pick = c1.selectbox("Run", table["id"].tolist(), key="train.pick_run", label_visibility="collapsed",
                         format_func=lambda i: f"run {i}: {table.set_index('id').at[i, 'name']}")

@@ -40,3 +40,9 @@ def test_pages_open_with_a_dataset_chosen(at):
     for page in PAGES[1:]:
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
+
+
+def test_streamlit_config_hides_the_deploy_button():
+    import tomllib
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "minimal"

@@ -134,6 +134,13 @@ def test_selecting_runs_shows_comparisons(page):
     metrics = at.dataframe[1]
     assert list(metrics.value.index) == [f"#{i} {n}-run" for i, n in
                                          sorted(((ids[a], a) for a in ("mmoe", "omoe", "shared-bottom")), reverse=True)]
+    m = metrics.value
+    assert "click · logloss" in m.columns and "click · loss" not in m.columns      # the loss *is* the log loss
+    assert "score · loss (MSE, standardised target)" in m.columns                   # regression keeps it, named
+    sb = f"#{ids['shared-bottom']} shared-bottom-run"
+    assert m["click · gate_entropy"].dtype == np.float64 and np.isnan(m.loc[sb, "click · gate_entropy"])
+    # no table shows the word "None" for a missing value
+    assert all(d.proto.placeholder == "—" for d in at.dataframe)
 
 
 def test_best_metric_is_highlighted(page):

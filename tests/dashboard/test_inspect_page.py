@@ -103,6 +103,10 @@ def test_training_tab_of_a_finished_run(page):
     at = open_page(ids["mmoe"])
     assert at.title[0].value == "mmoe-run"
     assert any("finished" in m.value for m in at.markdown)
+    assert any("trained in " in m.value for m in at.markdown)     # mmoe.jobview.duration_text, as everywhere
+    assert at.selectbox(key="inspect.pick").format_func(ids["mmoe"]) == \
+        f"#{ids['mmoe']} mmoe-run — mmoe on tiny.csv (finished)"
+    assert all(d.proto.placeholder == "—" for d in at.dataframe)
     assert len(charts_of(at)) == 1                         # loss curves
     metrics = at.dataframe[0].value
     assert set(metrics.index) == {"click", "score", "kind"} and "auc" in metrics.columns

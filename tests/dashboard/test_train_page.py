@@ -90,6 +90,10 @@ def test_train_runs_in_the_background_and_is_stored(at, mmoe_home):
     assert "finished" in at.markdown[-1].value or any("finished" in m.value for m in at.markdown)
     table = at.dataframe[-1].value   # stored runs
     assert table["id"].tolist() == [p.run_id]
+    card = at.dataframe[0]           # "Metrics after epoch N": train rows hold only the loss
+    rows = card.value
+    assert set(rows["split"]) >= {"train", "val"} and rows.loc[rows["split"] == "train", "auc"].isna().all()
+    assert all(d.proto.placeholder == "—" for d in at.dataframe)   # shown as "—", not "None"
 
 
 def test_cancel_stops_a_running_job(at, mmoe_home):

@@ -1,0 +1,86 @@
+"""dashboard/charts.py: legends sit below the plot (never against the title), reference lines are
+labelled in the legend, and gate heatmap clicks pick the nearest sample anywhere in a cell."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "dashboard"))
+import charts  # noqa: E402
+
+from mmoe import analysis as A  # noqa: E402
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 300
+    g = rng.dirichlet(np.ones(4), size=(2, n))
+    out = {"_row": np.arange(n), "target:a": (rng.random(n) < 0.3).astype(float), "pred:a": rng.random(n),
+           "target:r": rng.normal(size=n), "pred:r": rng.normal(size=n)}
+    for t, task in enumerate(("a", "b")):
+        for e in range(4):
+            out[f"gate:{task}:e{e}"] = g[t, :, e]
+    return pd.DataFrame(out)
+
+
+def legend_figures(frame):
+    long = ("≠ Never married", "= Never married")
+    ent = pd.DataFrame({"epoch": [1, 2, 1, 2], "split": ["val"] * 4, "task": ["a", "a", "b", "b"],
+                        "value": [1.2, 1.0, 1.3, 0.9]})
+    curves = pd.DataFrame({"epoch": [1, 2, 1, 2], "split": ["train", "train", "val", "val"], "task": ["a"] * 4,
+                           "value": [0.6, 0.5, 0.55, 0.5]})
+    cur = A.quiet(A.binary_curves, frame, "a")
+    pts, stats = A.regression_points(frame, "r")
+    return {
+        "task_curves": charts.task_curves(curves),
+        "overlay": charts.overlay_curves([{"run_id": 1, "label": "#1 a", "split": "val", "epoch": [1, 2],
+                                           "value": [0.5, 0.4]},
+                                          {"run_id": 2, "label": "#2 b", "split": "val", "epoch": [1, 2],
+                                           "value": [0.6, 0.5]}], "a"),
+        "roc": charts.roc_figure(cur, "a"),
+        "pr": charts.pr_figure(cur, "a"),
+        "calibration": charts.calibration_figure(A.calibration(frame, "a"), "a"),
+        "histogram": charts.score_histogram_figure(A.score_histogram(frame, "a", class_names=long), "a"),
+        "pred_vs_actual": charts.pred_vs_actual_figure(pts, stats, "r"),
+        "utilisation": charts.utilisation_figure(A.utilisation(frame)),
+        "entropy": charts.entropy_figure(ent, 4),
+    }
+
+
+def test_legends_are_below_the_plot_not_against_the_title(frame):
+    for name, fig in legend_figures(frame).items():
+        leg = fig.layout.legend
+        assert leg.orientation == "h" and leg.yanchor == "top", name
+        assert leg.y < -0.15, (name, leg.y)                      # below the x axis title
+        assert fig.layout.margin.b >= 90, name                   # with room for it
+        assert fig.layout.height - fig.layout.margin.t - fig.layout.margin.b > 100, name
+
+
+def test_figures_without_a_legend_keep_a_small_bottom_margin(frame):
+    cm = pd.DataFrame([[5, 1], [2, 7]], index=["x", "y"], columns=["x", "y"])
+    for fig in (charts.confusion_figure(cm, "k"), charts.gate_heatmap(A.gate_matrix(frame, "a"), "a")):
+        assert fig.layout.margin.b == 50
+
+
+def test_reference_lines_are_labelled_in_the_legend_not_over_the_bars(frame):
+    util = charts.utilisation_figure(A.utilisation(frame))
+    assert not util.layout.annotations
+    names = [t.name for t in util.data]
+    assert "uniform 1/4 = 0.25" in names and {"a", "b"} <= set(names)
+    assert util.layout.shapes[0].y0 == pytest.approx(0.25) and util.layout.shapes[0].layer == "above"
+    ent = charts.entropy_figure(pd.DataFrame({"epoch": [1], "split": ["val"], "task": ["a"], "value": [1.0]}), 4)
+    assert not ent.layout.annotations and any(str(t.name).startswith("max ln(4)") for t in ent.data)
+
+
+def test_gate_heatmap_click_picks_the_nearest_sample_anywhere():
+    g = np.random.default_rng(1).dirichlet(np.ones(4), size=50)
+    fig = charts.gate_heatmap(g, "a")
+    assert fig.layout.hoverdistance == -1 and fig.layout.hovermode == "closest"
+    assert "select" in fig.layout.clickmode
+    targets = fig.data[1]
+    assert len(targets.x) == 50 * 4 and len(targets.customdata) == 50 * 4
