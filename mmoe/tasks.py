@@ -58,6 +58,10 @@ def compute_metrics(kind: str, y_true: np.ndarray, pred: np.ndarray, n_classes: 
     pred = np.asarray(pred, dtype=np.float64)
     if len(y_true) == 0:
         return {}
+    if not np.isfinite(pred).all():   # a diverged model: report NaN, the trainer says "diverged"
+        names = {"binary": ("auc", "logloss", "accuracy"), "regression": ("rmse", "mae", "r2"),
+                 "multiclass": ("accuracy", "macro_f1", "logloss")}[kind]
+        return dict.fromkeys(names, float("nan"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if kind == "binary":

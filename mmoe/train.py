@@ -26,6 +26,9 @@ from mmoe.tasks import compute_metrics, masked_loss, transform
 
 
 
+EXPLODED = 20.0   # validation loss this many times the untrained model's counts as diverged
+
+
 class Callback:
     """No-op hooks; override what you need. ``state`` is the live ``TrainState``."""
 
@@ -214,13 +217,14 @@ def evaluate(model: nn.Module, data, idx: Tensor, *, device: torch.device, batch
         y = data.y[name].cpu()[idx_cpu]
         m = data.mask[name].cpu()[idx_cpu]
         r = raw[name]
-        loss = float(masked_loss(spec.kind, r, y, m)) if m.any() else float("nan")
         scale = data.preprocessor.target_scale(name)
         pred = transform(spec.kind, r[m], scale).numpy()
         y_true = y[m].numpy()
         if spec.kind == "regression":
             y_true = y_true * scale[1] + scale[0]
-        metrics = {"loss": loss, **compute_metrics(spec.kind, y_true, pred, data.task_dims[name])}
+        # no labelled row of this task in the split: no loss and no metrics (not NaN, which means diverged)
+        metrics = ({"loss": float(masked_loss(spec.kind, r, y, m)),
+                    **compute_metrics(spec.kind, y_true, pred, data.task_dims[name])} if m.any() else {})
         if gates is not None:
             metrics["gate_entropy"] = float(_gate_entropy(gates[t:t + 1])[0])
         out[name] = metrics
@@ -258,6 +262,10 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
     step = TrainStep(model, tasks, config, device)
     state = TrainState(epochs=config.epochs, batches=batches, tasks=names, device=str(device), n_train=n_train)
     best_loss, best_state, stale = math.inf, None, 0
+    initial_loss = math.inf
+    if val_idx is not None and len(val_idx):      # the untrained model's loss: the yardstick for "exploded"
+        init = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size, bf16=step.autocast)
+        initial_loss = sum(t.weight * init[n]["loss"] for t, n in zip(tasks, names) if "loss" in init[n])
     sync_every = 1 if device.type == "cpu" else 50   # GPU: check the loss for NaN without a sync per batch
     cancelled = lambda: cancel_event is not None and cancel_event.is_set()  # noqa: E731
 
@@ -309,8 +317,13 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
             state.epoch_metrics = metrics
             state.history.append(metrics)
             split = "val" if "val" in metrics else "train"
-            val_loss = sum(t.weight * metrics[split][n]["loss"] for t, n in zip(tasks, names))
+            val_loss = sum(t.weight * metrics[split][n]["loss"] for t, n in zip(tasks, names)
+                           if "loss" in metrics[split][n])
             _finite_or_raise(val_loss, f"validation after epoch {epoch}")
+            if split == "val" and val_loss > EXPLODED * initial_loss + 1.0:
+                raise FloatingPointError(
+                    f"epoch {epoch}: the validation loss exploded from {initial_loss:.3g} before training "
+                    f"to {val_loss:.3g}")
             if val_loss < best_loss:
                 best_loss, state.best_epoch, stale = val_loss, epoch, 0
                 if config.early_stopping_patience:
@@ -331,7 +344,8 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
             model.load_state_dict(best_state)
     except FloatingPointError as e:
         state.status = "diverged"
-        state.message = (f"training diverged: the loss became NaN or infinite at {e}. "
+        what = str(e) if "exploded" in str(e) else f"the loss became NaN or infinite at {e}"
+        state.message = (f"training diverged: {what}. "
                          "Lower the learning rate, standardise extreme targets, or use a smaller batch.")
     except BaseException as e:
         state.status = "failed"

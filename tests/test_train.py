@@ -171,3 +171,22 @@ def test_metrics_edge_cases():
     m = compute_metrics("multiclass", np.array([0, 2]), np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8]]), 3)
     assert m["accuracy"] == 1.0
     assert compute_metrics("regression", np.array([]), np.array([])) == {}
+
+
+def test_exploding_but_finite_loss_counts_as_diverged(data):
+    model, cfg = _fit(data, lr=9.0, epochs=20)
+    res = fit(model, data, cfg)
+    assert res.status == "diverged", res.history[-1]["val"]
+    assert "exploded" in res.message and "learning rate" in res.message
+
+
+def test_task_without_validation_labels_is_not_divergence(tiny_frame):
+    df = tiny_frame.copy()
+    data = prepare(df, DataConfig(tasks=TASKS[:2]))
+    val = data.splits["val"]
+    data.mask["score"][val] = False            # no labelled validation row for one task
+    model, cfg = _fit(data, epochs=2)
+    res = fit(model, data, cfg)
+    assert res.status == "finished"
+    assert res.metrics["score"] == {} or "loss" not in res.metrics["score"]
+    assert "auc" in res.metrics["click"]
