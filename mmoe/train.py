@@ -88,6 +88,18 @@ class FitResult:
     device: str
 
 
+RESIDENT_SHARE = 0.5   # keep the data on the GPU when it takes at most this share of its free memory
+
+
+def fits_on_device(data, device: torch.device) -> bool:
+    """Can the prepared tensors live on the device for the whole run (the fast path)?"""
+    if device.type != "cuda":
+        return True
+    nbytes = data.x_num.nbytes + data.x_cat.nbytes + sum(t.nbytes for t in (*data.y.values(), *data.mask.values()))
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= RESIDENT_SHARE * free
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -246,12 +258,14 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
     gen = torch.Generator(device=device).manual_seed(config.seed)
     tasks = list(data.tasks)
     names = [t.column for t in tasks]
-    # -- tensors to the device, once -------------------------------------------------------
-    x_num = data.x_num.to(device)
-    x_cat = data.x_cat.to(device)
-    ys = [data.y[n].to(device) for n in names]
-    masks = [data.mask[n].to(device) for n in names]
-    train_idx = data.splits["train"].to(device)
+    # -- tensors to the device, once (or, if they would not fit, batch by batch) -----------
+    resident = fits_on_device(data, device)
+    home = device if resident else torch.device("cpu")
+    x_num = data.x_num.to(home)
+    x_cat = data.x_cat.to(home)
+    ys = [data.y[n].to(home) for n in names]
+    masks = [data.mask[n].to(home) for n in names]
+    train_idx = data.splits["train"].to(home)
     val_idx = data.splits.get("val")
     n_train = int(train_idx.numel())
     bs = min(config.batch_size, max(n_train, 1))
@@ -276,10 +290,15 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
             state.epoch, state.batch = epoch, 0
             for cb in callbacks:
                 cb.on_epoch_begin(state)
-            perm = train_idx[torch.randperm(n_train, generator=gen, device=device)]
+            perm = train_idx[torch.randperm(n_train, generator=gen, device=device).to(home)]
             # one gather per epoch; batches are then contiguous slices (views, no copy)
             xs, cs = x_num[perm], x_cat[perm]
             y_ep, m_ep = [y[perm] for y in ys], [m[perm] for m in masks]
+            if not resident:   # pinned host memory, so each batch's copy to the GPU is asynchronous
+                pin = device.type == "cuda"
+                xs, cs = (xs.pin_memory(), cs.pin_memory()) if pin else (xs, cs)
+                y_ep = [y.pin_memory() if pin else y for y in y_ep]
+                m_ep = [m.pin_memory() if pin else m for m in m_ep]
             loss_sum = torch.zeros(len(tasks), device=device)
             t0 = time.perf_counter()
             for b in range(batches):
@@ -287,7 +306,11 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
                     state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
                     break
                 sl = slice(b * bs, (b + 1) * bs)
-                total, losses = step(xs[sl], cs[sl], [y[sl] for y in y_ep], [m[sl] for m in m_ep])
+                batch = [xs[sl], cs[sl], *[y[sl] for y in y_ep], *[m[sl] for m in m_ep]]
+                if not resident:
+                    batch = [t.to(device, non_blocking=True) for t in batch]
+                t_ = len(tasks)
+                total, losses = step(batch[0], batch[1], batch[2:2 + t_], batch[2 + t_:])
                 rows = min(bs, n_train - b * bs)
                 loss_sum += losses * rows
                 state.batch = b + 1

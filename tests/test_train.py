@@ -190,3 +190,18 @@ def test_task_without_validation_labels_is_not_divergence(tiny_frame):
     assert res.status == "finished"
     assert res.metrics["score"] == {} or "loss" not in res.metrics["score"]
     assert "auc" in res.metrics["click"]
+
+
+def test_streaming_batches_when_data_does_not_fit(data, monkeypatch):
+    """Data too large for the device stays in host memory and goes over batch by batch;
+    the result is the same as the resident path."""
+    import mmoe.train as train_mod
+
+    torch.manual_seed(3)
+    m1, cfg = _fit(data)
+    r1 = fit(m1, data, cfg)
+    monkeypatch.setattr(train_mod, "fits_on_device", lambda d, dev: False)
+    torch.manual_seed(3)
+    m2, cfg = _fit(data)
+    r2 = fit(m2, data, cfg)
+    assert r1.metrics == r2.metrics
