@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument("--threads", type=int, default=None, help="CPU threads (default: the idle cores)")
+    t.add_argument("--precision", default="auto",
+                   help="auto (bf16 autocast on CUDA and on CPUs with native bf16) | fp32 | bf16")
     t.add_argument("--val-fraction", type=float, default=0.2)
     t.add_argument("--test-fraction", type=float, default=0.0)
     t.add_argument("--drop", type=_csv_list, default=(), help="columns not to use, comma separated")
@@ -160,7 +162,8 @@ def cmd_train(a) -> int:
                      tower_hidden=a.tower_hidden, top_k=a.top_k, dropout=a.dropout, aux_loss_weight=a.aux_weight)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                      optimizer=a.optimizer, task_weighting=a.task_weighting, early_stopping_patience=a.patience,
-                     device=a.device, seed=a.seed, threads=a.threads)
+                     device=a.device, seed=a.seed, threads=a.threads,
+                     precision=a.precision)
     if tc.device == "cuda":
         from mmoe.train import resolve_device
         try:
