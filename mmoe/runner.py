@@ -23,7 +23,7 @@ from mmoe.data import PreparedData, Preprocessor, prepare, prepare_for_predictio
 from mmoe.model import TabularModel, build_model, count_parameters
 from mmoe.store import RunStore
 from mmoe.tasks import transform
-from mmoe.train import Callback, FitResult, TrainState, fit, predict, resolve_device
+from mmoe.train import Callback, FitResult, TrainState, evaluate, fit, predict, resolve_device
 
 PREDICTIONS = "predictions.parquet"
 PREPROCESSOR = "preprocessor.json"
@@ -112,6 +112,18 @@ def decorate_predictions(frame: pd.DataFrame, pre: Preprocessor, raw: dict, gate
     return pd.concat([keep, extra], axis=1)
 
 
+def _stored_model_metrics(model: TabularModel, data: PreparedData, train_config: TrainConfig,
+                          device: torch.device) -> dict[str, dict[str, float]]:
+    """Validation (else training) metrics of the model as it is stored now.
+
+    A run cancelled mid-epoch keeps the weights of the batches after its last full epoch, so that
+    epoch's metrics would not describe the saved model, its stored predictions or its charts."""
+    idx = data.splits.get("val")
+    if idx is None or not len(idx):
+        idx = data.splits["train"]
+    return evaluate(model, data, idx, device=device, batch_size=train_config.eval_batch_size)
+
+
 def run_training(source, data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig, *,
                  store: RunStore | None = None, name: str | None = None, dataset: str | None = None,
                  data: PreparedData | None = None, callbacks: Sequence[Callback] = (),
@@ -140,6 +152,8 @@ def run_training(source, data_config: DataConfig, model_config: ModelConfig, tra
     try:
         result = fit(model, data, train_config, callbacks=[StoreCallback(store, run_id), *callbacks],
                      cancel_event=cancel_event)
+        if result.status == "cancelled" and result.epochs > 0:
+            result.metrics = _stored_model_metrics(model, data, train_config, device)
         if result.epochs > 0 and result.status != "diverged":
             store.save_model(run_id, {k: v.detach().cpu() for k, v in model.state_dict().items()},
                              model.meta)

@@ -101,3 +101,33 @@ def test_gpu_training_matches_contract(tiny_frame, mmoe_home):
                      store=RunStore(mmoe_home))
     assert s.status == "finished"
     assert torch.cuda.is_available()
+
+
+def test_cancelled_run_metrics_describe_the_stored_model(tiny_frame, mmoe_home):
+    """A run cancelled mid-epoch keeps weights updated after its last full epoch: its final metrics
+    must be those of the stored model (the one its predictions and Inspect charts come from)."""
+    import threading
+
+    import numpy as np
+    import pandas as pd
+
+    from mmoe.train import Callback
+
+    cancel = threading.Event()
+
+    class CancelMidEpoch(Callback):
+        def on_batch_end(self, state):
+            if state.epoch == 3 and state.batch == state.batches - 1:
+                cancel.set()
+
+    store = RunStore(mmoe_home)
+    tasks = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regression"))
+    s = run_training(tiny_frame, DataConfig(tasks=tasks), MC, TrainConfig(epochs=10, batch_size=8, lr=0.05),
+                     store=store, callbacks=[CancelMidEpoch()], cancel_event=cancel)
+    assert s.status == "cancelled" and s.epochs == 2
+    frame = pd.read_parquet(store.artifact_dir(s.run_id) / "predictions.parquet")
+    y, p = frame["target:score"].to_numpy(float), frame["pred:score"].to_numpy(float)
+    ok = ~np.isnan(y)
+    rmse = float(np.sqrt(np.mean((y[ok] - p[ok]) ** 2)))
+    assert store.get_run(s.run_id).final_metrics["score"]["rmse"] == pytest.approx(rmse, rel=1e-4)
+    assert s.metrics["score"]["rmse"] == pytest.approx(rmse, rel=1e-4)
