@@ -26,6 +26,15 @@ GATE_SCALE = "Viridis"
 HEIGHT = 340
 
 
+
+MAX_MARKED_EPOCHS = 30   # beyond this many points, markers merge into a thick line that hides the dashes
+
+
+def curve_mode(points: int) -> str:
+    """Plotly mode of a per-epoch curve: markers only while they stay apart, so train (dotted) and
+    validation (solid) lines can still be told apart over hundreds of epochs."""
+    return "lines+markers" if points <= MAX_MARKED_EPOCHS else "lines"
+
 def run_color(run_id: int) -> str:
     """The colour of a run in every chart (derived from its id only)."""
     return RUN_PALETTE[int(run_id) % len(RUN_PALETTE)]
@@ -106,7 +115,7 @@ def task_curves(curves: pd.DataFrame, metric: str = "loss", tasks: Sequence[str]
             d = curves[(curves["task"] == task) & (curves["split"] == split)]
             if d.empty:
                 continue
-            fig.add_trace(go.Scatter(x=d["epoch"], y=d["value"], mode="lines+markers", name=SPLIT_NAME[split],
+            fig.add_trace(go.Scatter(x=d["epoch"], y=d["value"], mode=curve_mode(len(d)), name=SPLIT_NAME[split],
                                      legendgroup=split, showlegend=i == 0, marker=dict(size=5),
                                      line=dict(color=task_color(i), dash=SPLIT_DASH[split]),
                                      hovertemplate=f"{task} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
@@ -125,7 +134,7 @@ def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss") -> g
             continue
         first = s["run_id"] not in shown
         shown.add(s["run_id"])
-        fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines+markers" if len(s["epoch"]) < 30 else "lines",
+        fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode=curve_mode(len(s["epoch"])),
                                  name=s["label"], legendgroup=str(s["run_id"]), showlegend=first,
                                  marker=dict(size=4), line=dict(color=run_color(s["run_id"]), dash=SPLIT_DASH[s["split"]]),
                                  hovertemplate=f"{s['label']} ({SPLIT_NAME[s['split']]})<br>epoch %{{x}}<br>"
@@ -360,7 +369,7 @@ def entropy_figure(ent: pd.DataFrame, n_experts: int) -> go.Figure:
             s = d[d["split"] == split]
             if s.empty:
                 continue
-            fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines+markers", name=f"{task} ({SPLIT_NAME[split]})",
+            fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode=curve_mode(len(s)), name=f"{task} ({SPLIT_NAME[split]})",
                                      line=dict(color=task_color(i), dash=SPLIT_DASH[split]), marker=dict(size=5),
                                      hovertemplate=f"{task} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
                                                    "entropy %{y:.3f} nats<extra></extra>"))

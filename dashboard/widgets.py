@@ -12,6 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from charts import curve_mode
+
 from mmoe.config import ModelConfig, TaskSpec, TrainConfig
 from mmoe.presets import DEFAULT_PRESET, PRESETS, widths_text
 
@@ -151,7 +153,7 @@ def loss_curve_figure(curves: pd.DataFrame, title: str) -> go.Figure:
             if d.empty:
                 continue
             fig.add_trace(go.Scatter(
-                x=d["epoch"], y=d["loss"], mode="lines+markers", name=f"{task} · {SPLIT_NAME[split]}",
+                x=d["epoch"], y=d["loss"], mode=curve_mode(len(d)), name=f"{task} · {SPLIT_NAME[split]}",
                 line=dict(color=palette[i % len(palette)], dash=SPLIT_DASH[split], width=2),
                 marker=dict(size=6), hovertemplate="epoch %{x}<br>loss %{y:.4f}<extra>%{fullData.name}</extra>"))
     fig.update_layout(title=dict(text=title, font=dict(size=15)), height=330, margin=dict(l=10, r=10, t=45, b=10),

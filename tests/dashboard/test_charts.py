@@ -84,3 +84,19 @@ def test_gate_heatmap_click_picks_the_nearest_sample_anywhere():
     assert "select" in fig.layout.clickmode
     targets = fig.data[1]
     assert len(targets.x) == 50 * 4 and len(targets.customdata) == 50 * 4
+
+
+@pytest.mark.parametrize("epochs,markers", [(10, True), (300, False)])
+def test_long_curves_drop_markers_so_train_and_validation_differ(epochs, markers):
+    """Hundreds of markers merge into one thick line that hides the dotted/solid difference
+    between training and validation (the job card, Inspect's curves and entropy charts)."""
+    import widgets
+
+    e = np.arange(1, epochs + 1)
+    long = pd.concat([pd.DataFrame({"epoch": e, "split": sp, "task": "price", "value": 1 / e, "loss": 1 / e})
+                      for sp in ("train", "val")], ignore_index=True)
+    figs = [charts.task_curves(long), widgets.loss_curve_figure(long, "job"),
+            charts.entropy_figure(long.rename(columns={"value": "value"}), 4)]
+    for fig in figs:
+        modes = {t.mode for t in fig.data if t.name and "max ln" not in t.name and t.x is not None and len(t.x) > 2}
+        assert modes == {"lines+markers" if markers else "lines"}, modes
