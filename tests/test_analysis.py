@@ -386,3 +386,11 @@ def test_metrics_frame_coerces_none_and_drops_the_duplicate_loss():
     reg = f"r · {A.REGRESSION_LOSS}"
     assert "r · loss" not in m.columns and m[reg].tolist() == [0.9, 1.0]
     assert A.metric_direction(reg) == "min" and A.best_per_metric(m)[reg] == ["x"]
+
+
+@pytest.mark.parametrize("value,text", [(9999.39, "9,999.39"), (10900.041, "10,900.04"), (0.123456, "0.1235"),
+                                        (1.5, "1.5"), (-2.0, "-2"), (123456789.0, "123,456,789"),
+                                        (3e12, "3e+12"), (0.0, "0"), (float("nan"), "NA"), ("gold", "gold")])
+def test_format_number_keeps_every_integer_digit(value, text):
+    """Sample details showed a price of 9999.39 as "9999" and 10900.04 as "1.09e+04" (".4g")."""
+    assert A.format_number(value) == text

@@ -62,11 +62,11 @@ def _heatmap_payload(frame: pd.DataFrame, task: str, max_rows: int, features: tu
         bits = [f"<b>row {rows[p]}</b>"]
         if tgt is not None and pd.notna(tgt.iat[p]):
             t = tgt.iat[p]
-            t = labels[int(t)] if labels and 0 <= int(t) < len(labels) else (f"{t:.4g}" if kind == "regression" else int(t))
+            t = labels[int(t)] if labels and 0 <= int(t) < len(labels) else (A.format_number(t) if kind == "regression" else int(t))
             bits.append(f"{task}: {t}")
         if prd is not None:
             v = prd.iat[p]
-            bits.append(f"predicted: {v:.3f}" if isinstance(v, (float, np.floating)) else f"predicted: {v}")
+            bits.append(f"predicted: {A.format_number(v)}" if isinstance(v, (float, np.floating)) else f"predicted: {v}")
         bits.append(", ".join(f"{c}={_short(frame[c].iat[p])}" for c in features[:HOVER_FEATURES]))
         hover.append("<br>".join(bits))
     return g[pos], pos, hover
@@ -74,7 +74,7 @@ def _heatmap_payload(frame: pd.DataFrame, task: str, max_rows: int, features: tu
 
 def _short(v) -> str:
     if isinstance(v, (float, np.floating)):
-        return "NA" if np.isnan(v) else f"{v:.4g}"
+        return A.format_number(v)
     s = str(v)
     return s if len(s) <= 16 else s[:15] + "…"
 
@@ -210,7 +210,9 @@ def predictions_section(rec: RunRecord, frame: pd.DataFrame | None) -> None:
             st.info(f"None of the {len(frame):,} stored rows has a {task} target, so there is nothing to score.")
             continue
         if n < len(frame):
-            st.caption(f"{len(frame) - n:,} rows have no {task} target and are left out.")
+            missing = len(frame) - n
+            st.caption(f"{missing:,} row{' has' if missing == 1 else 's have'} no {task} target and "
+                       f"{'is' if missing == 1 else 'are'} left out.")
         if kind == "binary":
             cur = A.quiet(A.binary_curves, frame, task)
             c1, c2 = st.columns(2)
@@ -320,12 +322,12 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
             if info["kind"] == "binary" and pred is not None:
                 pred = f"P(positive) = {float(pred):.3f}"
             elif info["kind"] == "regression" and pred is not None:
-                pred = f"{float(pred):.4g}"
+                pred = A.format_number(pred)
             elif info["probabilities"]:
                 pred = f"{pred} ({info['probabilities'].get(str(pred), float('nan')):.0%})"
             tgt = info["target"]
             table.append({"task": t, "kind": info["kind"], "target": "missing" if tgt is None else
-                          (f"{float(tgt):.4g}" if info["kind"] == "regression" else str(tgt)),
+                          (A.format_number(tgt) if info["kind"] == "regression" else str(tgt)),
                           "prediction": str(pred),
                           "top expert": (f"e{int(np.argmax(info['gates']))} ({max(info['gates']):.2f})"
                                          if info["gates"] else "—")})

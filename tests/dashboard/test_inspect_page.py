@@ -145,6 +145,10 @@ def test_choosing_a_sample_shows_its_details(page):
     assert any(f"Row **{row}**" in m.value for m in at.markdown)
     tasks = at.dataframe[1].value
     assert list(tasks["task"]) == ["click", "score", "kind"]
+    from mmoe.analysis import format_number
+    score = tasks.set_index("task").loc["score"]
+    assert score["target"] == format_number(frame["target:score"].iloc[3])
+    assert score["prediction"] == format_number(frame["pred:score"].iloc[3])
     feats = at.dataframe[0].value
     assert set(feats["feature"]) >= {"a", "b", "color"}
     assert len(charts_of(at)) == 7                          # + the sample's gate bars
