@@ -537,8 +537,24 @@ def primary_metric(kind: str) -> str:
 
 # ----------------------------------------------------------------------------- downloads
 
+def readable_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The predictions frame as a user reads it: a multiclass ``target:<task>`` as its class label
+    (stored as the class index, which the charts use), not a number."""
+    out = frame.copy()
+    for col in [c for c in frame.columns if str(c).startswith("target:")]:
+        task = str(col)[len("target:"):]
+        labels = class_labels(frame, task)
+        if labels:
+            idx = pd.to_numeric(frame[col], errors="coerce")
+            ok = idx.notna() & (idx >= 0) & (idx < len(labels))
+            lab = pd.Series(pd.NA, index=frame.index, dtype="object")
+            lab[ok] = np.asarray(labels, dtype=object)[idx[ok].astype(int).to_numpy()]
+            out[col] = lab
+    return out
+
+
 def predictions_csv(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode("utf-8")
+    return readable_predictions(frame).to_csv(index=False).encode("utf-8")
 
 
 MODEL_FILES = ("model.pt", "model.json", "preprocessor.json")

@@ -235,7 +235,9 @@ def cmd_predict(a) -> int:
     if not path.exists():
         raise BadInput(f"--data {a.data}: no such file")
     df = read_csv(path, min_rows=1)
-    out = predict_frame(store, a.run, df, device=a.device)
+    from mmoe.analysis import readable_predictions
+
+    out = readable_predictions(predict_frame(store, a.run, df, device=a.device))
     out.to_csv(a.out, index=False)
     msg = {"run_id": a.run, "rows": len(out), "out": str(a.out), "status": "finished"}
     print(json.dumps(msg) if a.json else f"wrote {len(out)} rows with predictions of run {a.run} to {a.out}")

@@ -99,9 +99,12 @@ def decorate_predictions(frame: pd.DataFrame, pre: Preprocessor, raw: dict, gate
             out[f"pred:{name}"] = p
         if y is not None:
             yv, mv = y[0][name].numpy().astype(np.float64), y[1][name].numpy()
-            if spec.kind == "regression":
-                mean, std = pre.target_scale(name)
-                yv = yv * std + mean
+            if spec.kind == "regression":   # the value as given (de-standardising adds float noise)
+                if name in frame:
+                    yv = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64).copy()
+                else:
+                    mean, std = pre.target_scale(name)
+                    yv = yv * std + mean
             yv[~mv] = np.nan
             out[f"target:{name}"] = yv
         if gates is not None:

@@ -184,3 +184,19 @@ def test_module_entry_point_and_exit_code(tmp_path):
     p = subprocess.run([sys.executable, "-m", "mmoe", "train", "--data", str(tmp_path / "x.csv"), "--task", "y"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "no such file" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_predict_output_is_readable(capsys, tmp_path, tiny_csv, mmoe_home):
+    """Multiclass targets come out as labels and regression targets as given, not as float noise."""
+    df = pd.read_csv(tiny_csv)
+    df["score"] = df["score"].round(2)
+    p = tmp_path / "r.csv"
+    df.to_csv(p, index=False)
+    code, out, err = run_cli(capsys, "train", "--data", p, "--task", "kind:multiclass", "--task", "score:regression",
+                             "--epochs", 1, "--json", "--quiet")
+    run_id = json.loads(out.splitlines()[-1])["run_id"]
+    code, _, err = run_cli(capsys, "predict", "--run", run_id, "--data", p, "--out", tmp_path / "o.csv")
+    assert code == 0, err
+    scored = pd.read_csv(tmp_path / "o.csv")
+    assert set(scored["target:kind"]) <= {"hi", "lo", "mid"}
+    assert (scored["target:score"] == df["score"]).all()
