@@ -26,7 +26,7 @@ from mmoe.tasks import compute_metrics, masked_loss, transform
 
 
 
-EXPLODED = 20.0   # validation loss this many times the untrained model's counts as diverged
+EXPLODED = 20.0   # validation loss this many times a constant predictor's counts as diverged
 
 
 class Callback:
@@ -243,6 +243,28 @@ def evaluate(model: nn.Module, data, idx: Tensor, *, device: torch.device, batch
     return out
 
 
+def baseline_loss(data, idx: Tensor) -> float:
+    """Weighted loss of the best constant prediction on rows ``idx`` (base rate, mean, class
+    frequencies): the yardstick for an exploded run, computed from the targets alone."""
+    total = 0.0
+    idx = idx.cpu()
+    for spec in data.tasks:
+        m = data.mask[spec.column].cpu()[idx]
+        y = data.y[spec.column].cpu()[idx][m].double()
+        if not len(y):
+            continue
+        if spec.kind == "binary":
+            p = float(y.mean().clamp(1e-6, 1 - 1e-6))
+            loss = -(p * math.log(p) + (1 - p) * math.log(1 - p))
+        elif spec.kind == "regression":
+            loss = float(((y - y.mean()) ** 2).mean())
+        else:
+            freq = torch.bincount(y.long()).double() / len(y)
+            loss = float(-(freq[freq > 0] * freq[freq > 0].log()).sum())
+        total += spec.weight * loss
+    return total
+
+
 def _finite_or_raise(x: float, where: str) -> None:
     if not math.isfinite(x):
         raise FloatingPointError(where)
@@ -276,10 +298,7 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
     step = TrainStep(model, tasks, config, device)
     state = TrainState(epochs=config.epochs, batches=batches, tasks=names, device=str(device), n_train=n_train)
     best_loss, best_state, stale = math.inf, None, 0
-    initial_loss = math.inf
-    if val_idx is not None and len(val_idx):      # the untrained model's loss: the yardstick for "exploded"
-        init = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size, bf16=step.autocast)
-        initial_loss = sum(t.weight * init[n]["loss"] for t, n in zip(tasks, names) if "loss" in init[n])
+    initial_loss = baseline_loss(data, val_idx) if val_idx is not None and len(val_idx) else math.inf
     sync_every = 1 if device.type == "cpu" else 50   # GPU: check the loss for NaN without a sync per batch
     cancelled = lambda: cancel_event is not None and cancel_event.is_set()  # noqa: E731
 
@@ -345,8 +364,8 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
             _finite_or_raise(val_loss, f"validation after epoch {epoch}")
             if split == "val" and val_loss > EXPLODED * initial_loss + 1.0:
                 raise FloatingPointError(
-                    f"epoch {epoch}: the validation loss exploded from {initial_loss:.3g} before training "
-                    f"to {val_loss:.3g}")
+                    f"epoch {epoch}: the validation loss exploded to {val_loss:.3g}, more than "
+                    f"{EXPLODED:g}x the {initial_loss:.3g} of predicting the base rate")
             if val_loss < best_loss:
                 best_loss, state.best_epoch, stale = val_loss, epoch, 0
                 if config.early_stopping_patience:
