@@ -28,6 +28,9 @@ class ModelOutput(NamedTuple):
     aux_loss: Tensor             # scalar, already multiplied by aux_loss_weight (0 when unused)
 
 
+INPLACE = True   # relu in place on a fresh baddbmm output (its backward needs only the inputs)
+
+
 class StackedMLP(nn.Module):
     """``n`` independent MLPs of identical shape, evaluated together.
 
@@ -59,9 +62,9 @@ class StackedMLP(nn.Module):
         n, din, dout = w.shape
         return w.permute(1, 0, 2).reshape(din, n * dout), b.reshape(n * dout)
 
-    def _activate(self, x: Tensor, i: int) -> Tensor:
+    def _activate(self, x: Tensor, i: int, inplace: bool = False) -> Tensor:
         if i < len(self.weights) - 1 or self.activate_last:
-            x = F.relu(x)
+            x = F.relu(x, inplace=inplace and INPLACE)
             if self.dropout > 0:
                 x = F.dropout(x, self.dropout, self.training)
         return x
@@ -72,14 +75,14 @@ class StackedMLP(nn.Module):
             w, b = self.first_layer()
             return self.forward_from_first(torch.addmm(b, x, w))
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = self._activate(torch.baddbmm(b, x, w), i)                     # [n, b, out]
+            x = self._activate(torch.baddbmm(b, x, w), i, inplace=True)       # [n, b, out]
         return x
 
     def forward_from_first(self, pre: Tensor) -> Tensor:
         """Continue from layer 0's pre-activation computed elsewhere, ``pre`` [b, n*h0] -> [n, b, out]."""
         x = self._activate(pre.view(pre.shape[0], self.n, self.widths[0]).transpose(0, 1), 0)   # [n, b, h0]
         for i in range(1, len(self.weights)):
-            x = self._activate(torch.baddbmm(self.biases[i], x, self.weights[i]), i)
+            x = self._activate(torch.baddbmm(self.biases[i], x, self.weights[i]), i, inplace=True)
         return x
 
 
