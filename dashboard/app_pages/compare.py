@@ -132,47 +132,71 @@ def _ids(v) -> list[int]:
     return out
 
 
+def _digest(parts) -> str:
+    return hashlib.sha1("\x1f".join(map(str, parts)).encode()).hexdigest()[:10]
+
+
 def _table_key(shown_ids: list[int]) -> str:
-    return "compare.table." + hashlib.sha1(",".join(map(str, shown_ids)).encode()).hexdigest()[:10]
+    return "compare.table." + _digest(shown_ids)
 
 
-def _on_pick_change() -> None:
+def _labelled_key(base: str, labels: list[str]) -> str:
+    """A widget key that changes whenever the option labels change (a rename), so the browser
+    never keeps showing old labels; state under older keys of the same widget is dropped, and
+    the current key is remembered in ``<base>_key``."""
+    key = f"{base}.{_digest(labels)}"
+    for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(base + ".") and k != key]:
+        del st.session_state[k]
+    st.session_state[f"{base}_key"] = key
+    return key
+
+
+def _on_pick_change(key: str) -> None:
     """The multiselect changed: store it and tick the same rows in the table."""
-    ids = _ids(st.session_state.get(PICK))
+    ids = _ids(st.session_state.get(key))
     st.session_state[COMPARE_RUNS_KEY] = ids
-    key, shown = st.session_state.get("compare.table_key"), st.session_state.get("compare.shown_ids", [])
-    if key:
-        st.session_state[key] = {"selection": {"rows": [i for i, rid in enumerate(shown) if rid in ids],
-                                               "columns": []}}
+    tkey, shown = st.session_state.get("compare.table_key"), st.session_state.get("compare.shown_ids", [])
+    if tkey:
+        st.session_state[tkey] = {"selection": {"rows": [i for i, rid in enumerate(shown) if rid in ids],
+                                                "columns": []}}
 
 
 def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[int, str]) -> list[int]:
-    """Render the runs table (tick rows to compare) and the selected-runs box; return the ids."""
-    if PICK not in st.session_state:
+    """Render the runs table (tick rows to compare) and the selected-runs box; return the ids.
+
+    ``st.session_state[COMPARE_RUNS_KEY]`` is the one source of truth; the table and the
+    multiselect are views of it. Table ticks are merged in only when the table was already on
+    screen under the same key in the previous run (a fresh table, after a delete or a filter
+    change, has not been ticked by anyone yet and would otherwise drop runs)."""
+    if not any(isinstance(k, str) and k.startswith(PICK + ".") for k in st.session_state):  # page (re)opened
         initial = _ids(str(st.query_params.get("runs", "")).split(",")) or _ids(st.session_state.get(COMPARE_RUNS_KEY))
-        st.session_state[COMPARE_RUNS_KEY] = [i for i in initial if i in all_ids]
+        st.session_state[COMPARE_RUNS_KEY] = initial
     chosen = [i for i in _ids(st.session_state.get(COMPARE_RUNS_KEY)) if i in all_ids]
     shown = [int(i) for i in view["id"]]
     key = _table_key(shown)
+    same_table = st.session_state.get("compare.table_key") == key and key in st.session_state
     st.session_state["compare.table_key"], st.session_state["compare.shown_ids"] = key, shown
     event = st.dataframe(view, key=key, on_select="rerun", selection_mode="multi-row", hide_index=True,
                          column_config=cfg, placeholder=NA, height=min(420, 38 + 35 * max(len(view), 1)),
                          selection_default={"selection": {"rows": [i for i, rid in enumerate(shown) if rid in chosen],
                                                           "columns": []}})
-    rows = list(event.selection.rows) if event is not None else []
-    ticked = [shown[i] for i in rows if 0 <= i < len(shown)]
-    merged = [i for i in chosen if i not in shown] + [i for i in shown if i in ticked]
-    if sorted(merged) != sorted(chosen) or PICK not in st.session_state:
-        chosen = sorted(merged, reverse=True)
-        st.session_state[COMPARE_RUNS_KEY] = chosen
-        st.session_state[PICK] = chosen
+    if same_table and event is not None:
+        rows = list(event.selection.rows)
+        ticked = [shown[i] for i in rows if 0 <= i < len(shown)]
+        merged = [i for i in chosen if i not in shown] + [i for i in shown if i in ticked]
+        if sorted(merged) != sorted(chosen):
+            chosen = merged
+    chosen = sorted(set(chosen), reverse=True)
+    st.session_state[COMPARE_RUNS_KEY] = chosen
     hidden = len(all_ids) - len(shown)
     st.caption(f"{len(shown)} of {len(all_ids)} runs shown" + (f" ({hidden} hidden by the filters)" if hidden else "")
                + ". Tick rows to compare them; click a column header to sort in place.")
-    st.multiselect("Selected runs", all_ids, key=PICK, on_change=_on_pick_change,
-                   format_func=lambda i: labels.get(i, f"#{i}"),
-                   placeholder="tick runs in the table above")
-    chosen = _ids(st.session_state.get(PICK))
+    fmt = lambda i: labels.get(i, f"#{i}")  # noqa: E731
+    pkey = _labelled_key(PICK, [fmt(i) for i in all_ids])
+    if _ids(st.session_state.get(pkey)) != chosen or pkey not in st.session_state:
+        st.session_state[pkey] = chosen
+    st.multiselect("Selected runs", all_ids, key=pkey, on_change=_on_pick_change, args=(pkey,),
+                   format_func=fmt, placeholder="tick runs in the table above")
     if chosen:
         st.query_params["runs"] = ",".join(map(str, chosen))
     elif "runs" in st.query_params:
@@ -290,7 +314,7 @@ def _flash(kind: str, text: str) -> None:
 
 
 def _do_rename(s: RunStore) -> None:
-    rid = st.session_state.get("compare.rename_run")
+    rid = st.session_state.get(st.session_state.get("compare.rename_run_key", ""), st.session_state.get("compare.rename_run"))
     new = st.session_state.get("compare.rename_to", "")
     try:
         old = s.get_run(rid).name
@@ -310,11 +334,22 @@ def _do_delete(s: RunStore) -> None:
         s.delete(rid)
         _flash("success", f"Deleted run #{rid} “{name}” and its files.")
         st.session_state[COMPARE_RUNS_KEY] = [i for i in _ids(st.session_state.get(COMPARE_RUNS_KEY)) if i != rid]
-        st.session_state.pop(PICK, None)
         if st.session_state.get(INSPECT_RUN_KEY) == rid:
             st.session_state.pop(INSPECT_RUN_KEY, None)
     except StoreError as e:
         _flash("error", str(e))
+
+
+def _run_select(label: str, ids: list[int], default: int, base: str, fmt) -> int:
+    """A run selectbox whose widget key follows its labels (see ``_labelled_key``); the
+    chosen id is kept in ``st.session_state[base]`` across key changes."""
+    key = _labelled_key(base, [fmt(i) for i in ids])
+    if st.session_state.get(key) not in ids:
+        prev = st.session_state.get(base)
+        st.session_state[key] = prev if prev in ids else ids[default]
+    value = st.selectbox(label, ids, key=key, format_func=fmt)
+    st.session_state[base] = value
+    return value
 
 
 def manage_section(s: RunStore, runs: list[RunRecord], selected: list[int]) -> None:
@@ -324,15 +359,14 @@ def manage_section(s: RunStore, runs: list[RunRecord], selected: list[int]) -> N
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Rename a run**")
-        st.selectbox("Run to rename", ids, index=default, key="compare.rename_run",
-                     format_func=lambda i: _label(by_id[i]))
+        _run_select("Run to rename", ids, default, "compare.rename_run", lambda i: _label(by_id[i]))
         st.text_input("New name", key="compare.rename_to", max_chars=120, placeholder="e.g. mmoe-8x64-lr1e-3")
         st.button("Rename", key="compare.rename_btn", on_click=_do_rename, args=(s,),
                   disabled=not st.session_state.get("compare.rename_to", "").strip())
     with c2:
         st.markdown("**Delete a run**")
-        st.selectbox("Run to delete", ids, index=default, key="compare.delete_run",
-                     format_func=lambda i: f"{_label(by_id[i])} ({by_id[i].status})")
+        _run_select("Run to delete", ids, default, "compare.delete_run",
+                    lambda i: f"{_label(by_id[i])} ({by_id[i].status})")
         pending = st.session_state.get("compare.confirm_delete")
         if pending is None or pending not in by_id:
             if st.button("Delete…", key="compare.delete_btn"):

@@ -76,6 +76,11 @@ def table(at: AppTest) -> pd.DataFrame:
     return at.dataframe[0].value
 
 
+def w(at: AppTest, base: str) -> str:
+    """The current key of a widget whose key follows its option labels (compare.pick, rename/delete)."""
+    return at.session_state[f"{base}_key"]
+
+
 def select_rows(at: AppTest, ids: list[int]) -> AppTest:
     """Tick the table rows of these runs (dataframe selections accept session-state writes)."""
     shown = list(table(at)["id"])
@@ -124,7 +129,7 @@ def test_selecting_runs_shows_comparisons(page):
     chosen = [ids["mmoe"], ids["omoe"], ids["shared-bottom"]]
     at = select_rows(at, chosen)
     assert sorted(at.session_state["mmoe.compare_runs"]) == sorted(chosen)
-    assert sorted(at.multiselect(key="compare.pick").value) == sorted(chosen)
+    assert sorted(at.multiselect(key=w(at, "compare.pick")).value) == sorted(chosen)
     headers = [h.value for h in at.header]
     assert headers[:2] == ["Curves", "Gates"]
     charts = at.get("plotly_chart")
@@ -188,8 +193,8 @@ def test_run_colour_is_stable_across_charts(page):
 def test_selection_from_session_state_and_multiselect(page):
     open_page, ids, _ = page
     at = open_page(**{"mmoe.compare_runs": [ids["omoe"]]})
-    assert at.multiselect(key="compare.pick").value == [ids["omoe"]]
-    at.multiselect(key="compare.pick").set_value([ids["mmoe"], ids["failed"]]).run()
+    assert at.multiselect(key=w(at, "compare.pick")).value == [ids["omoe"]]
+    at.multiselect(key=w(at, "compare.pick")).set_value([ids["mmoe"], ids["failed"]]).run()
     assert not at.exception
     assert sorted(at.session_state["mmoe.compare_runs"]) == sorted([ids["mmoe"], ids["failed"]])
     assert any("No stored predictions" in i.value for i in at.info)
@@ -207,7 +212,7 @@ def test_a_selection_survives_filtering(page):
 def test_rename(page):
     open_page, ids, home = page
     at = open_page()
-    at.selectbox(key="compare.rename_run").set_value(ids["omoe"])
+    at.selectbox(key=w(at, "compare.rename_run")).set_value(ids["omoe"])
     at.text_input(key="compare.rename_to").set_value("  gate-shared  ").run()
     at.button(key="compare.rename_btn").click().run()
     assert not at.exception
@@ -216,10 +221,58 @@ def test_rename(page):
     assert "gate-shared" in set(table(at)["name"])
 
 
+def test_rename_updates_every_widget_label_and_keeps_the_selection(page):
+    open_page, ids, _ = page
+    at = open_page()
+    chosen = [ids["mmoe"], ids["omoe"], ids["shared-bottom"]]
+    at = select_rows(at, chosen)
+    old_pick, old_rename = w(at, "compare.pick"), w(at, "compare.rename_run")
+    at.selectbox(key=old_rename).set_value(ids["omoe"])
+    at.text_input(key="compare.rename_to").set_value("renamed-omoe").run()
+    at.button(key="compare.rename_btn").click().run()
+    assert not at.exception
+    # the widgets got new keys (so the browser rebuilds them with the new labels) ...
+    assert w(at, "compare.pick") != old_pick and w(at, "compare.rename_run") != old_rename
+    assert old_pick not in at.session_state and old_rename not in at.session_state
+    pick = at.multiselect(key=w(at, "compare.pick"))
+    assert any("renamed-omoe" in o for o in pick.options) and not any("omoe-run" in o for o in pick.options)
+    ren = at.selectbox(key=w(at, "compare.rename_run"))
+    assert any("renamed-omoe" in o for o in ren.options)
+    assert any("renamed-omoe" in o for o in at.selectbox(key=w(at, "compare.delete_run")).options)
+    # ... and kept their values
+    assert sorted(pick.value) == sorted(chosen)
+    assert ren.value == ids["omoe"]
+    assert sorted(at.session_state["mmoe.compare_runs"]) == sorted(chosen)
+
+
+def test_selection_survives_rename_then_delete(page):
+    open_page, ids, home = page
+    at = open_page()
+    chosen = [ids["mmoe"], ids["omoe"], ids["shared-bottom"]]
+    at = select_rows(at, chosen)
+    at.selectbox(key=w(at, "compare.rename_run")).set_value(ids["omoe"])
+    at.text_input(key="compare.rename_to").set_value("renamed-omoe").run()
+    at.button(key="compare.rename_btn").click().run()
+    at.selectbox(key=w(at, "compare.delete_run")).set_value(ids["shared-bottom"]).run()
+    at.button(key="compare.delete_btn").click().run()
+    at.button(key="compare.delete_yes").click().run()
+    assert not at.exception
+    assert not RunStore(home).exists(ids["shared-bottom"])
+    left = sorted([ids["mmoe"], ids["omoe"]], reverse=True)
+    assert at.session_state["mmoe.compare_runs"] == left
+    assert sorted(at.multiselect(key=w(at, "compare.pick")).value, reverse=True) == left
+    assert at.query_params["runs"] == ",".join(map(str, left))
+    # the new table (its key changed with the shown ids) ticks the surviving runs; one more rerun keeps them
+    at.run()
+    assert at.session_state["mmoe.compare_runs"] == left
+    names = {ids["mmoe"]: "mmoe-run", ids["omoe"]: "renamed-omoe"}
+    assert list(at.dataframe[1].value.index) == [f"#{i} {names[i]}" for i in left]
+
+
 def test_delete_needs_confirmation(page):
     open_page, ids, home = page
     at = open_page()
-    at.selectbox(key="compare.delete_run").set_value(ids["failed"]).run()
+    at.selectbox(key=w(at, "compare.delete_run")).set_value(ids["failed"]).run()
     at.button(key="compare.delete_btn").click().run()
     assert at.warning and "cannot be undone" in at.warning[0].value
     assert RunStore(home).exists(ids["failed"])
@@ -240,7 +293,7 @@ def test_deleting_a_running_run_is_refused(page):
                            model_config=ModelConfig().to_dict(), train_config=TrainConfig().to_dict(),
                            status="running")
     at = open_page()
-    at.selectbox(key="compare.delete_run").set_value(rid).run()
+    at.selectbox(key=w(at, "compare.delete_run")).set_value(rid).run()
     at.button(key="compare.delete_btn").click().run()
     at.button(key="compare.delete_yes").click().run()
     assert not at.exception
