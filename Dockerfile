@@ -1,6 +1,7 @@
-# MMoE Lab dashboard. CPU torch by default; for a CUDA image build with
-#   docker build --build-arg BASE=nvidia/cuda:12.8.1-runtime-ubuntu24.04 --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
-# (any CUDA runtime base with Python 3.11+ works; run with --gpus all).
+# MMoE Lab dashboard. CPU torch by default. For a CUDA image, take torch's CUDA wheels
+# (they bundle the CUDA runtime; the host needs only the NVIDIA driver + container toolkit):
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t mmoe-lab:cuda .
+#   docker run --gpus all -p 8501:8501 -v mmoe-runs:/data/runs mmoe-lab:cuda
 ARG BASE=python:3.11-slim
 FROM ${BASE}
 
