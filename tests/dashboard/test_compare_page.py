@@ -10,23 +10,13 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
+from mmoe.config import DataConfig, ModelConfig, TrainConfig
 from mmoe.runner import run_training
 from mmoe.store import RunStore
 
+from helpers import TASKS, make_frame
+
 PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "compare.py")
-TASKS = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regression"), TaskSpec("kind", "multiclass"))
-
-
-def make_frame(n: int = 200) -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=n), rng.normal(size=n)
-    color = rng.choice(["red", "green", "blue"], size=n)
-    click = np.where(a + 0.5 * (color == "red") + 0.3 * rng.normal(size=n) > 0, "yes", "no")
-    return pd.DataFrame({"a": a, "b": b, "color": color, "click": click, "score": 2.0 * b - a,
-                         "kind": np.select([a > 0.5, a < -0.5], ["hi", "lo"], "mid")})
-
-
 def make_runs(home: Path) -> dict[str, int]:
     store = RunStore(home)
     df = make_frame()
