@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from mmoe.config import TrainConfig
+from mmoe.fused import FusedStep, unsupported as fused_unsupported
 from mmoe.tasks import compute_metrics, masked_loss, transform
 
 
@@ -143,22 +144,33 @@ class TrainStep:
     ``fit`` calls it once per batch; the step benchmark times exactly this object.
     """
 
-    def __init__(self, model: nn.Module, tasks: Sequence, config: TrainConfig, device: torch.device):
+    def __init__(self, model: nn.Module, tasks: Sequence, config: TrainConfig, device: torch.device,
+                 *, fused: bool = True):
         self.model, self.tasks = model, list(tasks)
         self.names = [t.column for t in self.tasks]
         self.kinds = [t.kind for t in self.tasks]
         self.weights = torch.tensor([t.weight for t in self.tasks], device=device, dtype=torch.float32)
-        self.uw = (UncertaintyWeights(len(self.tasks)).to(device)
-                   if config.task_weighting == "uncertainty" else None)
+        self.device_type = device.type
+        self.autocast = use_bf16(config.precision, device)
+        # the hand-written forward/backward/Adam of mmoe.fused where the model allows it (same
+        # numbers, a fraction of the operations); autograd + torch.optim otherwise
+        self.fused_unsupported = fused_unsupported(model, config) if fused else "switched off"
+        self.fused = (FusedStep(model, self.tasks, config, device, bf16=self.autocast)
+                      if self.fused_unsupported is None else None)
+        self.uw = self.optimizer = None
+        if self.fused is not None:
+            return
+        if config.task_weighting == "uncertainty":
+            self.uw = UncertaintyWeights(len(self.tasks)).to(device)
         params = list(model.parameters()) + (list(self.uw.parameters()) if self.uw is not None else [])
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         # CUDA: one fused kernel for all parameters; CPU: foreach (measured faster than fused there)
         impl = "fused" if device.type == "cuda" else "foreach"
         self.optimizer = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay, **{impl: True})
-        self.device_type = device.type
-        self.autocast = use_bf16(config.precision, device)
 
     def __call__(self, xb: Tensor, cb: Tensor, yb: Sequence[Tensor], mb: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        if self.fused is not None:
+            return self.fused(xb, cb, yb, mb)
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model(xb, cb)
         losses = torch.stack([masked_loss(k, out.preds[n], y, m)

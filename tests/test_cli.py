@@ -73,14 +73,14 @@ def test_train_architectures(capsys, tiny_csv, mmoe_home, arch, extra):
 
 def test_diverged_run_exit_3(capsys, tiny_csv, mmoe_home, monkeypatch):
     import mmoe.train as train_mod
-    real, calls = train_mod.masked_loss, []
+    real, calls = train_mod.TrainStep.__call__, []
 
-    def nan_after_a_while(kind, pred, y, mask):
+    def nan_after_a_while(self, *batch):
         calls.append(1)
-        loss = real(kind, pred, y, mask)
-        return loss * float("nan") if len(calls) > 6 else loss
+        total, losses = real(self, *batch)
+        return (total * float("nan"), losses) if len(calls) > 6 else (total, losses)
 
-    monkeypatch.setattr(train_mod, "masked_loss", nan_after_a_while)
+    monkeypatch.setattr(train_mod.TrainStep, "__call__", nan_after_a_while)
     code, out, err = run_cli(capsys, "train", "--data", tiny_csv, "--task", "score:regression",
                              "--epochs", 3, "--json", "--quiet", "--batch-size", 16)
     assert code == 3
