@@ -30,13 +30,13 @@ module writes the backward pass out by hand:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmoe.model import MixtureOfExperts, SharedBottom, StackedMLP, TabularModel
+from mmoe.model import MixtureOfExperts, ModelOutput, SharedBottom, StackedMLP, TabularModel
 
 
 def unsupported(model: nn.Module, config) -> str | None:
@@ -107,6 +107,21 @@ class _Layout:
         return flat.as_strided(shape, stride, off)
 
 
+LANES = 8   # copies of the embedding-table gradient that neighbouring batch rows scatter into
+
+
+class _Acts(NamedTuple):
+    idx: Tensor | None          # gathered table elements / rows
+    xt: Tensor                  # [d, b] encoded input
+    p0: Tensor                  # [F, b] first layer (experts' rows after relu)
+    acts: list                  # expert layer outputs [e, h, b]
+    gate_acts: list             # hidden gate layer outputs
+    s: Tensor | None            # [g, e, b] gate probabilities, fp32
+    h32: Tensor | None          # [e, h, b] expert outputs, fp32
+    tacts: list                 # tower inputs per layer [t, in, b]
+    out: Tensor                 # [t, max_out, b] raw outputs
+
+
 class FusedStep:
     """One training step (forward, masked losses, backward, Adam) without autograd.
 
@@ -124,7 +139,7 @@ class FusedStep:
         core = model.core
         enc = model.encoder
         self.kinds = [t.kind for t in tasks]
-        names = [t.column for t in tasks]
+        self.names = names = [t.column for t in tasks]
         if names != list(core.task_names):
             raise ValueError("tasks must be given in the model's task order")
         self.task_w = [float(t.weight) for t in tasks]
@@ -180,51 +195,67 @@ class FusedStep:
             self.table_name = pre[id(enc.table.weight)]
             self.width = enc.width
             self.offsets = enc.offsets.to(self.device)
-            if len(set(enc.embedding_dims)) == 1:
-                self.elem_cols = None      # one width: gather whole table rows
-            else:
-                # mixed widths: gather single elements of the table, so no padding is ever
-                # gathered, multiplied or scattered: input j is element (row of its column's
-                # category) * width + k_j, for column col_j and dimension k_j < its width
-                dims = torch.tensor(enc.embedding_dims, device=self.device)
-                self.elem_cols = torch.repeat_interleave(torch.arange(self.n_cat, device=self.device), dims)
-                self.elem_k = torch.cat([torch.arange(d, device=self.device) for d in enc.embedding_dims])
+            # input row j of the embeddings is table element (row of its column's category) * width
+            # + k_j, for its column col_j and dimension k_j < that column's width: gathering single
+            # elements means no padding (columns narrower than the table) is gathered or scattered
+            dims = torch.tensor(enc.embedding_dims, device=self.device)
+            self.elem_cols = torch.repeat_interleave(torch.arange(self.n_cat, device=self.device), dims)
+            self.elem_k = torch.cat([torch.arange(d, device=self.device) for d in enc.embedding_dims])[:, None]
+            # The gradient scatter-add runs in [sum widths, b] order, where neighbouring elements
+            # often hit the same table element (same column, few categories) and each add waits
+            # for the previous one. Spreading neighbours over LANES copies of the table gradient
+            # (summed afterwards) removes that dependency: 4x faster scatter on census.
+            self.table_numel = self._v(self.flat, self.table_name).numel()
+            self.lanes = LANES
+            self.lane_grad = torch.zeros(LANES * self.table_numel, dtype=torch.float32, device=self.device)
+            self._lane_k: Tensor | None = None
+
+    def cat_codes(self, x_cat: Tensor) -> Tensor:
+        """x_cat [n, c] category codes -> [n, c]: where each code's vector starts in the flat table.
+        ``fit`` converts the whole table once; a batch is then a row slice."""
+        if not self.n_cat:
+            return x_cat
+        return (x_cat + self.offsets.to(x_cat.device)) * self.width
 
     # -- views of the weights / gradients -----------------------------------------------------
     def _v(self, flat: Tensor, name: str) -> Tensor:
         return self.layout.view(flat, name)
 
-    def __call__(self, x_num: Tensor, x_cat: Tensor, ys: Sequence[Tensor], masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    def _lane_offsets(self, b: int) -> Tensor:
+        """[sum widths, b]: k_j + (i % LANES) * table size, for input row j and batch position i."""
+        if self._lane_k is None or self._lane_k.shape[1] < b:
+            lane = (torch.arange(b, device=self.device) % self.lanes) * self.table_numel
+            self._lane_k = self.elem_k + lane
+        return self._lane_k[:, :b]
+
+    def _forward(self, wc: Tensor, x_num: Tensor, codes: Tensor, training: bool = True) -> "_Acts":
+        """The forward pass from weights ``wc`` (compute dtype); keeps what the backward needs."""
         cd = self.cd
-        wc = self.flat if cd == torch.float32 else self.flat.to(cd)       # weights in compute dtype, one cast
-        gc = self.grad
         b = x_num.shape[0]
         E, G, T, h1 = self.E, self.G, self.T, self.h1
         eh = E * h1
-
-        # ---- forward --------------------------------------------------------------------
+        idx = None
         if self.n_cat:
-            table = self._v(wc, self.table_name)                                      # [V, w]
-            idx = x_cat + self.offsets                                                # [b, c] table rows
-            if self.elem_cols is None:
-                idx = idx.view(-1)
-                emb = table.index_select(0, idx).view(b, -1)                          # [b, c*w]
+            table = self._v(wc, self.table_name).reshape(-1)                         # [V*w]
+            codes = codes.t().contiguous()                                            # [c, b]
+            if training:   # lane i % LANES reads (and its gradient goes to) copy i % LANES of the table
+                idx = codes.index_select(0, self.elem_cols).add_(self._lane_offsets(b))
+                table = table.repeat(self.lanes)
             else:
-                idx = torch.add(self.elem_k, idx.index_select(1, self.elem_cols), alpha=self.width).view(-1)
-                emb = table.reshape(-1).index_select(0, idx).view(b, -1)              # [b, sum widths]
-            x = torch.cat([x_num.to(cd), emb], 1) if self.n_num else emb
+                idx = codes.index_select(0, self.elem_cols).add_(self.elem_k)         # [sum widths, b]
+            emb = table.index_select(0, idx.view(-1)).view(-1, b)                     # [sum widths, b]
+            xt = torch.cat([x_num.t().to(cd), emb]) if self.n_num else emb            # [d, b]
         else:
-            x = x_num.to(cd)                                                          # [b, d]
+            xt = x_num.t().to(cd)                                                     # [d, b]
         w0t = self.layout.block(wc, "w0")                                             # [F, d]
         b0 = self.layout.block(wc, "b0")
-        p0 = torch.addmm(b0.unsqueeze(1), w0t, x.t())                                 # [F, b]
+        p0 = torch.addmm(b0.unsqueeze(1), w0t, xt)                                    # [F, b]
 
         acts = [p0[:eh].view(E, h1, b).relu_()]                                       # expert layer outputs [e, h, b]
         for wn, bn in self.exp_names[1:]:
             z = torch.baddbmm(self._v(wc, bn).transpose(1, 2), self._v(wc, wn).transpose(1, 2), acts[-1])
             acts.append(z.relu_())
         h = acts[-1]                                                                  # [e, h, b]
-        hdim = h.shape[1]
 
         gate_acts: list[Tensor] = []
         if G:
@@ -248,6 +279,36 @@ class FusedStep:
             z = torch.baddbmm(self._v(wc, bn).transpose(1, 2), self._v(wc, wn).transpose(1, 2), tacts[-1])
             tacts.append(z.relu_() if i < self.n_tower_layers - 1 else z)
         out = tacts.pop()                                                             # [t, max_out, b]
+
+        return _Acts(idx, xt, p0, acts, gate_acts, s, h32, tacts, out)
+
+    @torch.no_grad()
+    def forward(self, x_num: Tensor, x_cat: Tensor) -> ModelOutput:
+        """Evaluation forward pass (what ``model(x_num, x_cat)`` returns, without autograd)."""
+        wc = self.flat if self.cd == torch.float32 else self.flat.to(self.cd)
+        a = self._forward(wc, x_num, self.cat_codes(x_cat), training=False)
+        preds = {n: a.out[t, :k].t() for t, (n, k) in enumerate(zip(self.names, self.out_dims))}
+        gates = None
+        if a.s is not None:
+            gates = a.s.transpose(1, 2)                                               # [g, b, e]
+            if gates.shape[0] != self.T:
+                gates = gates.expand(self.T, -1, -1)
+        return ModelOutput(preds, gates, self.flat.new_zeros(()))
+
+    def __call__(self, x_num: Tensor, x_cat: Tensor, ys: Sequence[Tensor], masks: Sequence[Tensor], *,
+                 codes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One step on a batch; ``codes`` (``cat_codes`` of the batch's rows) replaces x_cat."""
+        if codes is None:
+            codes = self.cat_codes(x_cat)
+        cd = self.cd
+        wc = self.flat if cd == torch.float32 else self.flat.to(cd)       # weights in compute dtype, one cast
+        gc = self.grad
+        b = x_num.shape[0]
+        E, G, T, h1 = self.E, self.G, self.T, self.h1
+        eh = E * h1
+        a = self._forward(wc, x_num, codes)
+        idx, xt, p0, acts, gate_acts, s, h32, tacts, out = a
+        w0t = self.layout.block(wc, "w0")
 
         # ---- losses and their gradient wrt the outputs ------------------------------------
         d_out = torch.empty_like(out)
@@ -322,19 +383,17 @@ class FusedStep:
         torch.ops.aten.threshold_backward.grad_input(dh, acts[0], 0, grad_input=d_p0[:eh].view(E, h1, b))
 
         # ---- backward: first layer and embeddings ----------------------------------------
-        torch.mm(d_p0, x, out=self.layout.block(gc, "w0"))
+        torch.mm(d_p0, xt.t(), out=self.layout.block(gc, "w0"))
         torch.sum(d_p0, 1, out=self.layout.block(gc, "b0"))
         g32 = self.grad32
         if g32 is not gc:
             g32.copy_(gc)
         if self.n_cat:
-            dx = torch.mm(d_p0.t(), w0t[:, self.n_num:]).float()                     # [b, sum widths]
-            gt = self._v(g32, self.table_name)
-            gt.zero_()
-            if self.elem_cols is None:
-                gt.index_add_(0, idx, dx.view(-1, self.width))
-            else:
-                gt.view(-1).index_add_(0, idx, dx.view(-1))
+            dx = torch.mm(w0t[:, self.n_num:].t(), d_p0).float()                     # [sum widths, b]
+            lanes = self.lane_grad
+            lanes.zero_()
+            lanes.scatter_add_(0, idx.view(-1), dx.view(-1))
+            torch.sum(lanes.view(self.lanes, -1), 0, out=self._v(g32, self.table_name).view(-1))
 
         # ---- Adam / AdamW on the flat buffer -----------------------------------------------
         self._adam(g32)

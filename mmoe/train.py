@@ -109,18 +109,40 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _busy_elsewhere(samples: int = 10, gap: float = 0.001) -> float | None:
+    """Tasks running on the machine right now besides this thread (mean of a few samples of the
+    kernel's runnable count in /proc/loadavg); None where that file does not exist."""
+    counts = []
+    for _ in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return None
+        time.sleep(gap)
+    return sum(counts) / len(counts)
+
+
 def auto_threads() -> int:
-    """CPU threads for training: the cores not already busy (1-minute load average), at least 1.
+    """CPU threads for training: the cores not busy right now, at least 1.
 
     Intra-op threads that compete with other busy processes for the same cores spin and
     wait on each other; on a 2-core machine with one other busy process, two threads
-    train about ten times slower than one.
+    train about ten times slower than one. "Busy" is what runs now (sampled), not the
+    1-minute load average, which still counts this process's own work of the last minute
+    and would leave a core idle after any other computation (the load average is the
+    fallback where the kernel's runnable count is not readable).
     """
-    cores = os.cpu_count() or 1
     try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    busy = _busy_elsewhere()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            busy = 0.0
     return max(1, min(cores, int(cores - busy + 0.5)))
 
 
@@ -168,9 +190,11 @@ class TrainStep:
         impl = "fused" if device.type == "cuda" else "foreach"
         self.optimizer = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay, **{impl: True})
 
-    def __call__(self, xb: Tensor, cb: Tensor, yb: Sequence[Tensor], mb: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    def __call__(self, xb: Tensor, cb: Tensor | None, yb: Sequence[Tensor], mb: Sequence[Tensor], *,
+                 codes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One step on a batch; ``codes`` (fused path only): ``self.fused.cat_codes`` of the batch, instead of cb."""
         if self.fused is not None:
-            return self.fused(xb, cb, yb, mb)
+            return self.fused(xb, cb, yb, mb, codes=codes)
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model(xb, cb)
         losses = torch.stack([masked_loss(k, out.preds[n], y, m)
@@ -202,8 +226,12 @@ def _gate_entropy(gates: Tensor) -> Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.device | str = "cpu",
-            batch_size: int = 65536, idx: Tensor | None = None, bf16: bool | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
-    """Raw outputs per task [n, d] and gates [t, n, e] (None without gates), on the CPU, float32."""
+            batch_size: int = 65536, idx: Tensor | None = None, bf16: bool | None = None,
+            forward=None) -> tuple[dict[str, Tensor], Tensor | None]:
+    """Raw outputs per task [n, d] and gates [t, n, e] (None without gates), on the CPU, float32.
+
+    ``forward``: what computes the outputs of a batch instead of ``model(x_num, x_cat)``, such as
+    the training step's own ``FusedStep.forward`` (same numbers, no module overhead)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -212,11 +240,18 @@ def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.dev
     gates: list[Tensor] = []
     try:
         for s in range(0, n, batch_size):
-            sel = idx[s:s + batch_size] if idx is not None else slice(s, s + batch_size)
-            xn, xc = x_num[sel].to(device, non_blocking=True), x_cat[sel].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16,
-                                enabled=(device.type == "cuda") if bf16 is None else bf16):
-                out = model(xn, xc)
+            if idx is not None:
+                sel = idx[s:s + batch_size]
+                xn, xc = x_num.index_select(0, sel), x_cat.index_select(0, sel)
+            else:
+                xn, xc = x_num[s:s + batch_size], x_cat[s:s + batch_size]
+            xn, xc = xn.to(device, non_blocking=True), xc.to(device, non_blocking=True)
+            if forward is not None:
+                out = forward(xn, xc)
+            else:
+                with torch.autocast(device.type, dtype=torch.bfloat16,
+                                    enabled=(device.type == "cuda") if bf16 is None else bf16):
+                    out = model(xn, xc)
             for k, v in out.preds.items():
                 preds.setdefault(k, []).append(v.float().cpu())
             if out.gates is not None:
@@ -230,10 +265,11 @@ def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.dev
 
 
 def evaluate(model: nn.Module, data, idx: Tensor, *, device: torch.device, batch_size: int,
-             bf16: bool | None = None) -> dict[str, dict[str, float]]:
+             bf16: bool | None = None, forward=None) -> dict[str, dict[str, float]]:
     """Loss, metrics and gate entropy per task on the rows ``idx`` (a split)."""
     xn, xc = data.x_num, data.x_cat
-    raw, gates = predict(model, xn, xc, device=device, batch_size=batch_size, idx=idx.to(xn.device), bf16=bf16)
+    raw, gates = predict(model, xn, xc, device=device, batch_size=batch_size, idx=idx.to(xn.device), bf16=bf16,
+                         forward=forward)
     out: dict[str, dict[str, float]] = {}
     idx_cpu = idx.cpu()
     for t, spec in enumerate(data.tasks):
@@ -308,6 +344,8 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
     model.to(device)
     model.train()
     step = TrainStep(model, tasks, config, device)
+    # the fused step takes categorical columns as table positions: converted once
+    codes = step.fused.cat_codes(x_cat) if step.fused is not None else None
     state = TrainState(epochs=config.epochs, batches=batches, tasks=names, device=str(device), n_train=n_train)
     best_loss, best_state, stale = math.inf, None, 0
     initial_loss = baseline_loss(data, val_idx) if val_idx is not None and len(val_idx) else math.inf
@@ -323,8 +361,9 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
                 cb.on_epoch_begin(state)
             perm = train_idx[torch.randperm(n_train, generator=gen, device=device).to(home)]
             # one gather per epoch; batches are then contiguous slices (views, no copy)
-            xs, cs = x_num[perm], x_cat[perm]
-            y_ep, m_ep = [y[perm] for y in ys], [m[perm] for m in masks]
+            xs = x_num.index_select(0, perm)
+            cs = (codes if codes is not None else x_cat).index_select(0, perm)
+            y_ep, m_ep = [y.index_select(0, perm) for y in ys], [m.index_select(0, perm) for m in masks]
             if not resident:   # pinned host memory, so each batch's copy to the GPU is asynchronous
                 pin = device.type == "cuda"
                 xs, cs = (xs.pin_memory(), cs.pin_memory()) if pin else (xs, cs)
@@ -341,7 +380,10 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
                 if not resident:
                     batch = [t.to(device, non_blocking=True) for t in batch]
                 t_ = len(tasks)
-                total, losses = step(batch[0], batch[1], batch[2:2 + t_], batch[2 + t_:])
+                if codes is not None:
+                    total, losses = step(batch[0], None, batch[2:2 + t_], batch[2 + t_:], codes=batch[1])
+                else:
+                    total, losses = step(batch[0], batch[1], batch[2:2 + t_], batch[2 + t_:])
                 rows = min(bs, n_train - b * bs)
                 loss_sum += losses * rows
                 state.batch = b + 1
@@ -367,7 +409,8 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
             metrics = {"train": {n: {"loss": l} for n, l in zip(names, train_loss)}}
             if val_idx is not None and len(val_idx):
                 metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size,
-                                          bf16=step.autocast)
+                                          bf16=step.autocast,
+                                          forward=step.fused.forward if step.fused is not None else None)
             state.epoch_metrics = metrics
             state.history.append(metrics)
             split = "val" if "val" in metrics else "train"

@@ -75,9 +75,9 @@ def test_diverged_run_exit_3(capsys, tiny_csv, mmoe_home, monkeypatch):
     import mmoe.train as train_mod
     real, calls = train_mod.TrainStep.__call__, []
 
-    def nan_after_a_while(self, *batch):
+    def nan_after_a_while(self, *batch, **kw):
         calls.append(1)
-        total, losses = real(self, *batch)
+        total, losses = real(self, *batch, **kw)
         return (total * float("nan"), losses) if len(calls) > 6 else (total, losses)
 
     monkeypatch.setattr(train_mod.TrainStep, "__call__", nan_after_a_while)
