@@ -109,14 +109,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _running_here() -> int:
+    """Threads of this process in state R (running or runnable), from /proc/self/task."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                n += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            pass
+    return n
+
+
 def _busy_elsewhere(samples: int = 10, gap: float = 0.001) -> float | None:
-    """Tasks running on the machine right now besides this thread (mean of a few samples of the
-    kernel's runnable count in /proc/loadavg); None where that file does not exist."""
+    """Tasks of other processes running on the machine right now: the mean over a few samples of
+    the kernel's runnable count (/proc/loadavg) less this process's own runnable threads (which
+    include intra-op threads still spinning after the last parallel op). None off Linux."""
     counts = []
     for _ in range(samples):
         try:
             with open("/proc/loadavg") as f:
-                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+                running = int(f.read().split()[3].split("/")[0])
+            counts.append(max(0, running - max(1, _running_here())))
         except (OSError, ValueError, IndexError):
             return None
         time.sleep(gap)
@@ -265,11 +279,16 @@ def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.dev
 
 
 def evaluate(model: nn.Module, data, idx: Tensor, *, device: torch.device, batch_size: int,
-             bf16: bool | None = None, forward=None) -> dict[str, dict[str, float]]:
-    """Loss, metrics and gate entropy per task on the rows ``idx`` (a split)."""
-    xn, xc = data.x_num, data.x_cat
-    raw, gates = predict(model, xn, xc, device=device, batch_size=batch_size, idx=idx.to(xn.device), bf16=bf16,
-                         forward=forward)
+             bf16: bool | None = None, forward=None, rows: tuple[Tensor, Tensor] | None = None) -> dict[str, dict[str, float]]:
+    """Loss, metrics and gate entropy per task on the rows ``idx`` (a split).
+
+    rows: ``(x_num[idx], x_cat[idx])`` already gathered (``fit`` gathers the validation rows once)."""
+    if rows is not None:
+        raw, gates = predict(model, *rows, device=device, batch_size=batch_size, bf16=bf16, forward=forward)
+    else:
+        xn, xc = data.x_num, data.x_cat
+        raw, gates = predict(model, xn, xc, device=device, batch_size=batch_size, idx=idx.to(xn.device), bf16=bf16,
+                             forward=forward)
     out: dict[str, dict[str, float]] = {}
     idx_cpu = idx.cpu()
     for t, spec in enumerate(data.tasks):
@@ -348,6 +367,7 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
     codes = step.fused.cat_codes(x_cat) if step.fused is not None else None
     state = TrainState(epochs=config.epochs, batches=batches, tasks=names, device=str(device), n_train=n_train)
     best_loss, best_state, stale = math.inf, None, 0
+    val_rows = None
     initial_loss = baseline_loss(data, val_idx) if val_idx is not None and len(val_idx) else math.inf
     sync_every = 1 if device.type == "cpu" else 50   # GPU: check the loss for NaN without a sync per batch
     cancelled = lambda: cancel_event is not None and cancel_event.is_set()  # noqa: E731
@@ -408,8 +428,11 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
             # a third of an epoch); validation: loss, metrics and gate entropy on every row
             metrics = {"train": {n: {"loss": l} for n, l in zip(names, train_loss)}}
             if val_idx is not None and len(val_idx):
+                if val_rows is None:
+                    vi = val_idx.to(x_num.device)
+                    val_rows = (x_num.index_select(0, vi), x_cat.index_select(0, vi))
                 metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size,
-                                          bf16=step.autocast,
+                                          bf16=step.autocast, rows=val_rows,
                                           forward=step.fused.forward if step.fused is not None else None)
             state.epoch_metrics = metrics
             state.history.append(metrics)
