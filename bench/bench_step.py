@@ -12,7 +12,9 @@ the machine's measured fp32 GEMM rate (FLOPs per sample: bench.common.mmoe_flops
 from __future__ import annotations
 
 import argparse
+import functools
 import time
+from types import SimpleNamespace
 
 import torch
 
@@ -21,7 +23,15 @@ from bench.common import log
 from bench.peers import deepctr, plain_torch, product, rechub
 
 CONFIG = dict(in_features=100, num_experts=8, expert_hidden=(64, 32), tower_hidden=(16,))
-CONTENDERS = (product, plain_torch, deepctr, rechub)
+# the product as users get it (precision "auto": bf16 GEMMs on CPUs with native bf16 and on
+# CUDA) and, for an apples-to-apples fraction of the fp32 GEMM rate, with precision="fp32"
+product_fp32 = SimpleNamespace(NAME=f"{product.NAME} (fp32)", available=product.available, version=product.version,
+                               make_step=functools.partial(product.make_step, precision="fp32"))
+CONTENDERS = (product, product_fp32, plain_torch, deepctr, rechub)
+
+
+def is_product(name: str) -> bool:
+    return name.startswith(product.NAME)
 
 
 def run(device: str, quick: bool, batches=None) -> dict:
@@ -31,9 +41,14 @@ def run(device: str, quick: bool, batches=None) -> dict:
     info = common.machine_info(device)
     gemm = common.gemm_rate(device)
     log(f"fp32 GEMM rate: {gemm['gflops']:.1f} GFLOP/s (n={gemm['size']})")
+    gemm_bf16 = common.gemm_rate(device, dtype=torch.bfloat16)
+    log(f"bf16 GEMM rate: {gemm_bf16['gflops']:.1f} GFLOP/s (n={gemm_bf16['size']})")
+    from mmoe.train import use_bf16
+    product_bf16 = use_bf16("auto", torch.device(device))
     flops = common.mmoe_flops_per_sample(CONFIG["in_features"], CONFIG["num_experts"], CONFIG["expert_hidden"],
                                          2, CONFIG["tower_hidden"])
-    out = {"machine": info, "gemm": gemm, "flops_per_sample": flops, "config": CONFIG, "batches": {},
+    out = {"machine": info, "gemm": gemm, "gemm_bf16": gemm_bf16, "product_bf16": product_bf16,
+           "flops_per_sample": flops, "config": CONFIG, "batches": {},
            "versions": {}, "skipped": {}}
     for bs in batches:
         steps, iters = {}, {}
@@ -85,21 +100,37 @@ def render(res: dict) -> str:
              f"(= 2 x {f['macs']:,} MACs), training {f['train']:,} (= 3 x forward); the strict count without "
              f"the unneeded input-gradient of the input layers is {f['train_strict']:,}.",
              ""]
+    gb = res.get("gemm_bf16")
+    if gb:
+        lines += [f"Machine bf16 GEMM rate: **{gb['gflops']:.1f} GFLOP/s** (n={gb['size']}). The product's default "
+                  f"precision (`auto`) {'runs its GEMMs in bf16 here (native AVX512-BF16/AMX or CUDA)' if res.get('product_bf16') else 'is fp32 here'}"
+                  "; the `(fp32)` row is the same product with `precision=\"fp32\"`, the like-for-like "
+                  "comparison with the fp32 peers and the fp32 GEMM rate. `% of bf16 rate` applies to bf16 runs.",
+                  ""]
     for bs, rows in res["batches"].items():
         ref = rows.get(product.NAME)
-        best_peer = max((r["samples_per_second"] for n, r in rows.items() if n != product.NAME), default=None)
+        ref32 = rows.get(product_fp32.NAME)
+        best_peer = max((r["samples_per_second"] for n, r in rows.items() if not is_product(n)), default=None)
         table = []
         for n, r in sorted(rows.items(), key=lambda kv: -kv[1]["samples_per_second"]):
+            bf16_row = n == product.NAME and res.get("product_bf16") and gb
             table.append([n, f"{r['ms_per_step']:.2f}", f"{r['samples_per_second']:,.0f}",
                           f"{ref['samples_per_second'] / r['samples_per_second']:.2f}x" if ref else "n/a",
                           f"{r['gflops']:.1f}", f"{100 * r['fraction_of_gemm']:.1f}%",
-                          f"{100 * r['fraction_of_gemm_strict']:.1f}%"])
+                          f"{100 * r['fraction_of_gemm_strict']:.1f}%",
+                          f"{100 * r['gflops'] / gb['gflops']:.1f}%" if bf16_row else "—"])
         lines += [f"Batch {bs}:", "",
                   common.md_table(["implementation", "ms / step (median)", "samples/s", "product speed-up",
-                                   "GFLOP/s", "% of GEMM rate (3x fwd)", "% (strict count)"], table), ""]
+                                   "GFLOP/s", "% of fp32 GEMM rate (3x fwd)", "% (strict count)",
+                                   "% of bf16 rate"], table), ""]
         if ref and best_peer:
             lines.append(f"Product vs best peer: **{ref['samples_per_second'] / best_peer:.2f}x**; "
-                         f"product at **{100 * ref['fraction_of_gemm']:.1f}%** of the fp32 GEMM rate.")
+                         f"product at **{100 * ref['fraction_of_gemm']:.1f}%** of the fp32 GEMM rate"
+                         + (f" (its GEMMs run in bf16: {100 * ref['gflops'] / gb['gflops']:.1f}% of the bf16 rate)"
+                            if res.get("product_bf16") and gb else "") + ".")
+            if ref32:
+                lines.append(f"Product in fp32: **{ref32['samples_per_second'] / best_peer:.2f}x** the best peer, "
+                             f"**{100 * ref32['fraction_of_gemm']:.1f}%** of the fp32 GEMM rate.")
             lines.append("")
     if res.get("skipped"):
         lines.append("Skipped: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items()))

@@ -118,16 +118,18 @@ def log(msg: str) -> None:
 
 # ----------------------------------------------------------------------------- hardware limit
 
-def gemm_rate(device: str = "cpu", sizes: Sequence[int] = (512, 1024, 2048), repeats: int = 7) -> dict:
-    """Measured fp32 GEMM rate: for each square size, median GFLOP/s of ``torch.mm``; best over sizes.
+def gemm_rate(device: str = "cpu", sizes: Sequence[int] = (512, 1024, 2048), repeats: int = 7,
+              dtype: torch.dtype = torch.float32) -> dict:
+    """Measured GEMM rate (fp32 unless ``dtype``): for each square size, median GFLOP/s of ``torch.mm``;
+    best over sizes.
 
     FLOPs of one n x n x n GEMM = 2 n^3.
     """
     per_size = {}
     for n in sizes:
-        a = torch.randn(n, n, device=device)
-        b = torch.randn(n, n, device=device)
-        c = torch.empty(n, n, device=device)
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        c = torch.empty(n, n, device=device, dtype=dtype)
         iters = max(1, int(2e9 // (2 * n ** 3)))        # ~2 GFLOP per timed sample
         torch.mm(a, b, out=c)
         torch.mm(a, b, out=c)

@@ -99,7 +99,7 @@ def build_dense_model(in_features=100, num_experts=8, expert_hidden=(64, 32), to
 
 
 def make_step(in_features=100, batch_size=1024, device="cpu", seed=0, num_experts=8,
-              expert_hidden=(64, 32), tower_hidden=(16,), top_k=None, rows=None):
+              expert_hidden=(64, 32), tower_hidden=(16,), top_k=None, rows=None, precision="auto"):
     """The product's own ``mmoe.train.TrainStep`` (what ``fit`` runs per batch) on contiguous
     batch slices of resident tensors, as ``fit`` takes them."""
     from mmoe.config import TaskSpec, TrainConfig
@@ -114,7 +114,7 @@ def make_step(in_features=100, batch_size=1024, device="cpu", seed=0, num_expert
     x_cat = torch.zeros(n, 0, dtype=torch.long, device=dev)
     ys = [(torch.rand(n, device=dev) < 0.5).float() for _ in range(2)]
     masks = [torch.ones(n, dtype=torch.bool, device=dev) for _ in range(2)]
-    train_step = TrainStep(model, [TaskSpec("a"), TaskSpec("b")], TrainConfig(lr=1e-3), dev)
+    train_step = TrainStep(model, [TaskSpec("a"), TaskSpec("b")], TrainConfig(lr=1e-3, precision=precision), dev)
     pos = [0]
 
     def step():
