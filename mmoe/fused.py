@@ -152,7 +152,6 @@ class FusedStep:
             experts, gate = core.bottom, None
         else:
             experts, gate = core.experts, core.gate
-        self.experts_mlp, self.gate_mlp, self.towers_mlp = experts, gate, core.towers
         self.E, self.h1 = experts.n, experts.widths[0]
         self.G = gate.n if gate is not None else 0
         self.k1 = gate.widths[0] if gate is not None else 0
@@ -163,7 +162,6 @@ class FusedStep:
         # -- the flat parameter buffer ----------------------------------------------------
         named = dict(model.named_parameters())
         pre = {id(p): n for n, p in named.items()}
-        self._ename = lambda i, kind: pre[id((experts.weights if kind == "w" else experts.biases)[i])]
         first = [(pre[id(experts.weights[0])], pre[id(experts.biases[0])], self.E, self.h1)]
         if gate is not None:
             first.append((pre[id(gate.weights[0])], pre[id(gate.biases[0])], self.G, self.k1))
@@ -260,7 +258,7 @@ class FusedStep:
         gate_acts: list[Tensor] = []
         if G:
             q = p0[eh:].view(G, self.k1, b)
-            for i, (wn, bn) in enumerate(self.gate_names[1:]):
+            for wn, bn in self.gate_names[1:]:
                 gate_acts.append(q.relu_())
                 q = torch.baddbmm(self._v(wc, bn).transpose(1, 2), self._v(wc, wn).transpose(1, 2), q)
             s = torch.softmax(q, 1, dtype=torch.float32)                              # [g, e, b] fp32

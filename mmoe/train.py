@@ -339,7 +339,19 @@ def _finite_or_raise(x: float, where: str) -> None:
 
 def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback] = (),
         cancel_event: threading.Event | None = None) -> FitResult:
-    """Train ``model`` on ``data`` (a ``PreparedData``). Never returns without calling on_train_end."""
+    """Train ``model`` on ``data`` (a ``PreparedData``). Never returns without calling on_train_end.
+
+    On the CPU, torch's intra-op threads are set for the run (``config.threads`` or
+    ``auto_threads()``) and put back to what they were afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback],
+         cancel_event: threading.Event | None) -> FitResult:
     device = resolve_device(config.device)
     if device.type == "cpu":
         torch.set_num_threads(config.threads or auto_threads())

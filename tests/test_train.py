@@ -1,4 +1,5 @@
 """fit(): learning, masks, metrics, callbacks, cancellation, divergence, early stopping, determinism."""
+import os
 import threading
 
 import numpy as np
@@ -10,6 +11,7 @@ from mmoe.data import prepare
 from mmoe.model import build_model
 from mmoe.tasks import compute_metrics, masked_loss
 from mmoe.train import Callback, fit
+from mmoe.train import auto_threads as real_auto_threads   # before conftest pins it
 
 TASKS = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regression"),
          TaskSpec("kind", "multiclass"))
@@ -205,3 +207,43 @@ def test_streaming_batches_when_data_does_not_fit(data, monkeypatch):
     m2, cfg = _fit(data)
     r2 = fit(m2, data, cfg)
     assert r1.metrics == r2.metrics
+
+
+def test_fit_puts_torch_threads_back(data):
+    """fit sets torch's intra-op threads for its run only (a library must not leave them changed)."""
+    before = torch.get_num_threads()
+    model, cfg = _fit(data, threads=before + 1, epochs=1)
+    seen = []
+
+    class Threads(Callback):
+        def on_batch_end(self, s): seen.append(torch.get_num_threads())
+
+    fit(model, data, cfg, callbacks=[Threads()])
+    assert seen and set(seen) == {before + 1}
+    assert torch.get_num_threads() == before
+
+
+def test_auto_threads_counts_other_processes_not_its_own_threads(monkeypatch):
+    import mmoe.train as train_mod
+
+    # the real function (conftest pins mmoe.train.auto_threads to 1 for the other tests)
+    monkeypatch.setattr(train_mod.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(train_mod, "_busy_elsewhere", lambda: 0.0)
+    assert real_auto_threads() == 4
+    monkeypatch.setattr(train_mod, "_busy_elsewhere", lambda: 2.6)
+    assert real_auto_threads() == 1
+    monkeypatch.setattr(train_mod, "_busy_elsewhere", lambda: 9.0)
+    assert real_auto_threads() == 1
+    # where the kernel's runnable count is not readable: the 1-minute load average
+    monkeypatch.setattr(train_mod, "_busy_elsewhere", lambda: None)
+    monkeypatch.setattr(train_mod.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    assert real_auto_threads() == 3
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="needs Linux /proc")
+def test_busy_elsewhere_excludes_this_process():
+    from mmoe.train import _busy_elsewhere, _running_here
+
+    assert _running_here() >= 1            # this thread, reading
+    busy = _busy_elsewhere(samples=3, gap=0.0)
+    assert busy is not None and busy >= 0.0
