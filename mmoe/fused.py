@@ -173,6 +173,8 @@ class FusedStep:
             for name, p in named.items():
                 p.data = self.layout.view(flat, name)
         self.flat = flat
+        self.wc = flat if self.cd == torch.float32 else torch.empty_like(flat, dtype=self.cd)
+        self._views: dict = {}
         self.grad = torch.zeros(self.layout.numel, dtype=self.cd, device=self.device)
         self.grad32 = self.grad if self.cd == torch.float32 else torch.zeros_like(flat)
         self.m = torch.zeros_like(flat)
@@ -216,8 +218,23 @@ class FusedStep:
         return (x_cat + self.offsets.to(x_cat.device)) * self.width
 
     # -- views of the weights / gradients -----------------------------------------------------
-    def _v(self, flat: Tensor, name: str) -> Tensor:
-        return self.layout.view(flat, name)
+    def _v(self, flat: Tensor, name: str, transposed: bool = False) -> Tensor:
+        """View of parameter ``name`` in one of the persistent buffers (weights, compute-dtype
+        weights, gradients), made once: a step would otherwise spend ~100 view operations."""
+        key = (id(flat), name, transposed)
+        v = self._views.get(key)
+        if v is None:
+            v = self.layout.block(flat, name[1:]) if name.startswith("@") else self.layout.view(flat, name)
+            if transposed:
+                v = v.transpose(1, 2)
+            self._views[key] = v
+        return v
+
+    def _weights(self) -> Tensor:
+        """The weights in the compute dtype (one cast of the whole buffer into a persistent one)."""
+        if self.wc is not self.flat:
+            self.wc.copy_(self.flat)
+        return self.wc
 
     def _lane_offsets(self, b: int) -> Tensor:
         """[sum widths, b]: k_j + (i % LANES) * table size, for input row j and batch position i."""
@@ -245,13 +262,13 @@ class FusedStep:
             xt = torch.cat([x_num.t().to(cd), emb]) if self.n_num else emb            # [d, b]
         else:
             xt = x_num.t().to(cd)                                                     # [d, b]
-        w0t = self.layout.block(wc, "w0")                                             # [F, d]
-        b0 = self.layout.block(wc, "b0")
+        w0t = self._v(wc, "@w0")                                                      # [F, d]
+        b0 = self._v(wc, "@b0")
         p0 = torch.addmm(b0.unsqueeze(1), w0t, xt)                                    # [F, b]
 
         acts = [p0[:eh].view(E, h1, b).relu_()]                                       # expert layer outputs [e, h, b]
         for wn, bn in self.exp_names[1:]:
-            z = torch.baddbmm(self._v(wc, bn).transpose(1, 2), self._v(wc, wn).transpose(1, 2), acts[-1])
+            z = torch.baddbmm(self._v(wc, bn, True), self._v(wc, wn, True), acts[-1])
             acts.append(z.relu_())
         h = acts[-1]                                                                  # [e, h, b]
 
@@ -260,7 +277,7 @@ class FusedStep:
             q = p0[eh:].view(G, self.k1, b)
             for wn, bn in self.gate_names[1:]:
                 gate_acts.append(q.relu_())
-                q = torch.baddbmm(self._v(wc, bn).transpose(1, 2), self._v(wc, wn).transpose(1, 2), q)
+                q = torch.baddbmm(self._v(wc, bn, True), self._v(wc, wn, True), q)
             s = torch.softmax(q, 1, dtype=torch.float32)                              # [g, e, b] fp32
             h32 = h.float()
             mix = torch.mul(s[:, 0, None, :], h32[0])                                 # [g, h, b]
@@ -274,7 +291,7 @@ class FusedStep:
             tin = tin.expand(T, -1, -1)
         tacts = [tin]
         for i, (wn, bn) in enumerate(self.tower_names):
-            z = torch.baddbmm(self._v(wc, bn).transpose(1, 2), self._v(wc, wn).transpose(1, 2), tacts[-1])
+            z = torch.baddbmm(self._v(wc, bn, True), self._v(wc, wn, True), tacts[-1])
             tacts.append(z.relu_() if i < self.n_tower_layers - 1 else z)
         out = tacts.pop()                                                             # [t, max_out, b]
 
@@ -283,7 +300,7 @@ class FusedStep:
     @torch.no_grad()
     def forward(self, x_num: Tensor, x_cat: Tensor) -> ModelOutput:
         """Evaluation forward pass (what ``model(x_num, x_cat)`` returns, without autograd)."""
-        wc = self.flat if self.cd == torch.float32 else self.flat.to(self.cd)
+        wc = self._weights()
         a = self._forward(wc, x_num, self.cat_codes(x_cat), training=False)
         preds = {n: a.out[t, :k].t() for t, (n, k) in enumerate(zip(self.names, self.out_dims))}
         gates = None
@@ -299,14 +316,14 @@ class FusedStep:
         if codes is None:
             codes = self.cat_codes(x_cat)
         cd = self.cd
-        wc = self.flat if cd == torch.float32 else self.flat.to(cd)       # weights in compute dtype, one cast
+        wc = self._weights()
         gc = self.grad
         b = x_num.shape[0]
         E, G, T, h1 = self.E, self.G, self.T, self.h1
         eh = E * h1
         a = self._forward(wc, x_num, codes)
         idx, xt, p0, acts, gate_acts, s, h32, tacts, out = a
-        w0t = self.layout.block(wc, "w0")
+        w0t = self._v(wc, "@w0")
 
         # ---- losses and their gradient wrt the outputs ------------------------------------
         d_out = torch.empty_like(out)
@@ -381,8 +398,8 @@ class FusedStep:
         torch.ops.aten.threshold_backward.grad_input(dh, acts[0], 0, grad_input=d_p0[:eh].view(E, h1, b))
 
         # ---- backward: first layer and embeddings ----------------------------------------
-        torch.mm(d_p0, xt.t(), out=self.layout.block(gc, "w0"))
-        torch.sum(d_p0, 1, out=self.layout.block(gc, "b0"))
+        torch.mm(d_p0, xt.t(), out=self._v(gc, "@w0"))
+        torch.sum(d_p0, 1, out=self._v(gc, "@b0"))
         g32 = self.grad32
         if g32 is not gc:
             g32.copy_(gc)
