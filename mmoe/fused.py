@@ -215,7 +215,7 @@ class FusedStep:
         ``fit`` converts the whole table once; a batch is then a row slice."""
         if not self.n_cat:
             return x_cat
-        return (x_cat + self.offsets.to(x_cat.device)) * self.width
+        return torch.add(x_cat, self.offsets.to(x_cat.device)).mul_(self.width)
 
     # -- views of the weights / gradients -----------------------------------------------------
     def _v(self, flat: Tensor, name: str, transposed: bool = False) -> Tensor:

@@ -121,7 +121,7 @@ def _running_here() -> int:
     return n
 
 
-def _busy_elsewhere(samples: int = 10, gap: float = 0.001) -> float | None:
+def _busy_elsewhere(samples: int = 5, gap: float = 0.0005) -> float | None:
     """Tasks of other processes running on the machine right now: the mean over a few samples of
     the kernel's runnable count (/proc/loadavg) less this process's own runnable threads (which
     include intra-op threads still spinning after the last parallel op). None off Linux."""

@@ -34,9 +34,33 @@ def test_fit_on_cuda_matches_cpu_quality(tiny_frame):
     assert abs(res["cuda"].metrics["click"]["auc"] - res["cpu"].metrics["click"]["auc"]) < 0.05
 
 
-def test_cuda_step_uses_bf16_and_fused_adam(tiny_frame):
+def test_cuda_step_uses_bf16_and_the_fused_step(tiny_frame):
     data = prepare(tiny_frame, DataConfig(tasks=TASKS))
     model = build_model(ModelConfig(num_experts=2), data).cuda()
     step = TrainStep(model, data.tasks, TrainConfig(), torch.device("cuda"))
     assert step.autocast and use_bf16("auto", torch.device("cuda"))
-    assert step.optimizer.defaults.get("fused")
+    assert step.fused is not None and step.fused.flat.is_cuda and step.fused.cd == torch.bfloat16
+    # the autograd fallback (e.g. top-k) uses torch's fused CUDA Adam
+    topk = build_model(ModelConfig(num_experts=4, top_k=2), data).cuda()
+    step = TrainStep(topk, data.tasks, TrainConfig(), torch.device("cuda"))
+    assert step.fused is None and step.optimizer.defaults.get("fused")
+
+
+def test_cuda_fused_step_matches_autograd(tiny_frame):
+    import copy
+
+    data = prepare(tiny_frame, DataConfig(tasks=TASKS))
+    torch.manual_seed(0)
+    a = build_model(ModelConfig(num_experts=3, expert_hidden=(16, 8)), data).cuda()
+    b = copy.deepcopy(a)
+    cfg = TrainConfig(precision="fp32", lr=1e-2)
+    fused = TrainStep(a, data.tasks, cfg, torch.device("cuda"))
+    plain = TrainStep(b, data.tasks, cfg, torch.device("cuda"), fused=False)
+    rows = torch.arange(64)
+    xn, xc = data.x_num[rows].cuda(), data.x_cat[rows].cuda()
+    ys = [data.y[t.column][rows].cuda() for t in data.tasks]
+    ms = [data.mask[t.column][rows].cuda() for t in data.tasks]
+    for _ in range(3):
+        _, la = fused(xn, xc, ys, ms)
+        _, lb = plain(xn, xc, ys, ms)
+        assert torch.allclose(la, lb, atol=1e-4)
