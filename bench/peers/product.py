@@ -56,6 +56,17 @@ def census_configs(epochs=5, batch_size=1024, lr=1e-3, device="cpu", seed=0,
     return dc, mc, tc
 
 
+class ThreadsSeen:
+    """Callback: the torch intra-op thread count ``fit`` trained with (it picks it per run)."""
+    n = 0
+
+    def on_train_begin(self, state): self.n = torch.get_num_threads()
+    def on_epoch_begin(self, state): ...
+    def on_batch_end(self, state): ...
+    def on_epoch_end(self, state): ...
+    def on_train_end(self, state): ...
+
+
 def train_census(split, epochs=5, batch_size=1024, lr=1e-3, device="cpu", seed=0,
                  num_experts=8, expert_hidden=(16,), tower_hidden=(8,)) -> dict:
     from mmoe.data import prepare
@@ -72,7 +83,8 @@ def train_census(split, epochs=5, batch_size=1024, lr=1e-3, device="cpu", seed=0
     torch.manual_seed(seed)
     model = build_model(mc, data)
     t0 = time.perf_counter()
-    res = fit(model, data, tc)
+    threads = ThreadsSeen()
+    res = fit(model, data, tc, callbacks=[threads])
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     train = time.perf_counter() - t0
@@ -82,7 +94,7 @@ def train_census(split, epochs=5, batch_size=1024, lr=1e-3, device="cpu", seed=0
     return {"prep_seconds": prep, "train_seconds": train, "samples_per_second": epochs * n / train,
             "fit_reported_samples_per_second": res.samples_per_second,
             "auc_income": res.metrics["income_50k"]["auc"], "auc_marital": res.metrics["marital_stat"]["auc"],
-            "n_train": n, "n_val": int(data.splits["val"].numel())}
+            "n_train": n, "n_val": int(data.splits["val"].numel()), "threads": threads.n}
 
 
 def build_dense_model(in_features=100, num_experts=8, expert_hidden=(64, 32), tower_hidden=(16,),
