@@ -29,7 +29,7 @@ def loadavg() -> str:
         avg = " ".join(open("/proc/loadavg").read().split()[:3])
     except OSError:
         return "n/a"
-    busy = _busy_elsewhere(samples=50, gap=0.01)
+    busy = _busy_elsewhere(samples=51, gap=0.01)
     return avg + (f", busy now {busy:.2f}" if busy is not None else "")
 
 

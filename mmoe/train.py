@@ -121,10 +121,12 @@ def _running_here() -> int:
     return n
 
 
-def _busy_elsewhere(samples: int = 5, gap: float = 0.0005) -> float | None:
-    """Tasks of other processes running on the machine right now: the mean over a few samples of
-    the kernel's runnable count (/proc/loadavg) less this process's own runnable threads (which
-    include intra-op threads still spinning after the last parallel op). None off Linux."""
+def _busy_elsewhere(samples: int = 9, gap: float = 0.001) -> float | None:
+    """Tasks of other processes running on the machine right now: the median over a few samples
+    of the kernel's runnable count (/proc/loadavg) less this process's own runnable threads (which
+    include intra-op threads still spinning after the last parallel op). The median ignores a
+    kernel thread that runs for a moment (e.g. reclaiming memory a moment ago freed); a process
+    that computes shows in most samples. None off Linux."""
     counts = []
     for _ in range(samples):
         try:
@@ -134,7 +136,7 @@ def _busy_elsewhere(samples: int = 5, gap: float = 0.0005) -> float | None:
         except (OSError, ValueError, IndexError):
             return None
         time.sleep(gap)
-    return sum(counts) / len(counts)
+    return float(sorted(counts)[len(counts) // 2])
 
 
 def auto_threads() -> int:
