@@ -4,14 +4,16 @@ census: ``mmoe.data.prepare`` (the product's own preprocessing, fitted on the
 training rows) on the same frame, same 80/20 split (checked row for row), then
 ``mmoe.train.fit`` -- the full training loop, timed as one wall-clock call, so the
 per-epoch evaluation the product does inside ``fit`` is included. Validation AUC
-is the product's own ``fit`` result on the shared validation rows.
+is the product's own ``fit`` result on the shared validation rows. It trains with
+torch's default thread count, like the peers (``threads`` set explicitly).
 
-step: one call of ``mmoe.train.TrainStep`` -- the object ``fit`` calls per batch
-(forward, masked BCE per task, weighted sum + aux loss, zero_grad(set_to_none),
-backward, Adam step) -- on contiguous batch slices of resident tensors.
+step: one call of ``mmoe.train.TrainStep`` -- the object ``fit`` calls per batch:
+for these models the hand-written forward, masked losses, backward and Adam of
+``mmoe.fused.FusedStep`` -- on contiguous batch slices of resident tensors.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from types import SimpleNamespace
 
@@ -74,6 +76,11 @@ def train_census(split, epochs=5, batch_size=1024, lr=1e-3, device="cpu", seed=0
     from mmoe.train import fit
 
     dc, mc, tc = census_configs(epochs, batch_size, lr, device, seed, num_experts, expert_hidden, tower_hidden)
+    if tc.device == "cpu":
+        # the same number of torch threads as the peers get (torch's default), not the product's
+        # own choice from what else runs right now (``auto_threads``), so that a moment of other
+        # activity on the machine cannot change the contest
+        tc = dataclasses.replace(tc, threads=torch.get_num_threads())
     t0 = time.perf_counter()
     data = prepare(split.frame, dc)
     prep = time.perf_counter() - t0
