@@ -107,7 +107,8 @@ class _Layout:
         return flat.as_strided(shape, stride, off)
 
 
-LANES = 8   # copies of the embedding-table gradient that neighbouring batch rows scatter into
+LANES = 8                  # copies of the embedding-table gradient that neighbouring batch rows scatter into
+LANE_BUDGET = 1 << 20      # ...as long as the copies together hold at most this many elements
 
 
 class _Acts(NamedTuple):
@@ -206,8 +207,11 @@ class FusedStep:
             # for the previous one. Spreading neighbours over LANES copies of the table gradient
             # (summed afterwards) removes that dependency: 4x faster scatter on census.
             self.table_numel = self._v(self.flat, self.table_name).numel()
-            self.lanes = LANES
-            self.lane_grad = torch.zeros(LANES * self.table_numel, dtype=torch.float32, device=self.device)
+            # (a large table has many categories, so neighbours rarely collide, and copying it
+            # would cost more than it saves: one lane, scattered straight into the gradient)
+            self.lanes = max(1, min(LANES, LANE_BUDGET // self.table_numel))
+            self.lane_grad = (torch.zeros(self.lanes * self.table_numel, dtype=torch.float32, device=self.device)
+                              if self.lanes > 1 else None)
             self._lane_k: Tensor | None = None
 
     def cat_codes(self, x_cat: Tensor) -> Tensor:
@@ -237,7 +241,7 @@ class FusedStep:
         return self.wc
 
     def _lane_offsets(self, b: int) -> Tensor:
-        """[sum widths, b]: k_j + (i % LANES) * table size, for input row j and batch position i."""
+        """[sum widths, b]: k_j + (i % lanes) * table size, for input row j and batch position i."""
         if self._lane_k is None or self._lane_k.shape[1] < b:
             lane = (torch.arange(b, device=self.device) % self.lanes) * self.table_numel
             self._lane_k = self.elem_k + lane
@@ -253,7 +257,7 @@ class FusedStep:
         if self.n_cat:
             table = self._v(wc, self.table_name).reshape(-1)                         # [V*w]
             codes = codes.t().contiguous()                                            # [c, b]
-            if training:   # lane i % LANES reads (and its gradient goes to) copy i % LANES of the table
+            if training and self.lanes > 1:   # batch row i reads (and its gradient goes to) table copy i % lanes
                 idx = codes.index_select(0, self.elem_cols).add_(self._lane_offsets(b))
                 table = table.repeat(self.lanes)
             else:
@@ -405,10 +409,15 @@ class FusedStep:
             g32.copy_(gc)
         if self.n_cat:
             dx = torch.mm(w0t[:, self.n_num:].t(), d_p0).float()                     # [sum widths, b]
-            lanes = self.lane_grad
-            lanes.zero_()
-            lanes.scatter_add_(0, idx.view(-1), dx.view(-1))
-            torch.sum(lanes.view(self.lanes, -1), 0, out=self._v(g32, self.table_name).view(-1))
+            gt = self._v(g32, self.table_name).view(-1)
+            if self.lanes > 1:
+                lanes = self.lane_grad
+                lanes.zero_()
+                lanes.scatter_add_(0, idx.view(-1), dx.view(-1))
+                torch.sum(lanes.view(self.lanes, -1), 0, out=gt)
+            else:
+                gt.zero_()
+                gt.scatter_add_(0, idx.view(-1), dx.view(-1))
 
         # ---- Adam / AdamW on the flat buffer -----------------------------------------------
         self._adam(g32)

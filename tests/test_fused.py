@@ -185,6 +185,26 @@ def test_matches_autograd_inputs(num_numeric, cards, dims, arch):
             assert torch.equal(w[rows, d:], torch.zeros_like(w[rows, d:]))
 
 
+@pytest.mark.parametrize("budget", [1 << 20, 150, 1], ids=["8-lanes", "2-lanes", "one-lane"])
+def test_embedding_gradient_lanes(budget, monkeypatch):
+    """The table gradient is the same whether it is scattered over 8 copies, a few, or one
+    (large tables use one, so the copies never outgrow memory)."""
+    import mmoe.fused as fused_mod
+
+    monkeypatch.setattr(fused_mod, "LANE_BUDGET", budget)
+    model, meta = _model(num_numeric=2, cards=(3, 5, 7), dims=(2, 4, 3))
+    table = 15 * 4
+    _, fz_model = _compare(model, MIXED, _batches(meta, MIXED, n=3))
+    step = TrainStep(fz_model, list(MIXED), FP32, CPU)
+    assert step.fused.lanes == max(1, min(fused_mod.LANES, budget // table))
+
+
+def test_large_table_uses_one_lane():
+    model, _ = _model(num_numeric=2, cards=(300_000,), dims=(4,))
+    step = TrainStep(model, list(MIXED), FP32, CPU)
+    assert step.fused.lanes == 1 and step.fused.lane_grad is None
+
+
 # -- optimiser settings, task weights ------------------------------------------------------------
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
