@@ -146,6 +146,7 @@ class FusedStep:
         self.task_w = [float(t.weight) for t in tasks]
         self.weights = torch.tensor(self.task_w, dtype=torch.float32, device=self.device)
         self.out_dims = [core.task_dims[n] for n in names]
+        self.all_binary = all(k == "binary" for k in self.kinds)
         self.T = len(names)
         self.max_out = core.max_out
 
@@ -333,32 +334,11 @@ class FusedStep:
         d_out = torch.empty_like(out)
         if any(k != self.max_out for k in self.out_dims):
             d_out.zero_()
-        losses = []
-        for t, (kind, y, m) in enumerate(zip(self.kinds, ys, masks)):
-            mf = m.to(torch.float32)
-            cnt = mf.sum().clamp_(min=1.0)
-            if kind == "multiclass":
-                z = out[t, :self.out_dims[t]].float()                                 # [k, b]
-                logp = torch.log_softmax(z, 0)
-                losses.append(-(logp.gather(0, y.view(1, -1)).view(-1) * mf).sum() / cnt)
-                g = logp.exp_()
-                g.scatter_add_(0, y.view(1, -1), torch.full((1, b), -1.0, device=g.device))
-                torch.mul(g, (mf * self.task_w[t]).div_(cnt), out=d_out[t, :self.out_dims[t]])
-                continue
-            z = out[t, 0].float()                                                     # [b]
-            if kind == "binary":
-                losses.append(F.binary_cross_entropy_with_logits(z, y, weight=mf, reduction="sum") / cnt)
-                diff = torch.sigmoid(z).sub_(y)
-                coef = self.task_w[t]
-            elif kind == "regression":
-                diff = z - y
-                losses.append((diff * diff * mf).sum() / cnt)
-                coef = 2.0 * self.task_w[t]
-            else:
-                raise ValueError(f"unknown task kind {kind!r}")
-            torch.mul(diff, (mf * coef).div_(cnt), out=d_out[t, 0])
-        losses_t = torch.stack(losses)
-        total = (losses_t * self.weights).sum()
+        if self.all_binary:
+            losses_t = self._binary_losses(out, ys, masks, d_out)
+            total = torch.dot(losses_t, self.weights)
+        else:
+            losses_t, total = self._losses(out, ys, masks, d_out, b)
 
         # ---- backward: towers ------------------------------------------------------------
         dz = d_out
@@ -422,6 +402,46 @@ class FusedStep:
         # ---- Adam / AdamW on the flat buffer -----------------------------------------------
         self._adam(g32)
         return total.detach(), losses_t.detach()
+
+    def _binary_losses(self, out: Tensor, ys: Sequence[Tensor], masks: Sequence[Tensor], d_out: Tensor) -> Tensor:
+        """All tasks binary (one logit each): masked BCE per task [t] and its gradient into d_out, at once."""
+        z = out[:, 0].float()                                                         # [t, b]
+        y = torch.stack(list(ys))
+        mf = torch.stack(list(masks)).to(torch.float32)
+        cnt = mf.sum(1).clamp_(min=1.0)
+        losses = F.binary_cross_entropy_with_logits(z, y, weight=mf, reduction="none").sum(1).div_(cnt)
+        torch.mul(torch.sigmoid(z).sub_(y).mul_(mf), (self.weights / cnt).unsqueeze(1), out=d_out[:, 0])
+        return losses
+
+    def _losses(self, out: Tensor, ys: Sequence[Tensor], masks: Sequence[Tensor], d_out: Tensor,
+                b: int) -> tuple[Tensor, Tensor]:
+        """Masked loss per task [t] (any mix of kinds), the weighted total, and d(total)/d(out) into d_out."""
+        losses = []
+        for t, (kind, y, m) in enumerate(zip(self.kinds, ys, masks)):
+            mf = m.to(torch.float32)
+            cnt = mf.sum().clamp_(min=1.0)
+            if kind == "multiclass":
+                z = out[t, :self.out_dims[t]].float()                                 # [k, b]
+                logp = torch.log_softmax(z, 0)
+                losses.append(-(logp.gather(0, y.view(1, -1)).view(-1) * mf).sum() / cnt)
+                g = logp.exp_()
+                g.scatter_add_(0, y.view(1, -1), torch.full((1, b), -1.0, device=g.device))
+                torch.mul(g, (mf * self.task_w[t]).div_(cnt), out=d_out[t, :self.out_dims[t]])
+                continue
+            z = out[t, 0].float()                                                     # [b]
+            if kind == "binary":
+                losses.append(F.binary_cross_entropy_with_logits(z, y, weight=mf, reduction="sum") / cnt)
+                diff = torch.sigmoid(z).sub_(y)
+                coef = self.task_w[t]
+            elif kind == "regression":
+                diff = z - y
+                losses.append((diff * diff * mf).sum() / cnt)
+                coef = 2.0 * self.task_w[t]
+            else:
+                raise ValueError(f"unknown task kind {kind!r}")
+            torch.mul(diff, (mf * coef).div_(cnt), out=d_out[t, 0])
+        losses_t = torch.stack(losses)
+        return losses_t, (losses_t * self.weights).sum()
 
     def _adam(self, g: Tensor) -> None:
         b1, b2 = self.betas

@@ -234,6 +234,21 @@ def test_task_weights_honoured():
     torch.testing.assert_close(total, (losses * torch.tensor([2.0, 0.5, 0.0])).sum())
 
 
+@pytest.mark.parametrize("arch", ["mmoe", "omoe", "shared-bottom"])
+def test_all_binary_tasks_weighted_and_masked(arch):
+    """All-binary task sets take the vectorised loss; weights and empty tasks still match autograd."""
+    specs = (TaskSpec("a", "binary", weight=2.0), TaskSpec("b", "binary", weight=0.5),
+             TaskSpec("c", "binary", weight=0.0))
+    model, meta = _model(specs, arch=arch)
+    batches = [_batch(meta, specs, seed=0), _batch(meta, specs, seed=1, empty=("b",)), _batch(meta, specs, seed=2)]
+    _compare(model, specs, batches)
+    step = TrainStep(copy.deepcopy(model), specs, FP32, CPU)
+    assert step.fused.all_binary
+    total, losses = step(*batches[1])
+    assert float(losses[1]) == 0.0
+    torch.testing.assert_close(total, (losses * torch.tensor([2.0, 0.5, 0.0])).sum())
+
+
 def test_tasks_must_follow_model_order():
     model, _ = _model()
     with pytest.raises(ValueError, match="order"):
