@@ -345,6 +345,8 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
 
     On the CPU, torch's intra-op threads are set for the run (``config.threads`` or
     ``auto_threads()``) and put back to what they were afterwards."""
+    if resolve_device(config.device).type != "cpu":   # (a GPU run leaves the CPU threads alone)
+        return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
     threads = torch.get_num_threads()
     try:
         return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
