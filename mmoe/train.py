@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmoe.config import TrainConfig
+from mmoe.config import ConfigError, TrainConfig
 from mmoe.fused import FusedStep, unsupported as fused_unsupported
 from mmoe.tasks import compute_metrics, masked_loss, transform
 
@@ -87,6 +87,7 @@ class FitResult:
     metrics: dict[str, dict[str, float]]   # final validation metrics per task
     history: list[dict]
     device: str
+    placement: str = "resident"        # resident: the data lived on the device; streamed: batches copied from host memory
 
 
 RESIDENT_SHARE = 0.5   # keep the data on the GPU when it takes at most this share of its free memory
@@ -148,7 +149,15 @@ def auto_threads() -> int:
     1-minute load average, which still counts this process's own work of the last minute
     and would leave a core idle after any other computation (the load average is the
     fallback where the kernel's runnable count is not readable).
+
+    ``MMOE_THREADS=N`` in the environment fixes the count instead (a shared machine, CI, tests).
     """
+    fixed = os.environ.get("MMOE_THREADS", "").strip()
+    if fixed:
+        try:
+            return max(1, int(fixed))
+        except ValueError:
+            raise ConfigError(f"MMOE_THREADS={fixed!r}: give a whole number of CPU threads, e.g. MMOE_THREADS=2") from None
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -443,6 +452,9 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
             # train split: the running loss of the epoch (a second pass over train rows would cost
             # a third of an epoch); validation: loss, metrics and gate entropy on every row
             metrics = {"train": {n: {"loss": l} for n, l in zip(names, train_loss)}}
+            if step.uw is not None:   # uncertainty weighting: the learned log variance s_k of each task
+                for n, s in zip(names, step.uw.log_vars.detach().cpu().tolist()):
+                    metrics["train"][n]["uncertainty_log_var"] = s
             if val_idx is not None and len(val_idx):
                 if val_rows is None:
                     vi = val_idx.to(x_num.device)
@@ -500,4 +512,5 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
     return FitResult(status=state.status, message=state.message, epochs=len(state.history),
                      best_epoch=state.best_epoch, train_seconds=state.train_seconds,
                      samples_per_second=state.samples_per_second, metrics=final,
-                     history=state.history, device=str(device))
+                     history=state.history, device=str(device),
+                     placement="resident" if resident else "streamed")

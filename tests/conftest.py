@@ -1,8 +1,13 @@
-"""Shared fixtures: seeding, tiny frames, temporary stores, a thread-leak guard."""
+"""Shared fixtures: tiny frames, temporary stores, a thread-leak guard, owned job managers.
+
+No global seeding: every test that needs a seed sets it through the product's own settings
+(``TrainConfig.seed``, ``DataConfig.seed``, ``--seed``) or explicitly, so a seeding bug in the
+product is not hidden by the suite. Training threads are fixed through the product's public
+``MMOE_THREADS`` setting (inherited by CLI subprocesses too), not by patching internals.
+"""
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from pathlib import Path
@@ -10,13 +15,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+
+# Tests use tiny tensors: one intra-op thread is faster and immune to CPU oversubscription.
+# Set before torch is imported anywhere, and inherited by every subprocess a test starts.
+os.environ.setdefault("MMOE_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CENSUS = SHARED_DATA / "census-income.csv.gz"
 REPO = Path(__file__).resolve().parents[1]
 
-# Tests use tiny tensors: one intra-op thread is faster and immune to CPU oversubscription.
 torch.set_num_threads(1)
 
 
@@ -28,34 +38,29 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """Training in tests always uses one CPU thread (deterministic, no oversubscription)."""
-    import mmoe.train
-
-    monkeypatch.setattr(mmoe.train, "auto_threads", lambda: 1)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
-    yield
-
-
-@pytest.fixture(autouse=True)
 def _no_leaked_threads():
     """Fail a test that leaves a non-daemon or job thread running."""
     before = set(threading.enumerate())
     yield
-    deadline = time.time() + 5.0
+    deadline = time.monotonic() + 5.0
     while True:
         leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()
                   and (t.name.startswith("mmoe-") or not t.daemon)]
-        if not leaked or time.time() > deadline:
+        if not leaked or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert not leaked, f"test left threads running: {[t.name for t in leaked]}"
+
+
+@pytest.fixture
+def process_manager():
+    """The process-wide job manager the dashboard uses, owned by the test: shut down (its running
+    jobs cancelled, its threads joined) when the test ends, so the next test gets a fresh one."""
+    from mmoe.jobs import get_manager
+
+    m = get_manager()
+    yield m
+    get_manager().shutdown(wait=True, cancel=True, timeout=30)
 
 
 @pytest.fixture
@@ -65,11 +70,9 @@ def mmoe_home(tmp_path, monkeypatch):
     return home
 
 
-@pytest.fixture
-def tiny_frame() -> pd.DataFrame:
-    """200 rows: two numeric, one categorical feature; binary, regression, multiclass targets."""
-    rng = np.random.default_rng(0)
-    n = 200
+def make_tiny_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """``n`` rows: two numeric, one categorical feature; binary, regression, multiclass targets."""
+    rng = np.random.default_rng(seed)
     a = rng.normal(size=n)
     b = rng.normal(size=n)
     color = rng.choice(["red", "green", "blue"], size=n)
@@ -77,6 +80,12 @@ def tiny_frame() -> pd.DataFrame:
     score = 2.0 * b - a + 0.1 * rng.normal(size=n)
     kind = np.select([a > 0.5, a < -0.5], ["hi", "lo"], "mid")
     return pd.DataFrame({"a": a, "b": b, "color": color, "click": click, "score": score, "kind": kind})
+
+
+@pytest.fixture
+def tiny_frame() -> pd.DataFrame:
+    """200 rows: two numeric, one categorical feature; binary, regression, multiclass targets."""
+    return make_tiny_frame()
 
 
 @pytest.fixture
