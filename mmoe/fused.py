@@ -130,7 +130,8 @@ class FusedStep:
     Creating it re-homes the model's parameters into one flat buffer (values unchanged).
     """
 
-    def __init__(self, model: TabularModel, tasks: Sequence, config, device: torch.device, *, bf16: bool):
+    def __init__(self, model: TabularModel, tasks: Sequence, config, device: torch.device, *, bf16: bool,
+                 lane_budget: int = LANE_BUDGET):
         why = unsupported(model, config)
         if why:
             raise ValueError(f"the fused training step does not support this model: {why}")
@@ -210,7 +211,7 @@ class FusedStep:
             self.table_numel = self._v(self.flat, self.table_name).numel()
             # (a large table has many categories, so neighbours rarely collide, and copying it
             # would cost more than it saves: one lane, scattered straight into the gradient)
-            self.lanes = max(1, min(LANES, LANE_BUDGET // self.table_numel))
+            self.lanes = max(1, min(LANES, lane_budget // self.table_numel))
             self.lane_grad = (torch.zeros(self.lanes * self.table_numel, dtype=torch.float32, device=self.device)
                               if self.lanes > 1 else None)
             self._lane_k: Tensor | None = None

@@ -87,6 +87,7 @@ class FitResult:
     metrics: dict[str, dict[str, float]]   # final validation metrics per task
     history: list[dict]
     device: str
+    step: str = "fused"                # fused: mmoe.fused's hand-written step; else "autograd (<why>)"
     placement: str = "resident"        # resident: the data lived on the device; streamed: batches copied from host memory
 
 
@@ -513,4 +514,5 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                      best_epoch=state.best_epoch, train_seconds=state.train_seconds,
                      samples_per_second=state.samples_per_second, metrics=final,
                      history=state.history, device=str(device),
+                     step="fused" if step.fused is not None else f"autograd ({step.fused_unsupported})",
                      placement="resident" if resident else "streamed")

@@ -5,7 +5,6 @@ import bz2
 import gzip
 import io
 import json
-import time
 import zipfile
 
 import numpy as np
@@ -99,15 +98,16 @@ def test_read_csv_decimal_comma_with_semicolons():
     assert df["a"].tolist() == [1.5, 2.25]
 
 
-def test_read_csv_is_fast_enough_for_a_wide_file():
+def test_read_csv_reads_a_wide_file_exactly():
+    """20,000 x 21: every float round-trips and stray spaces are stripped (speed is in bench/)."""
     rng = np.random.default_rng(0)
     df = pd.DataFrame(rng.normal(size=(20000, 20)), columns=[f"c{i}" for i in range(20)])
     df["s"] = rng.choice([" a", "b ", " c "], size=len(df))
     raw = df.to_csv(index=False).encode()
-    t = time.perf_counter()
     back = read_csv(raw)
-    assert time.perf_counter() - t < 3.0
     assert back.shape == df.shape and set(back["s"]) == {"a", "b", "c"}
+    np.testing.assert_allclose(back[[f"c{i}" for i in range(20)]].to_numpy(float),
+                               df[[f"c{i}" for i in range(20)]].to_numpy(), rtol=1e-15)
 
 
 def test_clean_frame_is_idempotent(tiny_frame):
@@ -481,13 +481,11 @@ def test_missing_markers_constant():
 
 # ----------------------------------------------------------------------------------------- real data
 
-def test_census_income_prepares_fast(census_path):
-    t = time.perf_counter()
+def test_census_income_prepares(census_path):
     d = prepare(census_path, DataConfig(tasks=(TaskSpec("income_50k", "binary", positive="50000+."),
                                                TaskSpec("marital_stat", "binary", positive="Never married")),
                                         drop=("instance_weight",)))
-    elapsed = time.perf_counter() - t
-    assert len(d) == 99762 and elapsed < 15
+    assert len(d) == 99762
     s = d.summary()
     assert s["tasks"]["income_50k"]["positive_rate"] == pytest.approx(0.062, abs=0.003)
     assert s["tasks"]["marital_stat"]["positive_rate"] == pytest.approx(0.43, abs=0.01)
