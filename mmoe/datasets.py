@@ -23,7 +23,7 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from mmoe.config import ConfigError, DataConfig, TaskSpec
-from mmoe.data import (ColumnProfile, DataError, PreparedData, _select_features, _target_info, prepare,
+from mmoe.data import (ColumnProfile, DataError, PreparedData, prepare, select_features, target_encoding,
                        profile_columns, suggest_task_kind)
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -198,11 +198,11 @@ def check(df: pd.DataFrame, config: DataConfig) -> tuple[PreparedData | None, di
             problems[f"target:{t.column}"] = f"target column {t.column!r} is not in the data"
             continue
         try:
-            _target_info(df[t.column], t, config.max_classes)
+            target_encoding(df[t.column], t, config.max_classes)
         except DataError as e:
             problems[f"target:{t.column}"] = str(e)
     try:
-        _select_features(df, config)
+        select_features(df, config)
     except DataError as e:
         problems[_control_for(str(e), config)] = str(e)
     if problems:
