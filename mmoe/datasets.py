@@ -170,22 +170,6 @@ def build_config(profiles: Sequence[ColumnProfile], tasks: Sequence[TaskSpec], f
 
 # ----------------------------------------------------------------------------------------- checking
 
-def _control_for(message: str, config: DataConfig | None) -> str:
-    """Which control can fix a DataError raised by prepare (best effort, from its message)."""
-    if config is not None:
-        for t in config.tasks:
-            if repr(t.column) in message and "target" in message:
-                return f"target:{t.column}"
-    low = message.lower()
-    if "feature" in low or "drop" in low:
-        return "features"
-    if "kind override" in low or "forced numeric" in low or "numeric column" in low:
-        return "kinds"
-    if "split" in low or "validation" in low or "rows" in low:
-        return "split"
-    return "general"
-
-
 def check(df: pd.DataFrame, config: DataConfig) -> tuple[PreparedData | None, dict[str, str]]:
     """Validate ``config`` against ``df`` stage by stage and prepare it.
 
@@ -204,13 +188,13 @@ def check(df: pd.DataFrame, config: DataConfig) -> tuple[PreparedData | None, di
     try:
         select_features(df, config)
     except DataError as e:
-        problems[_control_for(str(e), config)] = str(e)
+        problems[e.field] = str(e)
     if problems:
         return None, problems
     try:
         return prepare(df, config), {}
     except (DataError, ConfigError) as e:
-        return None, {_control_for(str(e), config): str(e)}
+        return None, {getattr(e, "field", "general"): str(e)}
 
 
 def with_task_weights(data: PreparedData, weights: Mapping[str, float]) -> PreparedData:

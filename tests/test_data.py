@@ -495,3 +495,19 @@ def test_census_income_prepares(census_path):
     p = Preprocessor.from_json(d.preprocessor.to_json())
     x_num, x_cat, y, _ = prepare_for_prediction(d.frame.iloc[:100], p)
     assert torch.equal(x_num, d.x_num[:100]) and torch.equal(x_cat, d.x_cat[:100])
+
+
+@pytest.mark.parametrize("config,field", [
+    (dict(tasks=(TaskSpec("y", "regression"),)), "target:y"),                  # text in a regression target
+    (dict(tasks=(TaskSpec("n"),), drop=("zzz",)), "features"),
+    (dict(tasks=(TaskSpec("n"),), kind_overrides={"qq": "numeric"}), "kinds"),
+    (dict(tasks=(TaskSpec("n"),), kind_overrides={"t": "numeric"}), "kinds"),  # text in a forced-numeric column
+    (dict(tasks=(TaskSpec("n"),), features=()), "features"),
+    (dict(tasks=(TaskSpec("n", "binary", positive="maybe"),)), "target:n"),
+])
+def test_data_error_names_the_control_that_fixes_it(config, field):
+    """The form shows each refusal next to the control that fixes it: DataError.field says which."""
+    df = pd.DataFrame({"a": range(30), "t": ["x", "2"] * 15, "y": ["1", "b"] * 15, "n": [0, 1, 1] * 10})
+    with pytest.raises(DataError) as e:
+        prepare(df, DataConfig(**config))
+    assert e.value.field == field, str(e.value)

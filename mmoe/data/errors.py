@@ -26,7 +26,14 @@ _CAMEL_ID = re.compile(r"[a-z0-9](Id|ID)$")
 
 
 class DataError(ValueError):
-    """The data cannot be used as asked; the message says what, where and how to fix it."""
+    """The data cannot be used as asked; the message says what, where and how to fix it.
+
+    ``field`` names the setting that can fix it, so a form shows the message next to that control:
+    ``target:<column>``, ``features``, ``kinds`` (column kind overrides), ``split``, or ``general``."""
+
+    def __init__(self, message: str, *, field: str = "general"):
+        super().__init__(message)
+        self.field = field
 
 
 

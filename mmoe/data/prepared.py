@@ -98,7 +98,7 @@ def _load(source: Any, filename: str | None, min_rows: int) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         df = clean_frame(source).reset_index(drop=True)
         if len(df) < min_rows:
-            raise DataError(f"the table has {len(df)} row(s); need at least {min_rows} rows")
+            raise DataError(f"the table has {len(df)} row(s); need at least {min_rows} rows", field="split")
         return df
     return read_csv(source, filename=filename, min_rows=min_rows)
 
@@ -111,21 +111,21 @@ def select_features(df: pd.DataFrame, config: DataConfig) -> tuple[list[str], li
     targets = [t.column for t in config.tasks]
     for c in config.drop:
         if c not in df.columns:
-            raise DataError(f"column {c!r} to drop is not in the data.{_close(c, cols)}")
+            raise DataError(f"column {c!r} to drop is not in the data.{_close(c, cols)}", field="features")
     for c in config.kind_overrides:
         if c not in df.columns:
-            raise DataError(f"column {c!r} in the kind overrides is not in the data.{_close(c, cols)}")
+            raise DataError(f"column {c!r} in the kind overrides is not in the data.{_close(c, cols)}", field="kinds")
     ignored: dict[str, str] = {}
     if config.features is not None:
         if not config.features:
-            raise DataError("the feature list is empty; list at least one column, or leave it unset to use all")
+            raise DataError("the feature list is empty; list at least one column, or leave it unset to use all", field="features")
         for c in config.features:
             if c not in df.columns:
-                raise DataError(f"feature column {c!r} is not in the data.{_close(c, cols)}")
+                raise DataError(f"feature column {c!r} is not in the data.{_close(c, cols)}", field="features")
             if c in targets:
-                raise DataError(f"column {c!r} is both a target and a feature; remove it from the features")
+                raise DataError(f"column {c!r} is both a target and a feature; remove it from the features", field="features")
             if c in config.drop:
-                raise DataError(f"column {c!r} is both a feature and dropped; remove it from one of the two lists")
+                raise DataError(f"column {c!r} is both a feature and dropped; remove it from one of the two lists", field="features")
         candidates, explicit = list(config.features), True
         for c in cols:
             if c not in candidates:
@@ -146,7 +146,7 @@ def select_features(df: pd.DataFrame, config: DataConfig) -> tuple[list[str], li
         if prof.kind == "empty":
             if explicit:
                 raise DataError(f"feature column {c!r} has no values (every row is missing); "
-                                "remove it from the features")
+                                "remove it from the features", field="features")
             ignored[c] = prof.reason()
             continue
         if kind in ("identifier", "constant") and not explicit:
@@ -162,7 +162,7 @@ def select_features(df: pd.DataFrame, config: DataConfig) -> tuple[list[str], li
     if not numeric and not categorical:
         why = "; ".join(f"{c}: {r}" for c, r in ignored.items() if r != "target") or "only targets in the data"
         raise DataError(f"no usable feature columns are left ({why}); add feature columns, "
-                        "or force a column's kind (e.g. numeric or categorical)")
+                        "or force a column's kind (e.g. numeric or categorical)", field="features")
     return numeric, categorical, ignored
 
 
@@ -172,7 +172,7 @@ def _split(n: int, config: DataConfig) -> dict[str, torch.Tensor]:
     n_test = max(1, int(round(n * config.test_fraction))) if config.test_fraction > 0 else 0
     if n - n_val - n_test < 1:
         raise DataError(f"only {n} rows: too few to keep training rows after the validation/test split; "
-                        "add rows or lower the validation fraction")
+                        "add rows or lower the validation fraction", field="split")
     out = {"val": perm[:n_val]}
     if n_test:
         out["test"] = perm[n_val:n_val + n_test]
@@ -188,7 +188,7 @@ def prepare(source: Any, config: DataConfig, *, filename: str | None = None) -> 
     df = _load(source, filename, MIN_ROWS)
     for t in config.tasks:
         if t.column not in df.columns:
-            raise DataError(f"target column {t.column!r} is not in the data.{_close(t.column, df.columns)}")
+            raise DataError(f"target column {t.column!r} is not in the data.{_close(t.column, df.columns)}", field=f"target:{t.column}")
     numeric, categorical, ignored = select_features(df, config)
     splits = _split(len(df), config)
     pre = Preprocessor.fit(df, tasks=config.tasks, numeric_columns=numeric, categorical_columns=categorical,
@@ -202,7 +202,7 @@ def prepare(source: Any, config: DataConfig, *, filename: str | None = None) -> 
         if not m.any():
             raise DataError(f"target {t.column!r} has no labelled rows in the training split "
                             f"({int(mask[t.column].sum())} labelled rows in all); add labelled rows "
-                            "or change the split seed")
+                            "or change the split seed", field=f"target:{t.column}")
         if t.kind == "binary":
             pos = int(y[t.column][tr][m].sum())
             classes = pre.class_labels(t.column)
@@ -210,7 +210,7 @@ def prepare(source: Any, config: DataConfig, *, filename: str | None = None) -> 
                 lacking = classes[1] if pos == 0 else classes[0]
                 raise DataError(f"target {t.column!r}: the training split has no rows of class {lacking!r}; "
                                 "a binary task needs both classes in training — add rows of that class, "
-                                "or change the split seed")
+                                "or change the split seed", field=f"target:{t.column}")
     source_info = {k: df.attrs[k] for k in ("filename", "encoding", "delimiter") if k in df.attrs}
     return PreparedData(x_num=x_num, x_cat=x_cat, y=y, mask=mask, splits=splits, preprocessor=pre,
                         frame=df, config=config, source=source_info)

@@ -219,6 +219,6 @@ def _numeric_feature(s: pd.Series, col: str) -> np.ndarray:
         if bad.size:
             i = int(bad[0])
             raise DataError(f"numeric column {col!r} has the text {str(txt.iloc[i])!r} in {_row_word(i)}; "
-                            "write a number there, or leave it empty / NA if it is missing")
+                            "write a number there, or leave it empty / NA if it is missing", field="kinds")
         s = conv
     return _as_float(s)

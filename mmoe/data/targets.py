@@ -59,38 +59,38 @@ def target_encoding(s: pd.Series, task: TaskSpec, max_classes: int) -> TargetEnc
     col = task.column
     nn = s.dropna()
     if nn.empty:
-        raise DataError(f"target column {col!r} has no values (every row is missing); choose another target")
+        raise DataError(f"target column {col!r} has no values (every row is missing); choose another target", field=f"target:{col}")
     if task.kind == "regression":
         if not _is_numeric(s) or _is_bool_object(s) or s.dtype == bool:
             conv = pd.to_numeric(s, errors="coerce")
             bad = np.flatnonzero((conv.isna() & s.notna()).to_numpy())
             if bad.size:
                 raise DataError(f"target column {col!r} must be numeric for regression, but {_row_word(int(bad[0]))} "
-                                f"has {str(s.iloc[int(bad[0])])!r}; fix or blank such values, or use binary/multiclass")
+                                f"has {str(s.iloc[int(bad[0])])!r}; fix or blank such values, or use binary/multiclass", field=f"target:{col}")
         a = _as_float(s)
         inf = np.flatnonzero(np.isinf(pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)))
         if inf.size:
             raise DataError(f"target column {col!r} has an infinite value in {_row_word(int(inf[0]))}; "
-                            "fix or blank it")
+                            "fix or blank it", field=f"target:{col}")
         if len(np.unique(a[~np.isnan(a)])) < 2:
             raise DataError(f"target column {col!r} has only one value ({_label(nn.iloc[0])}); "
-                            "a target needs at least two different values")
+                            "a target needs at least two different values", field=f"target:{col}")
         return TargetEncoding("regression")
     labels = _sorted_labels(s)
     if len(labels) < 2:
         raise DataError(f"target column {col!r} has only one value ({labels[0]!r}); "
-                        "a target needs at least two different values — choose another column")
+                        "a target needs at least two different values — choose another column", field=f"target:{col}")
     if task.kind == "multiclass":
         if len(labels) > max_classes:
             hint = "use regression for a number" if _is_numeric(s) else "choose a coarser column"
             raise DataError(f"target column {col!r} has {len(labels)} classes, more than the limit of {max_classes}; "
-                            f"{hint}, or raise max_classes")
+                            f"{hint}, or raise max_classes", field=f"target:{col}")
         return TargetEncoding("multiclass", tuple(labels))
     if task.positive is None:
         if len(labels) != 2:
             raise DataError(f"column {col!r} has {len(labels)} values ({', '.join(labels[:5])}"
                             f"{', ...' if len(labels) > 5 else ''}); a binary target needs two — use "
-                            f"binary=VALUE to pick the positive class, or multiclass")
+                            f"binary=VALUE to pick the positive class, or multiclass", field=f"target:{col}")
         pos = _natural_positive(labels) or labels[1]
         neg = labels[0] if pos == labels[1] else labels[1]
         return TargetEncoding("binary", (neg, pos), pos, neg)
@@ -98,7 +98,7 @@ def target_encoding(s: pd.Series, task: TaskSpec, max_classes: int) -> TargetEnc
     if pos is None:
         top = _labels(s).value_counts().index[:8].tolist()
         raise DataError(f"target column {col!r} has no value {task.positive!r}; its most frequent values are "
-                        f"{_q(top, 8)} — use one of them as binary=VALUE")
+                        f"{_q(top, 8)} — use one of them as binary=VALUE", field=f"target:{col}")
     rest = [l for l in labels if l != pos]
     neg = rest[0] if len(rest) == 1 else None
     return TargetEncoding("binary", (neg if neg is not None else f"not {pos}", pos), pos, neg)
@@ -130,7 +130,7 @@ def encode_target(s: pd.Series, enc: TargetEncoding, col: str) -> tuple[np.ndarr
         bad = np.flatnonzero((conv.isna() & s.notna()).to_numpy())
         if bad.size:
             raise DataError(f"target column {col!r} must be numeric, but {_row_word(int(bad[0]))} has "
-                            f"{str(s.iloc[int(bad[0])])!r}; fix or blank such values")
+                            f"{str(s.iloc[int(bad[0])])!r}; fix or blank such values", field=f"target:{col}")
         a = _as_float(s)
         mask = ~np.isnan(a)
         y = np.where(mask, (np.nan_to_num(a) - enc.mean) / enc.std, 0.0).astype(np.float32)
