@@ -49,7 +49,7 @@ def cli_run(store: str, epochs: int, device: str) -> dict:
 
 def startup_seconds() -> float:
     """Interpreter start + the imports the CLI needs before it touches data."""
-    code = "import mmoe.cli, mmoe.runner, mmoe.data, mmoe.train, torch, pandas, sklearn.metrics"
+    code = "import mmoe.cli, mmoe.runner, mmoe.data, mmoe.training, torch, pandas, sklearn.metrics"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(common.REPO))
     return time.perf_counter() - t0

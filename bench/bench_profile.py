@@ -1,7 +1,7 @@
 """Where the product's time goes: torch.profiler summaries of the census fit and the step config.
 
-census: one ``mmoe.train.fit`` (2 epochs, the census config) split into training steps,
-per-epoch evaluation (``mmoe.train.evaluate``) and the rest, plus the top operators by
+census: one ``mmoe.training.fit`` (2 epochs, the census config) split into training steps,
+per-epoch evaluation (``mmoe.training.evaluate``) and the rest, plus the top operators by
 self CPU time. step: 20 steps of the step config (bench_step) by operator and input shape.
 
     python -m bench.bench_profile [--device cpu|cuda] [--quick]
@@ -29,9 +29,9 @@ def _top(prof, n=12, by_shape=False) -> list[dict]:
 
 
 def census(device: str, epochs: int) -> dict:
-    import mmoe.train as T
+    import mmoe.training.loop as T   # fit looks evaluate up here
     from mmoe.data import prepare
-    from mmoe.model import build_model
+    from mmoe.nn import build_model
     from bench.peers import product
     from bench.peers.census_data import load_census
 

@@ -5,7 +5,7 @@ model 8 experts of (64, 32), towers (16,), batch 1024, 1 epoch. Rows sweep at 10
 columns: 10k -> 100k -> 1M; column sweep at 20k rows: 10 -> 100 -> 1,000. Every
 point runs in its own subprocess so its peak RSS (``ru_maxrss``) is its own;
 times are medians of 3 fits in that process (1 with --quick). ``fit s`` is the
-whole ``mmoe.train.fit`` call (steps + its per-epoch evaluation); ``us / row``
+whole ``mmoe.training.fit`` call (steps + its per-epoch evaluation); ``us / row``
 divides the training-step time by the training rows, so a flat column means
 linear cost.
 
@@ -39,9 +39,9 @@ def point(rows: int, cols: int, device: str, repeats: int) -> dict:
 
     from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
     from mmoe.data import prepare
-    from mmoe.model import build_model
+    from mmoe.nn import build_model
     from mmoe.synthetic import paper_synthetic
-    from mmoe.train import fit
+    from mmoe.training import fit
 
     base = rss_mib()
     t0 = time.perf_counter()

@@ -43,7 +43,7 @@ def run(device: str, quick: bool, batches=None) -> dict:
     log(f"fp32 GEMM rate: {gemm['gflops']:.1f} GFLOP/s (n={gemm['size']})")
     gemm_bf16 = common.gemm_rate(device, dtype=torch.bfloat16)
     log(f"bf16 GEMM rate: {gemm_bf16['gflops']:.1f} GFLOP/s (n={gemm_bf16['size']})")
-    from mmoe.train import use_bf16
+    from mmoe.training import use_bf16
     product_bf16 = use_bf16("auto", torch.device(device))
     flops = common.mmoe_flops_per_sample(CONFIG["in_features"], CONFIG["num_experts"], CONFIG["expert_hidden"],
                                          2, CONFIG["tower_hidden"])

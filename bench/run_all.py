@@ -23,7 +23,7 @@ BENCHES = ["step", "census", "sparse", "scaling", "overhead", "profile"]
 def loadavg() -> str:
     """The 1/5/15-minute load averages and the tasks of other processes running right now (sampled;
     the load averages also count this run's own previous benchmarks)."""
-    from mmoe.train import _busy_elsewhere
+    from mmoe.training.device import _busy_elsewhere
 
     try:
         avg = " ".join(open("/proc/loadavg").read().split()[:3])

@@ -2,7 +2,7 @@
 
 No Streamlit in here; the dashboard in ``dashboard/`` is a thin UI over this package.
 """
-from mmoe.model import MMoE, OMoE, SharedBottom, ModelOutput  # noqa: F401
+from mmoe.nn.model import MMoE, ModelOutput, OMoE, SharedBottom
 
 __all__ = ["MMoE", "OMoE", "SharedBottom", "ModelOutput"]
 __version__ = "0.1.0"

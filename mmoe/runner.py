@@ -20,10 +20,10 @@ import torch
 
 from mmoe.config import DataConfig, ModelConfig, TrainConfig
 from mmoe.data import PreparedData, Preprocessor, prepare, prepare_for_prediction
-from mmoe.model import TabularModel, build_model, count_parameters
+from mmoe.nn import TabularModel, build_model, count_parameters
 from mmoe.store import RunStore
 from mmoe.tasks import transform
-from mmoe.train import Callback, FitResult, TrainState, evaluate, fit, predict, resolve_device
+from mmoe.training import Callback, FitResult, TrainState, evaluate, fit, predict, resolve_device
 
 PREDICTIONS = "predictions.parquet"
 PREPROCESSOR = "preprocessor.json"

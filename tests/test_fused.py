@@ -1,4 +1,4 @@
-"""mmoe.fused.FusedStep (hand-written forward/backward/Adam) against the autograd + torch.optim path.
+"""mmoe.nn.fused.FusedStep (hand-written forward/backward/Adam) against the autograd + torch.optim path.
 
 Every comparison trains two deep copies of one model for a few steps on the same batches,
 one through ``TrainStep(..., fused=True)`` and one through ``TrainStep(..., fused=False)``,
@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
-from mmoe.fused import unsupported
-from mmoe.model import MixtureOfExperts, build_model
-from mmoe.train import TrainStep, fit
+from mmoe.nn.fused import unsupported
+from mmoe.nn.model import MixtureOfExperts, build_model
+from mmoe.training import TrainStep, fit
 
 CPU = torch.device("cpu")
 FP32 = TrainConfig(precision="fp32", lr=1e-2, device="cpu")
@@ -196,7 +196,7 @@ def test_matches_autograd_inputs(num_numeric, cards, dims, arch):
 def test_embedding_gradient_lanes(budget, monkeypatch):
     """The table gradient is the same whether it is scattered over 8 copies, a few, or one
     (large tables use one, so the copies never outgrow memory)."""
-    from mmoe.fused import LANES, FusedStep
+    from mmoe.nn.fused import LANES, FusedStep
 
     model, meta = _model(num_numeric=2, cards=(3, 5, 7), dims=(2, 4, 3))
     table = 15 * 4
@@ -396,7 +396,7 @@ def test_state_dict_round_trip_lands_in_flat_buffer():
 # -- fit ------------------------------------------------------------------------------------------
 
 def test_fit_fused_matches_autograd(tiny_frame, monkeypatch):
-    import mmoe.train
+    import mmoe.training.step
     from mmoe.data import prepare
 
     tasks = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regression"),
@@ -413,7 +413,7 @@ def test_fit_fused_matches_autograd(tiny_frame, monkeypatch):
     assert res.step == "fused"
 
     # fused_unsupported is what TrainStep asks; the result's step proves the patch was taken
-    monkeypatch.setattr(mmoe.train, "fused_unsupported", lambda *a: "off")
+    monkeypatch.setattr(mmoe.training.step, "fused_unsupported", lambda *a: "off")
     torch.manual_seed(0)
     ref_model = build_model(mc, data)
     ref = fit(ref_model, data, cfg)

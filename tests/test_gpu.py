@@ -5,8 +5,8 @@ import torch
 from mmoe import MMoE
 from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
 from mmoe.data import prepare
-from mmoe.model import build_model
-from mmoe.train import TrainStep, fit, use_bf16
+from mmoe.nn import build_model
+from mmoe.training import TrainStep, fit, use_bf16
 
 pytestmark = pytest.mark.gpu
 TASKS = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regression"),

@@ -5,7 +5,7 @@ from torch import nn
 
 from mmoe import MMoE, OMoE, SharedBottom
 from mmoe.config import ModelConfig
-from mmoe.model import InputEncoder, StackedMLP, TabularModel, count_parameters, model_meta
+from mmoe.nn.model import InputEncoder, StackedMLP, TabularModel, count_parameters, model_meta
 
 TASKS = {"like": 1, "click": 1, "kind": 4}
 KW = dict(num_experts=8, expert_hidden=(64, 32), gate_hidden=(), tower_hidden=(16,), top_k=None, dropout=0.0)

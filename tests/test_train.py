@@ -8,10 +8,10 @@ import torch
 
 from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
 from mmoe.data import prepare
-from mmoe.model import build_model
+from mmoe.nn import build_model
 from mmoe.tasks import compute_metrics, masked_loss
-from mmoe.train import Callback, fit
-from mmoe.train import auto_threads as real_auto_threads
+from mmoe.training import Callback, fit
+from mmoe.training import auto_threads as real_auto_threads
 
 TASKS = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regression"),
          TaskSpec("kind", "multiclass"))
@@ -181,7 +181,7 @@ def test_adamw_weight_decay_shrinks_the_weights(data):
 
 
 def test_top_k_trains_and_routes_sparsely(data):
-    from mmoe.train import predict
+    from mmoe.training import predict
 
     model, cfg = _fit(data, ModelConfig(num_experts=4, expert_hidden=(8,), top_k=1, aux_loss_weight=0.1))
     res = fit(model, data, cfg)
@@ -242,7 +242,7 @@ def test_task_without_validation_labels_is_not_divergence(tiny_frame):
 def test_streaming_batches_when_data_does_not_fit(data, monkeypatch):
     """Data too large for the device stays in host memory and goes over batch by batch;
     the result is the same as the resident path."""
-    import mmoe.train as train_mod
+    import mmoe.training.loop as train_mod
 
     m1, cfg = _fit(data, init_seed=3)
     r1 = fit(m1, data, cfg)
@@ -270,7 +270,7 @@ def test_fit_puts_torch_threads_back(data):
 
 
 def test_auto_threads_counts_other_processes_not_its_own_threads(monkeypatch):
-    import mmoe.train as train_mod
+    import mmoe.training.device as train_mod
 
     monkeypatch.delenv("MMOE_THREADS", raising=False)
     calls = []
@@ -315,8 +315,29 @@ def test_mmoe_threads_setting_fixes_the_thread_count(data, monkeypatch):
 
 @pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="needs Linux /proc")
 def test_busy_elsewhere_excludes_this_process():
-    from mmoe.train import _busy_elsewhere, _running_here
+    from mmoe.training.device import _busy_elsewhere, _running_here
 
     assert _running_here() >= 1            # this thread, reading
     busy = _busy_elsewhere(samples=3, gap=0.0)
     assert busy is not None and busy >= 0.0
+
+
+def test_time_budget_stops_after_the_batch_that_passes_it(data):
+    """max_seconds=0: the first batch passes the budget; that epoch is still evaluated and kept."""
+    rec = Recorder()
+    model, cfg = _fit(data, epochs=50, max_seconds=0.0)
+    res = fit(model, data, cfg, callbacks=[rec])
+    assert res.status == "finished" and res.epochs == 1
+    assert rec.events.count("batch") == 1 and "time budget" in res.message
+    assert "val" in res.history[0] and res.metrics == res.history[0]["val"]
+
+
+def test_a_callback_can_stop_the_run(data):
+    class StopAtEpoch2(Callback):
+        def on_epoch_end(self, s):
+            if s.epoch == 2:
+                s.request_stop("enough")
+
+    model, cfg = _fit(data, epochs=10)
+    res = fit(model, data, cfg, callbacks=[StopAtEpoch2()])
+    assert (res.status, res.epochs, res.message) == ("finished", 2, "enough")

@@ -2,14 +2,14 @@
 
 census: ``mmoe.data.prepare`` (the product's own preprocessing, fitted on the
 training rows) on the same frame, same 80/20 split (checked row for row), then
-``mmoe.train.fit`` -- the full training loop, timed as one wall-clock call, so the
+``mmoe.training.fit`` -- the full training loop, timed as one wall-clock call, so the
 per-epoch evaluation the product does inside ``fit`` is included. Validation AUC
 is the product's own ``fit`` result on the shared validation rows. It trains with
 torch's default thread count, like the peers (``threads`` set explicitly).
 
-step: one call of ``mmoe.train.TrainStep`` -- the object ``fit`` calls per batch:
+step: one call of ``mmoe.training.TrainStep`` -- the object ``fit`` calls per batch:
 for these models the hand-written forward, masked losses, backward and Adam of
-``mmoe.fused.FusedStep`` -- on contiguous batch slices of resident tensors.
+``mmoe.nn.fused.FusedStep`` -- on contiguous batch slices of resident tensors.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ NAME = "MMoE Lab"
 def available() -> str | None:
     try:
         import mmoe.data  # noqa: F401
-        import mmoe.train  # noqa: F401
+        import mmoe.training  # noqa: F401
     except Exception as e:  # pragma: no cover
         return f"{type(e).__name__}: {e}"
     return None
@@ -72,8 +72,8 @@ class ThreadsSeen:
 def train_census(split, epochs=5, batch_size=1024, lr=1e-3, device="cpu", seed=0,
                  num_experts=8, expert_hidden=(16,), tower_hidden=(8,)) -> dict:
     from mmoe.data import prepare
-    from mmoe.model import build_model
-    from mmoe.train import fit
+    from mmoe.nn import build_model
+    from mmoe.training import fit
 
     dc, mc, tc = census_configs(epochs, batch_size, lr, device, seed, num_experts, expert_hidden, tower_hidden)
     if tc.device == "cpu":
@@ -108,7 +108,7 @@ def build_dense_model(in_features=100, num_experts=8, expert_hidden=(64, 32), to
                       top_k=None, gate_hidden=(), device="cpu"):
     """The product's ``TabularModel`` for all-numeric input (what ``build_model`` makes for such a table)."""
     from mmoe.config import ModelConfig
-    from mmoe.model import build_model
+    from mmoe.nn import build_model
 
     mc = ModelConfig(arch="mmoe", num_experts=num_experts, expert_hidden=tuple(expert_hidden),
                      gate_hidden=tuple(gate_hidden), tower_hidden=tuple(tower_hidden), top_k=top_k)
@@ -119,10 +119,10 @@ def build_dense_model(in_features=100, num_experts=8, expert_hidden=(64, 32), to
 
 def make_step(in_features=100, batch_size=1024, device="cpu", seed=0, num_experts=8,
               expert_hidden=(64, 32), tower_hidden=(16,), top_k=None, rows=None, precision="auto"):
-    """The product's own ``mmoe.train.TrainStep`` (what ``fit`` runs per batch) on contiguous
+    """The product's own ``mmoe.training.TrainStep`` (what ``fit`` runs per batch) on contiguous
     batch slices of resident tensors, as ``fit`` takes them."""
     from mmoe.config import TaskSpec, TrainConfig
-    from mmoe.train import TrainStep
+    from mmoe.training import TrainStep
 
     torch.manual_seed(seed)
     dev = torch.device(device)

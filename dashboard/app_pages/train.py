@@ -9,7 +9,7 @@ from common import DATA_KEY, DATA_PAGE, NA, manager, open_in_inspect, store
 from mmoe.config import ConfigError, TrainConfig
 from mmoe.datasets import with_task_weights
 from mmoe.jobview import KEY_METRICS, curves_frame, jobs_frame, metrics_frame, outcome, progress_text, runs_overview
-from mmoe.model import build_model, count_parameters
+from mmoe.nn import build_model, count_parameters
 from mmoe.presets import PRESETS, compare_configs
 from mmoe.runner import submit_training
 from widgets import (apply_preset, init_defaults, loss_curve_figure, model_widgets, task_weight_widgets,
@@ -93,6 +93,10 @@ st.subheader("Runs in progress and finished in this session of the server")
 active_at_start = any(not j.done for j in manager().jobs())
 
 
+def _cancel(job_id: int) -> None:
+    manager().cancel(job_id)
+
+
 @st.fragment(run_every=POLL_SECONDS if active_at_start else None)
 def live_jobs() -> None:
     jobs = manager().jobs()
@@ -107,9 +111,11 @@ def live_jobs() -> None:
             run = f" · run {p.run_id}" if p.run_id is not None else ""
             head.markdown(f"**{p.name}** · job {p.job_id}{run} · `{p.status}` on {p.device}")
             if not p.done:
-                if b1.button("Cancel", key=f"train.cancel.{p.job_id}", disabled=p.cancel_requested):
-                    manager().cancel(p.job_id)
-                    st.rerun(scope="fragment")
+                # a callback, not `if st.button(): cancel; st.rerun(scope="fragment")`: it runs before the
+                # rerun the click causes, so this card already shows "cancelling…", and it works when
+                # that rerun is a full one (where scope="fragment" raises an exception)
+                b1.button("Cancel", key=f"train.cancel.{p.job_id}", disabled=p.cancel_requested,
+                          on_click=_cancel, args=(p.job_id,))
             if p.run_id is not None and b2.button("Inspect", key=f"train.inspect.{p.job_id}"):
                 open_in_inspect(p.run_id)
             st.progress(p.fraction, text=progress_text(p) + (" · cancelling…" if p.cancel_requested and not p.done

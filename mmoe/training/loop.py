@@ -1,0 +1,198 @@
+"""``fit()``: the epoch loop. Device placement, batching by index, the steps, per-epoch
+evaluation, callbacks (the policies among them: see ``callbacks``) and cancellation.
+
+The prepared tensors are moved to the device once; each batch is a contiguous slice of one
+gather per epoch by a seeded permutation (no DataLoader, no per-sample Python). Data too large
+for the GPU stays in pinned host memory and goes over batch by batch. ``on_train_end`` always
+runs, also when the run is cancelled, diverges or raises.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from mmoe.config import TrainConfig
+from mmoe.training.callbacks import Callback, DivergenceGuard, EarlyStopping, TimeBudget, TrainState
+from mmoe.training.device import auto_threads, fits_on_device, resolve_device
+from mmoe.training.evaluate import baseline_loss, evaluate
+from mmoe.training.step import TrainStep
+
+
+@dataclass
+class FitResult:
+    status: str                        # finished | cancelled | diverged | failed
+    message: str
+    epochs: int                        # completed epochs
+    best_epoch: int | None
+    train_seconds: float
+    samples_per_second: float
+    metrics: dict[str, dict[str, float]]   # final validation metrics per task
+    history: list[dict]
+    device: str
+    step: str = "fused"                # fused: mmoe.nn.fused's hand-written step; else "autograd (<why>)"
+    placement: str = "resident"        # resident: the data lived on the device; streamed: batches copied from host memory
+
+
+def _finite_or_raise(x: float, where: str) -> None:
+    if not math.isfinite(x):
+        raise FloatingPointError(where)
+
+
+def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback] = (),
+        cancel_event: threading.Event | None = None) -> FitResult:
+    """Train ``model`` on ``data`` (a ``PreparedData``). Never returns without calling on_train_end.
+
+    On the CPU, torch's intra-op threads are set for the run (``config.threads`` or
+    ``auto_threads()``) and put back to what they were afterwards."""
+    if resolve_device(config.device).type != "cpu":   # (a GPU run leaves the CPU threads alone)
+        return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
+    threads = torch.get_num_threads()
+    try:
+        return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback],
+         cancel_event: threading.Event | None) -> FitResult:
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads or auto_threads())
+    torch.manual_seed(config.seed)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    tasks = list(data.tasks)
+    names = [t.column for t in tasks]
+    # -- tensors to the device, once (or, if they would not fit, batch by batch) -----------
+    resident = fits_on_device(data, device)
+    home = device if resident else torch.device("cpu")
+    x_num = data.x_num.to(home)
+    x_cat = data.x_cat.to(home)
+    ys = [data.y[n].to(home) for n in names]
+    masks = [data.mask[n].to(home) for n in names]
+    train_idx = data.splits["train"].to(home)
+    val_idx = data.splits.get("val")
+    n_train = int(train_idx.numel())
+    bs = min(config.batch_size, max(n_train, 1))
+    batches = max(1, math.ceil(n_train / bs))
+
+    model.to(device)
+    model.train()
+    step = TrainStep(model, tasks, config, device)
+    # the fused step takes categorical columns as table positions: converted once
+    codes = step.fused.cat_codes(x_cat) if step.fused is not None else None
+    state = TrainState(epochs=config.epochs, batches=batches, tasks=names, device=str(device), n_train=n_train)
+    val_rows = None
+    initial_loss = baseline_loss(data, val_idx) if val_idx is not None and len(val_idx) else math.inf
+    # the policies first, so the caller's callbacks see their decisions (best epoch, stop, restore)
+    callbacks = [DivergenceGuard(initial_loss), EarlyStopping(model, config.early_stopping_patience),
+                 *([TimeBudget(config.max_seconds)] if config.max_seconds is not None else []), *callbacks]
+    sync_every = 1 if device.type == "cpu" else 50   # GPU: check the loss for NaN without a sync per batch
+    cancelled = lambda: cancel_event is not None and cancel_event.is_set()  # noqa: E731
+
+    try:
+        for cb in callbacks:
+            cb.on_train_begin(state)
+        for epoch in range(1, config.epochs + 1):
+            state.epoch, state.batch = epoch, 0
+            for cb in callbacks:
+                cb.on_epoch_begin(state)
+            perm = train_idx[torch.randperm(n_train, generator=gen, device=device).to(home)]
+            # one gather per epoch; batches are then contiguous slices (views, no copy)
+            xs = x_num.index_select(0, perm)
+            cs = (codes if codes is not None else x_cat).index_select(0, perm)
+            y_ep, m_ep = [y.index_select(0, perm) for y in ys], [m.index_select(0, perm) for m in masks]
+            if not resident:   # pinned host memory, so each batch's copy to the GPU is asynchronous
+                pin = device.type == "cuda"
+                xs, cs = (xs.pin_memory(), cs.pin_memory()) if pin else (xs, cs)
+                y_ep = [y.pin_memory() if pin else y for y in y_ep]
+                m_ep = [m.pin_memory() if pin else m for m in m_ep]
+            loss_sum = torch.zeros(len(tasks), device=device)
+            t0 = time.perf_counter()
+            for b in range(batches):
+                if cancelled():
+                    state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
+                    break
+                sl = slice(b * bs, (b + 1) * bs)
+                batch = [xs[sl], cs[sl], *[y[sl] for y in y_ep], *[m[sl] for m in m_ep]]
+                if not resident:
+                    batch = [t.to(device, non_blocking=True) for t in batch]
+                t_ = len(tasks)
+                if codes is not None:
+                    total, losses = step(batch[0], None, batch[2:2 + t_], batch[2 + t_:], codes=batch[1])
+                else:
+                    total, losses = step(batch[0], batch[1], batch[2:2 + t_], batch[2 + t_:])
+                rows = min(bs, n_train - b * bs)
+                loss_sum += losses * rows
+                state.batch = b + 1
+                state.samples_seen += rows
+                state.batch_losses = dict(zip(names, losses))
+                if (b + 1) % sync_every == 0 or b + 1 == batches:
+                    _finite_or_raise(float(total), f"epoch {epoch}, batch {b + 1}")
+                now = time.perf_counter()
+                state.train_seconds += now - t0
+                t0 = now
+                for cb in callbacks:
+                    cb.on_batch_end(state)
+                if state.stop_requested:
+                    break
+            if state.status == "cancelled":
+                break
+            # -- evaluation ---------------------------------------------------------------
+            train_loss = (loss_sum / max(min(state.batch * bs, n_train), 1)).tolist()
+            _finite_or_raise(sum(train_loss), f"epoch {epoch}")
+            # train split: the running loss of the epoch (a second pass over train rows would cost
+            # a third of an epoch); validation: loss, metrics and gate entropy on every row
+            metrics = {"train": {n: {"loss": l} for n, l in zip(names, train_loss)}}
+            if step.uw is not None:   # uncertainty weighting: the learned log variance s_k of each task
+                for n, s in zip(names, step.uw.log_vars.detach().cpu().tolist()):
+                    metrics["train"][n]["uncertainty_log_var"] = s
+            if val_idx is not None and len(val_idx):
+                if val_rows is None:
+                    vi = val_idx.to(x_num.device)
+                    val_rows = (x_num.index_select(0, vi), x_cat.index_select(0, vi))
+                metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size,
+                                          bf16=step.autocast, rows=val_rows,
+                                          forward=step.fused.forward if step.fused is not None else None)
+            state.epoch_metrics = metrics
+            state.history.append(metrics)
+            state.monitor_split = split = "val" if "val" in metrics else "train"
+            state.monitor_loss = sum(t.weight * metrics[split][n]["loss"] for t, n in zip(tasks, names)
+                                     if "loss" in metrics[split][n])
+            for cb in callbacks:          # DivergenceGuard raises; EarlyStopping / TimeBudget request a stop
+                cb.on_epoch_end(state)
+            if state.stop_requested:
+                break
+        if state.status == "running":
+            state.status = "finished"
+    except FloatingPointError as e:
+        state.status = "diverged"
+        what = str(e) if "exploded" in str(e) else f"the loss became NaN or infinite at {e}"
+        state.message = (f"training diverged: {what}. "
+                         "Lower the learning rate, standardise extreme targets, or use a smaller batch.")
+    except BaseException as e:
+        state.status = "failed"
+        state.message = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        for cb in callbacks:
+            try:
+                cb.on_train_end(state)
+            except Exception:   # a broken callback must not hide the run's own outcome
+                pass
+    final = {}
+    if state.history:
+        src = state.history[state.restored_epoch - 1] if state.restored_epoch else state.history[-1]
+        final = copy.deepcopy(src.get("val", src.get("train", {})))
+    return FitResult(status=state.status, message=state.message, epochs=len(state.history),
+                     best_epoch=state.best_epoch, train_seconds=state.train_seconds,
+                     samples_per_second=state.samples_per_second, metrics=final,
+                     history=state.history, device=str(device),
+                     step="fused" if step.fused is not None else f"autograd ({step.fused_unsupported})",
+                     placement="resident" if resident else "streamed")
