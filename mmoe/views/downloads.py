@@ -1,0 +1,55 @@
+"""Downloads: predictions as a readable CSV, the model files as a zip."""
+from __future__ import annotations
+
+import io
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmoe.views.evaluation import class_labels
+
+
+def readable_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The predictions frame as a user reads it: a multiclass ``target:<task>`` as its class label
+    (stored as the class index, which the charts use), not a number."""
+    out = frame.copy()
+    for col in [c for c in frame.columns if str(c).startswith("target:")]:
+        task = str(col)[len("target:"):]
+        labels = class_labels(frame, task)
+        if labels:
+            idx = pd.to_numeric(frame[col], errors="coerce")
+            ok = idx.notna() & (idx >= 0) & (idx < len(labels))
+            lab = pd.Series(pd.NA, index=frame.index, dtype="object")
+            lab[ok] = np.asarray(labels, dtype=object)[idx[ok].astype(int).to_numpy()]
+            out[col] = lab
+    return out
+
+
+def predictions_csv(frame: pd.DataFrame) -> bytes:
+    return readable_predictions(frame).to_csv(index=False).encode("utf-8")
+
+
+MODEL_FILES = ("model.pt", "model.json", "preprocessor.json")
+
+
+def model_archive(artifact_dir: str | Path) -> bytes | None:
+    """model.pt + model.json + preprocessor.json zipped (None when the run saved no model)."""
+    folder = Path(artifact_dir)
+    if not (folder / "model.pt").is_file():
+        return None
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name in MODEL_FILES:
+            if (folder / name).is_file():
+                z.write(folder / name, arcname=name)
+    return buf.getvalue()
+
+
+def quiet(fn, *args, **kwargs):
+    """Call ``fn`` with sklearn/numpy warnings silenced (undefined metrics on tiny data)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)

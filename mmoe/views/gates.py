@@ -1,0 +1,162 @@
+"""Gate weights of a predictions frame: per-sample matrices, ordering and sampling for heatmaps,
+utilisation, entropy and task-to-task gate similarity."""
+from __future__ import annotations
+
+import math
+import re
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+MAX_HEATMAP_ROWS = 2000
+_GATE_RE = re.compile(r"^gate:(?P<task>.+):e(?P<e>\d+)$")
+
+
+def gate_tasks(frame: pd.DataFrame) -> list[str]:
+    """Tasks that have gate columns, in column order."""
+    seen: list[str] = []
+    for c in frame.columns:
+        m = _GATE_RE.match(str(c))
+        if m and m["task"] not in seen:
+            seen.append(m["task"])
+    return seen
+
+
+def has_gates(frame: pd.DataFrame | None) -> bool:
+    return frame is not None and bool(gate_tasks(frame))
+
+
+def gate_columns(frame: pd.DataFrame, task: str) -> list[str]:
+    """``gate:<task>:e<i>`` columns ordered by expert index (e10 after e9)."""
+    cols = []
+    for c in frame.columns:
+        m = _GATE_RE.match(str(c))
+        if m and m["task"] == task:
+            cols.append((int(m["e"]), c))
+    return [c for _, c in sorted(cols)]
+
+
+def gate_matrix(frame: pd.DataFrame, task: str) -> np.ndarray | None:
+    """Per-sample gate weights of a task, [n, e] float64; None when the run has no gates."""
+    cols = gate_columns(frame, task)
+    if not cols:
+        return None
+    return frame[cols].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def expert_labels(n_experts: int) -> list[str]:
+    return [f"e{i}" for i in range(n_experts)]
+
+
+def dominant_expert(gates: np.ndarray) -> np.ndarray:
+    """Index of the largest gate weight per sample, [n]."""
+    if gates.size == 0:
+        return np.zeros(len(gates), dtype=int)
+    return np.nan_to_num(gates, nan=-1.0).argmax(1)
+
+
+def order_and_sample(gates: np.ndarray, max_rows: int = MAX_HEATMAP_ROWS, seed: int = 0) -> np.ndarray:
+    """Row positions to draw in a gate heatmap: at most ``max_rows`` samples, stratified
+    by dominant expert (each expert keeps its share, and at least one row if it dominates
+    any), sorted by dominant expert, then by that expert's weight (largest first)."""
+    n = len(gates)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    dom = dominant_expert(gates)
+    keep = np.arange(n)
+    if n > max_rows:
+        rng = np.random.default_rng(seed)
+        experts, counts = np.unique(dom, return_counts=True)
+        quota = np.maximum(1, np.floor(counts / n * max_rows).astype(int))
+        # hand out what rounding left over to the biggest groups, or take back the excess
+        while quota.sum() < max_rows:
+            quota[np.argmax(counts - quota * n / max_rows)] += 1
+        while quota.sum() > max_rows:
+            quota[np.argmax(np.where(quota > 1, quota, -1))] -= 1
+        parts = [rng.choice(np.flatnonzero(dom == e), size=min(q, c), replace=False)
+                 for e, q, c in zip(experts, quota, counts)]
+        keep = np.sort(np.concatenate(parts))
+    top = np.nan_to_num(gates[keep, dom[keep]], nan=0.0)
+    order = np.lexsort((keep, -top, dom[keep]))   # last key is the primary one
+    return keep[order]
+
+
+def utilisation(frame: pd.DataFrame, tasks: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean gate weight per task and expert: long frame task, expert, weight, share_dominant."""
+    rows = []
+    for task in tasks if tasks is not None else gate_tasks(frame):
+        g = gate_matrix(frame, task)
+        if g is None or len(g) == 0:
+            continue
+        dom = dominant_expert(g)
+        for e in range(g.shape[1]):
+            rows.append({"task": task, "expert": f"e{e}", "weight": float(np.nanmean(g[:, e])),
+                         "share_dominant": float(np.mean(dom == e))})
+    return pd.DataFrame(rows, columns=["task", "expert", "weight", "share_dominant"])
+
+
+def sample_entropy(gates: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of each sample's gate distribution, [n]."""
+    g = np.clip(np.nan_to_num(gates, nan=0.0), 1e-12, None)
+    return -(g * np.log(g)).sum(1)
+
+
+def max_entropy(n_experts: int) -> float:
+    """ln(E): the entropy of uniform gating (0 for one expert)."""
+    return math.log(n_experts) if n_experts > 0 else 0.0
+
+
+def entropy_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The ``gate_entropy`` rows of a history frame: epoch, split, task, value."""
+    if history is None or history.empty or "metric" not in history:
+        return pd.DataFrame(columns=["epoch", "split", "task", "value"])
+    h = history[history["metric"] == "gate_entropy"]
+    return h[["epoch", "split", "task", "value"]].reset_index(drop=True)
+
+
+def _normalise(g: np.ndarray) -> np.ndarray:
+    g = np.clip(np.nan_to_num(g, nan=0.0), 0.0, None)
+    s = g.sum(1, keepdims=True)
+    e = g.shape[1] if g.ndim == 2 and g.shape[1] else 1
+    return np.where(s > 0, g / np.where(s > 0, s, 1.0), 1.0 / e)
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per-row Jensen-Shannon divergence in bits (0 identical .. 1 disjoint), [n]."""
+    p, q = _normalise(p), _normalise(q)
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(a > 0, a * np.log2(a / np.where(b > 0, b, 1.0)), 0.0).sum(1)
+    return np.clip(0.5 * kl(p, m) + 0.5 * kl(q, m), 0.0, 1.0)
+
+
+def task_gate_similarity(frame: pd.DataFrame, tasks: Sequence[str] | None = None,
+                         method: str = "js") -> pd.DataFrame:
+    """task x task matrix comparing per-sample gates of two tasks, averaged over samples.
+
+    method "js": mean Jensen-Shannon divergence in bits (0 = same routing, 1 = disjoint);
+    method "cosine": mean cosine similarity (1 = same routing).
+    """
+    tasks = [t for t in (tasks if tasks is not None else gate_tasks(frame)) if gate_columns(frame, t)]
+    mats = {t: gate_matrix(frame, t) for t in tasks}
+    out = pd.DataFrame(np.nan, index=tasks, columns=tasks, dtype=np.float64)
+    for a in tasks:
+        for b in tasks:
+            ga, gb = mats[a], mats[b]
+            if ga.shape != gb.shape or len(ga) == 0:
+                continue
+            if method == "js":
+                out.loc[a, b] = float(js_divergence(ga, gb).mean())
+            elif method == "cosine":
+                na = np.linalg.norm(ga, axis=1)
+                nb = np.linalg.norm(gb, axis=1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    cos = (ga * gb).sum(1) / (na * nb)
+                out.loc[a, b] = float(np.nanmean(cos)) if np.isfinite(cos).any() else np.nan
+            else:
+                raise ValueError(f"unknown similarity {method!r}; use 'js' or 'cosine'")
+    return out

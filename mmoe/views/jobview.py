@@ -1,0 +1,154 @@
+"""Turning background-job snapshots and stored runs into display text and tables (no Streamlit).
+
+    duration_text(s)   42 -> "0:42" (every duration the pages show)
+    run_label(...)     "#3 baseline — mmoe on census.csv (finished)"
+    progress_text(p)   "epoch 3/10 · 12,345 samples/s · ETA 0:42"
+    curves_frame(p)    Progress.curves -> long frame: epoch, split, task, loss
+    metrics_frame(m)   {split: {task: {metric: v}}} or {task: {metric: v}} -> wide table
+    jobs_frame(ps)     one row per job (id, name, status, run, progress, device, message)
+    runs_overview(df)  RunStore.runs_frame() -> the compact "recent runs" table
+    outcome(p)         the one-line reason a job ended the way it did ("" when it finished fine)
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from mmoe.jobs import Progress
+
+KEY_METRICS = ("loss", "auc", "accuracy", "rmse", "mae")   # what a compact metrics table shows
+
+
+def duration_text(seconds: float | None) -> str:
+    """42 -> '0:42', 3725 -> '1:02:05', 0.3 -> '< 0:01', None -> '–'. The one format for
+    durations and ETAs on every page."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    if 0 < seconds < 0.5:   # would round to 0:00, which reads as "did not run"
+        return "< 0:01"
+    s = int(round(max(0.0, seconds)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def run_label(run_id: int, name: str, arch: str | None, dataset: str | None, status: str) -> str:
+    """'#3 baseline — mmoe on census.csv (finished)'; the 'arch on dataset' part is left out when
+    the name already says it (the default name of a run started from the dashboard)."""
+    what = f"{arch or '?'} on {dataset}"
+    if what.casefold() in " ".join(str(name).split()).casefold():
+        return f"#{run_id} {name} ({status})"
+    return f"#{run_id} {name} — {what} ({status})"
+
+
+def progress_text(p: Progress) -> str:
+    """One line for the progress bar: epoch, throughput, ETA (or the final status)."""
+    if p.status == "queued":
+        return "queued: waiting for the device to be free"
+    parts = []
+    if p.epochs:
+        shown = min(p.epoch + (1 if p.status == "running" else 0), p.epochs)
+        parts.append(f"epoch {max(shown, 1) if p.status == 'running' else p.epoch}/{p.epochs}")
+        if p.status == "running" and p.batches:
+            parts.append(f"batch {p.batch}/{p.batches}")
+    if p.samples_per_second:
+        parts.append(f"{p.samples_per_second:,.0f} samples/s")
+    if p.status == "running":
+        parts.append(f"ETA {duration_text(p.eta_seconds)}")
+    else:
+        parts.append(f"{p.status} after {duration_text(p.elapsed_seconds)}")
+    return " · ".join(parts) if parts else p.status
+
+
+def outcome(p: Progress) -> str:
+    """Why a job ended as cancelled / diverged / failed ('' for running or finished jobs)."""
+    if p.status in ("diverged", "failed"):
+        return p.error or p.message or p.status
+    if p.status == "cancelled":
+        return p.message if p.message and p.message != "cancelled" else "cancelled by the user"
+    return ""
+
+
+def curves_frame(p: Progress) -> pd.DataFrame:
+    """Progress.curves {split: {task: [loss per epoch]}} -> long frame: epoch, split, task, loss."""
+    rows = []
+    for split, tasks in (p.curves or {}).items():
+        for task, values in tasks.items():
+            for i, v in enumerate(values):
+                rows.append({"epoch": i + 1, "split": split, "task": task, "loss": v})
+    return pd.DataFrame(rows, columns=["epoch", "split", "task", "loss"])
+
+
+def history_curves(history: pd.DataFrame) -> pd.DataFrame:
+    """RunStore.history() (epoch, split, task, metric, value) -> the loss curves as curves_frame."""
+    if history is None or history.empty:
+        return pd.DataFrame(columns=["epoch", "split", "task", "loss"])
+    h = history[history["metric"] == "loss"]
+    return h.rename(columns={"value": "loss"})[["epoch", "split", "task", "loss"]].reset_index(drop=True)
+
+
+def metrics_frame(metrics: Mapping, keep: Iterable[str] | None = None) -> pd.DataFrame:
+    """Metrics as a table with one row per (split,) task and one column per metric.
+
+    Accepts {split: {task: {metric: v}}} (a job's last epoch) or {task: {metric: v}} (a run's final).
+    ``keep``: only these metrics, in this order (those present)."""
+    if keep is not None:
+        keep = list(keep)
+        metrics = {k: ({t: {m: named[m] for m in keep if m in named} for t, named in v.items()}
+                       if v and all(isinstance(x, Mapping) for x in v.values())
+                       else {m: v[m] for m in keep if m in v}) if isinstance(v, Mapping) else v
+                   for k, v in (metrics or {}).items()}
+    rows = []
+    for k, v in (metrics or {}).items():
+        if isinstance(v, Mapping) and v and all(isinstance(x, Mapping) for x in v.values()):
+            for task, named in v.items():
+                rows.append({"split": k, "task": task, **{m: _num(x) for m, x in named.items()}})
+        elif isinstance(v, Mapping):
+            rows.append({"task": k, **{m: _num(x) for m, x in v.items()}})
+    return pd.DataFrame(rows)
+
+
+def _num(x):
+    if x is None:   # a metric that was not computed: NaN, so the column stays numeric
+        return math.nan
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return x
+
+
+def jobs_frame(snapshots: Iterable[Progress]) -> pd.DataFrame:
+    rows = []
+    for p in snapshots:
+        rows.append({"job": p.job_id, "name": p.name, "status": p.status,
+                     "run": p.run_id, "progress": round(100 * p.fraction), "device": p.device,
+                     "details": outcome(p) or (progress_text(p) if not p.done else p.message)})
+    return pd.DataFrame(rows, columns=["job", "name", "status", "run", "progress", "device", "details"])
+
+
+def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
+    """The stored runs table trimmed to what a run list needs, newest first."""
+    if runs is None or runs.empty:
+        return pd.DataFrame(columns=["id", "name", "status", "arch", "dataset", "epochs", "seconds", "created"])
+    df = runs.head(limit)
+    out = pd.DataFrame({
+        "id": df["id"], "name": df["name"], "status": df["status"], "arch": df["arch"], "dataset": df["dataset"],
+        "epochs": df["epochs"], "seconds": df["train_seconds"].round(1),
+        "created": df["created_at"].astype(str).str[:19].str.replace("T", " "),
+    })
+    if df["error"].notna().any():
+        out["error"] = df["error"].fillna("")
+    metric_cols = [c for c in df.columns if c.startswith("metric:")]
+    primary = {}
+    for c in metric_cols:   # one headline metric per task: auc (binary), rmse (regression), else accuracy
+        task, metric = c.split(":")[1], c.split(":")[-1]
+        best = primary.get(task)
+        order = ("auc", "rmse", "accuracy")
+        if metric in order and (best is None or order.index(metric) < order.index(best.split(":")[-1])):
+            primary[task] = c
+    keep = list(primary.values())
+    for c in keep:
+        out[c.removeprefix("metric:")] = df[c].round(4)
+    return out.reset_index(drop=True)
