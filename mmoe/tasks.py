@@ -22,6 +22,13 @@ METRIC_DIRECTIONS = {"auc": "max", "logloss": "min", "accuracy": "max", "rmse": 
 PRIMARY_METRIC = {"binary": "auc", "regression": "rmse", "multiclass": "accuracy"}
 
 
+def headline_metric(metrics) -> str | None:
+    """The primary metric among a task's metric names when its kind is not at hand: each kind's
+    primary metric, in PRIMARY_METRIC's order (a binary task also has an accuracy, so auc first)."""
+    names = set(metrics)
+    return next((m for m in PRIMARY_METRIC.values() if m in names), None)
+
+
 def masked_loss(kind: str, pred: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     """Mean loss over rows whose target is present. pred [b, d], y [b], mask [b] bool."""
     pred = pred.float()

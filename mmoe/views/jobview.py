@@ -17,6 +17,7 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from mmoe.jobs import Progress
+from mmoe.tasks import headline_metric
 
 KEY_METRICS = ("loss", "auc", "accuracy", "rmse", "mae")   # what a compact metrics table shows
 
@@ -141,13 +142,10 @@ def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     if df["error"].notna().any():
         out["error"] = df["error"].fillna("")
     metric_cols = [c for c in df.columns if c.startswith("metric:")]
-    primary = {}
-    for c in metric_cols:   # one headline metric per task: auc (binary), rmse (regression), else accuracy
-        task, metric = c.split(":")[1], c.split(":")[-1]
-        best = primary.get(task)
-        order = ("auc", "rmse", "accuracy")
-        if metric in order and (best is None or order.index(metric) < order.index(best.split(":")[-1])):
-            primary[task] = c
+    by_task: dict[str, list[str]] = {}
+    for c in metric_cols:
+        by_task.setdefault(c.split(":")[1], []).append(c.split(":")[-1])
+    primary = {t: f"metric:{t}:{headline_metric(ms)}" for t, ms in by_task.items() if headline_metric(ms)}
     keep = list(primary.values())
     for c in keep:
         out[c.removeprefix("metric:")] = df[c].round(4)
