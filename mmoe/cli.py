@@ -91,6 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _json_line(obj) -> str:
+    """``obj`` as one line of standard JSON, what every ``--json`` prints: NaN and infinities (an AUC
+    of a one-class split, a diverged loss) become null, which json.dumps would write as bare NaN."""
+    def clean(x):
+        if hasattr(x, "item") and type(x).__module__ == "numpy":   # numpy scalars
+            x = x.item()
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+    return json.dumps(clean(obj), default=str, allow_nan=False)
+
+
 def _pairs(items: list[str], what: str) -> dict[str, str]:
     out = {}
     for item in items:
@@ -184,10 +200,9 @@ def cmd_train(a) -> int:
         for task, m in summary.metrics.items():
             print(f"  {task}: " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
     else:
-        d = json.loads(summary.to_json())
-        print(json.dumps({"run_id": d["run_id"], "status": d["status"], "epochs": d["epochs"],
-                          "train_seconds": d["train_seconds"], "samples_per_second": d["samples_per_second"],
-                          "metrics": d["metrics"], "message": d["message"]}))
+        print(_json_line({"run_id": summary.run_id, "status": summary.status, "epochs": summary.epochs,
+                          "train_seconds": summary.train_seconds, "samples_per_second": summary.samples_per_second,
+                          "metrics": summary.metrics, "message": summary.message}))
     if summary.status in ("failed", "diverged"):
         print(f"error: run {summary.run_id} {summary.status}: {summary.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -203,10 +218,10 @@ def cmd_runs(a) -> int:
 
     runs = RunStore(a.store).list_runs()
     if a.json:
-        print(json.dumps([{"run_id": r.id, "name": r.name, "dataset": r.dataset, "arch": r.arch,
+        print(_json_line([{"run_id": r.id, "name": r.name, "dataset": r.dataset, "arch": r.arch,
                            "status": r.status, "created_at": r.created_at, "epochs": r.epochs,
                            "train_seconds": r.train_seconds, "metrics": r.final_metrics, "error": r.error}
-                          for r in runs], default=str))
+                          for r in runs]))
         return EXIT_OK
     if not runs:
         print("no runs yet; train one with: python -m mmoe train --data FILE.csv --task COL")
@@ -240,7 +255,7 @@ def cmd_predict(a) -> int:
     out = readable_predictions(predict_frame(store, a.run, df, device=a.device))
     out.to_csv(a.out, index=False)
     msg = {"run_id": a.run, "rows": len(out), "out": str(a.out), "status": "finished"}
-    print(json.dumps(msg) if a.json else f"wrote {len(out)} rows with predictions of run {a.run} to {a.out}")
+    print(_json_line(msg) if a.json else f"wrote {len(out)} rows with predictions of run {a.run} to {a.out}")
     return EXIT_OK
 
 
