@@ -1,39 +1,53 @@
 """mmoe.jobview: progress text, curves and metrics tables from job snapshots."""
 
 import pandas as pd
+import pytest
 
 from mmoe.jobs import JobManager
-from mmoe.jobview import (KEY_METRICS, curves_frame, duration_text, history_curves, jobs_frame, metrics_frame,
-                          outcome, progress_text, run_label, runs_overview)
+from mmoe.jobview import (
+    KEY_METRICS,
+    curves_frame,
+    duration_text,
+    history_curves,
+    jobs_frame,
+    metrics_frame,
+    outcome,
+    progress_text,
+    run_label,
+    runs_overview,
+)
 
 
 def test_duration_text():
     assert duration_text(42) == "0:42" and duration_text(3725) == "1:02:05" and duration_text(None) == "–"
 
 
-def test_snapshots_to_text_and_tables():
+@pytest.fixture
+def manager():
     m = JobManager()
-    try:
-        def work(ctx):
-            ctx.update(epoch=1, epochs=4, batch=2, batches=5, samples_seen=100,
-                       last_metrics={"val": {"click": {"loss": 0.5, "auc": 0.7}}})
-            ctx.append_curve("train", "click", 0.6)
-            ctx.append_curve("val", "click", 0.5)
-            ctx.update(message="training diverged: NaN")
-            return "diverged"
-        job = m.submit(work, name="j")
-        assert job.wait(5)
-        p = job.snapshot()
-        assert outcome(p) == "training diverged: NaN"
-        assert "epoch 1/4" in progress_text(p) and "diverged" in progress_text(p)
-        c = curves_frame(p)
-        assert c.to_dict("records") == [{"epoch": 1, "split": "train", "task": "click", "loss": 0.6},
-                                        {"epoch": 1, "split": "val", "task": "click", "loss": 0.5}]
-        mf = metrics_frame(p.last_metrics)
-        assert mf.to_dict("records") == [{"split": "val", "task": "click", "loss": 0.5, "auc": 0.7}]
-        assert jobs_frame([p])["status"].iloc[0].endswith("diverged")
-    finally:
-        m.shutdown()
+    yield m
+    m.shutdown(wait=True, cancel=True, timeout=30)
+
+
+def test_snapshots_to_text_and_tables(manager):
+    def work(ctx):
+        ctx.update(epoch=1, epochs=4, batch=2, batches=5, samples_seen=100,
+                   last_metrics={"val": {"click": {"loss": 0.5, "auc": 0.7}}})
+        ctx.append_curve("train", "click", 0.6)
+        ctx.append_curve("val", "click", 0.5)
+        ctx.update(message="training diverged: NaN")
+        return "diverged"
+    job = manager.submit(work, name="j")
+    assert job.wait(10)
+    p = job.snapshot()
+    assert outcome(p) == "training diverged: NaN"
+    assert "epoch 1/4" in progress_text(p) and "diverged" in progress_text(p)
+    c = curves_frame(p)
+    assert c.to_dict("records") == [{"epoch": 1, "split": "train", "task": "click", "loss": 0.6},
+                                    {"epoch": 1, "split": "val", "task": "click", "loss": 0.5}]
+    mf = metrics_frame(p.last_metrics)
+    assert mf.to_dict("records") == [{"split": "val", "task": "click", "loss": 0.5, "auc": 0.7}]
+    assert jobs_frame([p])["status"].iloc[0].endswith("diverged")
 
 
 def test_metrics_frame_final_metrics_and_history():

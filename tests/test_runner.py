@@ -1,14 +1,23 @@
-"""Stored runs end to end, and training as a background job (what the dashboard does)."""
+"""Stored runs end to end, and training as a background job (what the dashboard does).
+
+Model weights are initialised before ``fit`` applies ``TrainConfig.seed`` (a known product bug handled
+elsewhere), so tests that assert trained results also seed torch explicitly before training.
+"""
+import itertools
+import json
+import threading
 import time
 
 import pytest
 import torch
 
+from mmoe.cli import main as cli_main
 from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
 from mmoe.data import prepare
 from mmoe.jobs import JobManager
 from mmoe.runner import load_run, predict_frame, run_training, submit_training
-from mmoe.store import RunStore
+from mmoe.store import RunStore, StoreError
+from mmoe.training import Callback
 
 TASKS = (TaskSpec("click", "binary", positive="yes"), TaskSpec("kind", "multiclass"))
 MC = ModelConfig(num_experts=3, expert_hidden=(8,), tower_hidden=(4,))
@@ -38,6 +47,28 @@ def test_run_training_stores_everything(tiny_frame, mmoe_home):
     assert len(out) == 5 and "gate:kind:e2" in out and "target:click" in out
 
 
+def test_trained_run_reaches_its_quality(tiny_frame, mmoe_home):
+    """30 epochs on the tiny frame learn both tasks. Measured with these seeds: click AUC 0.982,
+    kind accuracy 0.975 on the 40 validation rows (one row = 2.5 points); thresholds a few points
+    below. Two epochs reach only AUC ~0.4 and accuracy ~0.28, so a model that stops learning fails."""
+    torch.manual_seed(0)   # the model is built before fit seeds (see the module docstring)
+    store = RunStore(mmoe_home)
+    s = run_training(tiny_frame, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=30, batch_size=32, lr=0.02, seed=0),
+                     store=store)
+    assert s.status == "finished" and s.epochs == 30
+    assert s.metrics["click"]["auc"] >= 0.95 and s.metrics["click"]["accuracy"] >= 0.85
+    assert s.metrics["kind"]["accuracy"] >= 0.92 and s.metrics["kind"]["loss"] <= 0.10
+    rec = store.get_run(s.run_id)
+    assert rec.final_metrics["click"]["auc"] == pytest.approx(s.metrics["click"]["auc"])
+    h = store.history(s.run_id)
+    val_loss = h[(h["split"] == "val") & (h["task"] == "kind") & (h["metric"] == "loss")].set_index("epoch")["value"]
+    assert val_loss[30] < 0.2 * val_loss[1]   # the stored curve shows the learning
+    # the stored model scores its own validation rows as well as training reported
+    frame = store.load_frame(s.run_id, "predictions.parquet")
+    acc = (frame["pred:kind"] == tiny_frame.loc[frame["_row"], "kind"].to_numpy()).mean()
+    assert acc == pytest.approx(s.metrics["kind"]["accuracy"])
+
+
 def test_background_job_progress_and_store(tiny_frame, mmoe_home, manager):
     data = prepare(tiny_frame, DataConfig(tasks=TASKS))
     job = submit_training(manager, tiny_frame, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=3, batch_size=16),
@@ -50,22 +81,72 @@ def test_background_job_progress_and_store(tiny_frame, mmoe_home, manager):
     assert RunStore(mmoe_home).get_run(snap.run_id).status == "finished"
 
 
-def test_cancel_background_job_within_a_second(tiny_frame, mmoe_home, manager):
+def _wait_until(check, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_cancel_background_job(tiny_frame, mmoe_home, manager):
     big = tiny_frame.sample(20_000, replace=True, random_state=0).reset_index(drop=True)
     job = submit_training(manager, big, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=1000, batch_size=8),
                           store_home=mmoe_home, name="long")
-    deadline = time.time() + 30
-    while job.snapshot().run_id is None or job.snapshot().samples_seen == 0:
-        assert time.time() < deadline
-        time.sleep(0.05)
-    t = time.time()
+    _wait_until(lambda: job.snapshot().run_id is not None and job.snapshot().samples_seen > 0,
+                "the job to start training")
     job.cancel()
-    assert job.wait(5)
-    assert time.time() - t < 1.0
+    assert job.wait(30), "a cancelled training job must end"
+    snap = job.snapshot()
+    assert snap.status == "cancelled" and snap.cancel_requested and snap.error is None
+    rec = RunStore(mmoe_home).get_run(snap.run_id)
+    assert rec.status == "cancelled" and rec.epochs < 1000
+
+
+class _CountBatches(Callback):
+    """Counts batches, and those that ended after cancellation was requested."""
+
+    def __init__(self, cancel_event: threading.Event):
+        self.cancel_event, self.batches, self.after_cancel = cancel_event, 0, 0
+        self.training = threading.Event()
+        self.ended_as = None
+
+    def on_batch_end(self, state):
+        self.batches += 1
+        if self.cancel_event.is_set():
+            self.after_cancel += 1
+        if self.batches == 5:
+            self.training.set()
+
+    def on_train_end(self, state):
+        self.ended_as = state.status
+
+
+def test_cancel_stops_training_within_one_batch(tiny_frame, mmoe_home, manager):
+    """Cancelling a training job mid-epoch stops it at the next batch: at most the batch in flight
+    when cancel() was called still runs."""
+    big = tiny_frame.sample(20_000, replace=True, random_state=0).reset_index(drop=True)
+    data = prepare(big, DataConfig(tasks=TASKS))
+    counters: list[_CountBatches] = []
+
+    def work(ctx):
+        counters.append(_CountBatches(ctx.cancel_event))
+        s = run_training(big, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=1000, batch_size=8),
+                         store=RunStore(mmoe_home), data=data, callbacks=counters, cancel_event=ctx.cancel_event,
+                         on_run_created=ctx.set_run_id)
+        return s.status
+
+    job = manager.submit(work, name="long")
+    _wait_until(lambda: counters and counters[0].training.is_set(), "five training batches")
+    job.cancel()
+    assert job.wait(30), "a cancelled training job must end"
+    (count,) = counters
+    assert count.after_cancel <= 1, f"{count.after_cancel} batches ran after cancel()"
+    assert count.ended_as == "cancelled"
     snap = job.snapshot()
     assert snap.status == "cancelled"
     rec = RunStore(mmoe_home).get_run(snap.run_id)
-    assert rec.status == "cancelled"
+    assert rec.status == "cancelled" and rec.epochs == 0   # cancelled inside the first epoch (2000 batches)
 
 
 def test_jobs_queue_one_at_a_time(tiny_frame, mmoe_home, manager):
@@ -77,22 +158,64 @@ def test_jobs_queue_one_at_a_time(tiny_frame, mmoe_home, manager):
     for j in jobs:
         assert j.wait(60)
     assert [j.snapshot().status for j in jobs] == ["finished"] * 3
-    arches = sorted(r.arch for r in RunStore(mmoe_home).list_runs())
-    assert arches == ["mmoe", "omoe", "shared-bottom"]
+    runs = sorted(RunStore(mmoe_home).list_runs(), key=lambda r: r.id)
+    assert [r.arch for r in runs] == ["mmoe", "omoe", "shared-bottom"]
+    for earlier, later in itertools.pairwise(runs):   # one at a time: each starts after the previous ended
+        assert later.started_at >= earlier.finished_at
 
 
-def test_failure_inside_training_is_recorded(tiny_frame, mmoe_home, monkeypatch):
-    import mmoe.runner as runner
+def test_failure_inside_training_is_recorded(tiny_frame, mmoe_home):
+    """A callback that raises in the middle of training (user code at the public seam): the run is
+    recorded as failed with the message, the epochs logged before stay, and nothing is raised."""
 
-    def boom(*a, **k):
-        raise RuntimeError("out of memory (simulated)")
+    class Boom(Callback):
+        ended_as = None
 
-    monkeypatch.setattr(runner, "fit", boom)
+        def on_epoch_end(self, state):
+            if state.epoch == 2:
+                raise RuntimeError("out of memory (simulated)")
+
+        def on_train_end(self, state):
+            Boom.ended_as = state.status
+
     store = RunStore(mmoe_home)
-    s = run_training(tiny_frame, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=1), store=store)
-    assert s.status == "failed" and "simulated" in s.message
-    assert store.get_run(s.run_id).status == "failed"
-    assert "simulated" in store.get_run(s.run_id).error
+    s = run_training(tiny_frame, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=5), store=store, callbacks=[Boom()])
+    assert s.status == "failed" and "out of memory (simulated)" in s.message
+    assert Boom.ended_as == "failed"   # training still reached on_train_end
+    rec = RunStore(mmoe_home).get_run(s.run_id)
+    assert rec.status == "failed" and "out of memory (simulated)" in rec.error and rec.finished_at
+    assert 1 in set(store.history(s.run_id)["epoch"])
+    with pytest.raises(StoreError, match="ended as failed before saving it.*simulated"):
+        store.load_model_state(s.run_id)
+
+
+def test_disk_full_while_saving_is_recorded(tiny_frame, tmp_path, monkeypatch, capsys):
+    """The disk fills up while the model is saved (torch.save raises ENOSPC): the CLI exits 3 with one
+    clear line, the run is recorded as failed with the reason, and no half-written file is left."""
+    csv = tmp_path / "tiny.csv"
+    tiny_frame.to_csv(csv, index=False)
+    home = tmp_path / "store"
+
+    def full(obj, f, *a, **k):   # writes part of the file, then the disk is full
+        with open(f, "wb") as fh:
+            fh.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    code = cli_main(["train", "--data", str(csv), "--task", "click:binary=yes", "--epochs", "2", "--batch-size", "64",
+                     "--experts", "2", "--expert-hidden", "8", "--json", "--quiet", "--store", str(home)])
+    out, err = capsys.readouterr()
+    assert code == 3
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["status"] == "failed" and "No space left on device" in summary["message"]
+    assert "No space left on device" in err and "Traceback" not in err
+    store = RunStore(home)
+    rec = store.get_run(summary["run_id"])
+    assert rec.status == "failed" and "No space left on device" in rec.error
+    assert not store.has_artifact(rec.id, "model.pt") and not store.has_artifact(rec.id, "predictions.parquet")
+    assert not [p.name for p in store.artifact_dir(rec.id).iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(StoreError, match="ended as failed"):
+        store.load_model_state(rec.id)
 
 
 @pytest.mark.gpu
@@ -110,8 +233,6 @@ def test_cancelled_run_metrics_describe_the_stored_model(tiny_frame, mmoe_home):
 
     import numpy as np
     import pandas as pd
-
-    from mmoe.train import Callback
 
     cancel = threading.Event()
 
