@@ -1,3 +1,2 @@
 # TEMPORARY during the move to layers; removed before the layers work lands
 from mmoe.views import *  # noqa: F401,F403
-from mmoe.views.gates import _GATE_RE  # noqa: F401

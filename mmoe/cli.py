@@ -123,7 +123,7 @@ class _ProgressBar:
     def __new__(cls, enabled: bool):
         from tqdm import tqdm
 
-        from mmoe.train import Callback
+        from mmoe.training import Callback
 
         class Bar(Callback):
             def __init__(self):
@@ -157,8 +157,8 @@ class _ProgressBar:
 
 def cmd_train(a) -> int:
     from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
-    from mmoe.runner import run_training
-    from mmoe.store import RunStore
+    from mmoe.runs.runner import run_training
+    from mmoe.runs.store import RunStore
 
     path = Path(a.data)
     if not path.exists():
@@ -181,7 +181,7 @@ def cmd_train(a) -> int:
                      device=a.device, seed=a.seed, threads=a.threads,
                      precision=a.precision)
     if tc.device == "cuda":
-        from mmoe.train import resolve_device
+        from mmoe.training import resolve_device
         try:
             resolve_device("cuda")
         except ValueError as e:
@@ -203,7 +203,9 @@ def cmd_train(a) -> int:
         print(_json_line({"run_id": summary.run_id, "status": summary.status, "epochs": summary.epochs,
                           "train_seconds": summary.train_seconds, "samples_per_second": summary.samples_per_second,
                           "metrics": summary.metrics, "message": summary.message}))
-    if summary.status in ("failed", "diverged"):
+    from mmoe.runs.status import ENDED_BADLY
+
+    if summary.status in ENDED_BADLY:
         print(f"error: run {summary.run_id} {summary.status}: {summary.message}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_CANCELLED if summary.status == "cancelled" else EXIT_OK
@@ -214,7 +216,8 @@ def _fmt(v) -> str:
 
 
 def cmd_runs(a) -> int:
-    from mmoe.store import RunStore
+    from mmoe.runs.store import RunStore
+    from mmoe.tasks import PRIMARY_METRIC
 
     runs = RunStore(a.store).list_runs()
     if a.json:
@@ -228,8 +231,8 @@ def cmd_runs(a) -> int:
         return EXIT_OK
     print(f"{'id':>4}  {'status':<11} {'arch':<13} {'epochs':>6} {'seconds':>8}  {'name':<24} metrics")
     for r in runs:
-        metrics = "; ".join(f"{t}: " + " ".join(f"{k}={_fmt(v)}" for k, v in m.items() if k in
-                                                ("auc", "rmse", "accuracy"))
+        metrics = "; ".join(f"{t}: " + " ".join(f"{k}={_fmt(v)}" for k, v in m.items()
+                                                if k in PRIMARY_METRIC.values())
                             for t, m in (r.final_metrics or {}).items())
         secs = f"{r.train_seconds:.1f}" if r.train_seconds else "-"
         print(f"{r.id:>4}  {r.status:<11} {r.arch:<13} {r.epochs or 0:>6} {secs:>8}  {r.name[:24]:<24} {metrics}")
@@ -238,8 +241,8 @@ def cmd_runs(a) -> int:
 
 def cmd_predict(a) -> int:
     from mmoe.data import read_csv
-    from mmoe.runner import predict_frame
-    from mmoe.store import RunStore, StoreError
+    from mmoe.runs.runner import predict_frame
+    from mmoe.runs.store import RunStore, StoreError
 
     store = RunStore(a.store)
     try:
@@ -250,7 +253,7 @@ def cmd_predict(a) -> int:
     if not path.exists():
         raise BadInput(f"--data {a.data}: no such file")
     df = read_csv(path, min_rows=1)
-    from mmoe.analysis import readable_predictions
+    from mmoe.views.downloads import readable_predictions
 
     out = readable_predictions(predict_frame(store, a.run, df, device=a.device))
     out.to_csv(a.out, index=False)
@@ -274,11 +277,8 @@ def cmd_synth(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     from mmoe.config import ConfigError
 
-    try:
-        from mmoe.data import DataError
-    except ImportError:  # pragma: no cover
-        DataError = ValueError  # type: ignore
-    from mmoe.store import StoreError
+    from mmoe.data import DataError
+    from mmoe.runs.store import StoreError
 
     try:
         a = build_parser().parse_args(argv)

@@ -10,9 +10,9 @@ import math
 import warnings
 
 import numpy as np
+import sklearn
 import torch
 import torch.nn.functional as F
-import sklearn
 from sklearn import metrics as skm
 from torch import Tensor
 

@@ -12,7 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,6 +21,7 @@ os.environ.setdefault("MMOE_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
+from frames import make_tiny_frame  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CENSUS = SHARED_DATA / "census-income.csv.gz"
@@ -68,18 +68,6 @@ def mmoe_home(tmp_path, monkeypatch):
     home = tmp_path / "runs"
     monkeypatch.setenv("MMOE_HOME", str(home))
     return home
-
-
-def make_tiny_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
-    """``n`` rows: two numeric, one categorical feature; binary, regression, multiclass targets."""
-    rng = np.random.default_rng(seed)
-    a = rng.normal(size=n)
-    b = rng.normal(size=n)
-    color = rng.choice(["red", "green", "blue"], size=n)
-    click = np.where(a + 0.5 * (color == "red") + 0.3 * rng.normal(size=n) > 0, "yes", "no")
-    score = 2.0 * b - a + 0.1 * rng.normal(size=n)
-    kind = np.select([a > 0.5, a < -0.5], ["hi", "lo"], "mid")
-    return pd.DataFrame({"a": a, "b": b, "color": color, "click": click, "score": score, "kind": kind})
 
 
 @pytest.fixture

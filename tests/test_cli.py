@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_tiny_frame
+from frames import make_tiny_frame
 from sklearn.metrics import roc_auc_score
 
 from mmoe.cli import main

@@ -16,7 +16,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import make_tiny_frame
+from frames import make_tiny_frame
 
 from mmoe.store import RunStore
 

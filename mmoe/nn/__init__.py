@@ -3,8 +3,18 @@ Shared-Bottom (``model``), and the hand-written training step for them (``fused`
 
 Dimension legend used throughout: b batch, e experts, t tasks, g gates, h hidden, d input width.
 """
-from mmoe.nn.model import (OMoE, InputEncoder, MixtureOfExperts, MMoE, ModelOutput, SharedBottom, StackedMLP,
-                           TabularModel, build_model, count_parameters)
+from mmoe.nn.model import (
+                           InputEncoder,
+                           MixtureOfExperts,
+                           MMoE,
+                           ModelOutput,
+                           OMoE,
+                           SharedBottom,
+                           StackedMLP,
+                           TabularModel,
+                           build_model,
+                           count_parameters,
+)
 
 __all__ = ["MMoE", "OMoE", "SharedBottom", "MixtureOfExperts", "ModelOutput", "StackedMLP", "InputEncoder",
            "TabularModel", "build_model", "count_parameters"]

@@ -15,7 +15,29 @@ compute and show, testable without a browser.
 The analysis functions are re-exported here (``from mmoe import views as V; V.gate_matrix(...)``).
 """
 
-from mmoe.views.runinfo import feature_columns, task_kinds
+from mmoe.views.comparing import (
+    REGRESSION_LOSS,
+    best_per_metric,
+    flatten_settings,
+    metric_direction,
+    metrics_frame,
+    primary_metric,
+    settings_diff,
+)
+from mmoe.views.downloads import MODEL_FILES, model_archive, predictions_csv, quiet, readable_predictions
+from mmoe.views.evaluation import (
+    MAX_SCATTER_POINTS,
+    binary_curves,
+    calibration,
+    class_labels,
+    confusion,
+    labelled_count,
+    normalise_rows,
+    regression_points,
+    sample_details,
+    score_histogram,
+)
+from mmoe.views.formatting import format_number
 from mmoe.views.gates import (
     MAX_HEATMAP_ROWS,
     dominant_expert,
@@ -32,30 +54,8 @@ from mmoe.views.gates import (
     task_gate_similarity,
     utilisation,
 )
-from mmoe.views.evaluation import (
-    MAX_SCATTER_POINTS,
-    binary_curves,
-    calibration,
-    class_labels,
-    confusion,
-    labelled_count,
-    normalise_rows,
-    regression_points,
-    sample_details,
-    score_histogram,
-)
 from mmoe.views.history import curves, ema, final_metrics_table, history_metrics
-from mmoe.views.comparing import (
-    REGRESSION_LOSS,
-    best_per_metric,
-    flatten_settings,
-    metric_direction,
-    metrics_frame,
-    primary_metric,
-    settings_diff,
-)
-from mmoe.views.downloads import MODEL_FILES, model_archive, predictions_csv, quiet, readable_predictions
-from mmoe.views.formatting import format_number
+from mmoe.views.runinfo import feature_columns, task_kinds
 
 __all__ = [
     "MAX_HEATMAP_ROWS",

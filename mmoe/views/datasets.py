@@ -16,16 +16,24 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
 import importlib.resources
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from mmoe.config import ConfigError, DataConfig, TaskSpec
-from mmoe.data import (ColumnProfile, DataError, PreparedData, prepare, select_features, target_encoding,
-                       profile_columns, suggest_task_kind)
+from mmoe.data import (
+    ColumnProfile,
+    DataError,
+    PreparedData,
+    prepare,
+    profile_columns,
+    select_features,
+    suggest_task_kind,
+    target_encoding,
+)
 
 # the built-in sample files: the package mmoe.samples (the repository's data/ folder, installed
 # with the package), found through importlib.resources so an installed wheel has them too

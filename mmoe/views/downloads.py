@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmoe.runs.artifacts import MODEL, MODEL_FILES
+from mmoe.runs.predictions import target_col, target_tasks
 from mmoe.views.evaluation import class_labels
 
 
@@ -16,8 +18,8 @@ def readable_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     """The predictions frame as a user reads it: a multiclass ``target:<task>`` as its class label
     (stored as the class index, which the charts use), not a number."""
     out = frame.copy()
-    for col in [c for c in frame.columns if str(c).startswith("target:")]:
-        task = str(col)[len("target:"):]
+    for task in target_tasks(frame):
+        col = target_col(task)
         labels = class_labels(frame, task)
         if labels:
             idx = pd.to_numeric(frame[col], errors="coerce")
@@ -32,13 +34,12 @@ def predictions_csv(frame: pd.DataFrame) -> bytes:
     return readable_predictions(frame).to_csv(index=False).encode("utf-8")
 
 
-MODEL_FILES = ("model.pt", "model.json", "preprocessor.json")
 
 
 def model_archive(artifact_dir: str | Path) -> bytes | None:
     """model.pt + model.json + preprocessor.json zipped (None when the run saved no model)."""
     folder = Path(artifact_dir)
-    if not (folder / "model.pt").is_file():
+    if not (folder / MODEL).is_file():
         return None
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from mmoe.views.gates import gate_columns
+from mmoe.runs.predictions import ROW, SPLIT, gate_columns, pred_col, prob_col, prob_labels, target_col
 from mmoe.views.runinfo import feature_columns
 
 MAX_SCATTER_POINTS = 3000
@@ -17,14 +17,14 @@ MAX_SCATTER_POINTS = 3000
 
 def _xy(frame: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(target, prediction, row position) for rows with a target, as float arrays."""
-    y = pd.to_numeric(frame.get(f"target:{task}"), errors="coerce").to_numpy(np.float64)
-    p = pd.to_numeric(frame.get(f"pred:{task}"), errors="coerce").to_numpy(np.float64)
+    y = pd.to_numeric(frame.get(target_col(task)), errors="coerce").to_numpy(np.float64)
+    p = pd.to_numeric(frame.get(pred_col(task)), errors="coerce").to_numpy(np.float64)
     ok = np.isfinite(y) & np.isfinite(p)
     return y[ok], p[ok], np.flatnonzero(ok)
 
 
 def labelled_count(frame: pd.DataFrame, task: str) -> int:
-    col = f"target:{task}"
+    col = target_col(task)
     return int(pd.to_numeric(frame[col], errors="coerce").notna().sum()) if col in frame else 0
 
 
@@ -106,15 +106,14 @@ def regression_points(frame: pd.DataFrame, task: str, max_points: int = MAX_SCAT
     sel = np.arange(n)
     if n > max_points:
         sel = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
-    rows = frame["_row"].to_numpy()[pos[sel]] if "_row" in frame else pos[sel]
+    rows = frame[ROW].to_numpy()[pos[sel]] if ROW in frame else pos[sel]
     pts = pd.DataFrame({"row": rows, "actual": y[sel], "predicted": p[sel], "residual": res[sel]})
     return pts, stats
 
 
 def class_labels(frame: pd.DataFrame, task: str) -> list[str]:
     """Class labels of a multiclass task in class-index order (from its ``prob:`` columns)."""
-    prefix = f"prob:{task}:"
-    return [str(c)[len(prefix):] for c in frame.columns if str(c).startswith(prefix)]
+    return prob_labels(frame, task)
 
 
 def confusion(frame: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -124,8 +123,8 @@ def confusion(frame: pd.DataFrame, task: str) -> pd.DataFrame:
     labels = class_labels(frame, task)
     if not labels:
         return pd.DataFrame()
-    y = pd.to_numeric(frame.get(f"target:{task}"), errors="coerce").to_numpy(np.float64)
-    probs = frame[[f"prob:{task}:{c}" for c in labels]].to_numpy(np.float64)
+    y = pd.to_numeric(frame.get(target_col(task)), errors="coerce").to_numpy(np.float64)
+    probs = frame[[prob_col(task, c) for c in labels]].to_numpy(np.float64)
     ok = np.isfinite(y) & np.isfinite(probs).all(1)
     yi = y[ok].astype(int)
     pi = probs[ok].argmax(1) if ok.any() else np.zeros(0, dtype=int)
@@ -147,19 +146,19 @@ def sample_details(frame: pd.DataFrame, pos: int, kinds: Mapping[str, str],
     "probabilities": {cls: p} | None, "gates": [..] | None}}}``."""
     r = frame.iloc[int(pos)]
     feats = list(features) if features is not None else feature_columns(frame, tasks=kinds)
-    out: dict[str, Any] = {"row": int(r["_row"]) if "_row" in frame else int(pos),
-                           "split": r.get("_split"), "features": {c: r[c] for c in feats if c in frame}, "tasks": {}}
+    out: dict[str, Any] = {"row": int(r[ROW]) if ROW in frame else int(pos),
+                           "split": r.get(SPLIT), "features": {c: r[c] for c in feats if c in frame}, "tasks": {}}
     for task, kind in kinds.items():
-        target = r.get(f"target:{task}")
+        target = r.get(target_col(task))
         target = None if target is None or (isinstance(target, float) and math.isnan(target)) else target
         labels = class_labels(frame, task) if kind == "multiclass" else []
         if kind == "multiclass" and target is not None and 0 <= int(target) < len(labels):
             target = labels[int(target)]
         elif kind == "binary" and target is not None:
             target = int(target)
-        probs = {c: float(r[f"prob:{task}:{c}"]) for c in labels} if labels else None
+        probs = {c: float(r[prob_col(task, c)]) for c in labels} if labels else None
         g = gate_columns(frame, task)
-        out["tasks"][task] = {"kind": kind, "target": target, "prediction": r.get(f"pred:{task}"),
+        out["tasks"][task] = {"kind": kind, "target": target, "prediction": r.get(pred_col(task)),
                               "probabilities": probs,
                               "gates": [float(r[c]) for c in g] if g else None}
     return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 
-
 def format_number(v) -> str:
     """A measured value for a table cell or tooltip: 4 significant digits at least, never fewer
     integer digits than the value has (9999.39 -> "9,999.39", not "9999"; 10900.04 -> "10,900.04",

@@ -3,39 +3,18 @@ utilisation, entropy and task-to-task gate similarity."""
 from __future__ import annotations
 
 import math
-import re
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from mmoe.runs.predictions import gate_columns, gate_tasks
 
 MAX_HEATMAP_ROWS = 2000
-_GATE_RE = re.compile(r"^gate:(?P<task>.+):e(?P<e>\d+)$")
-
-
-def gate_tasks(frame: pd.DataFrame) -> list[str]:
-    """Tasks that have gate columns, in column order."""
-    seen: list[str] = []
-    for c in frame.columns:
-        m = _GATE_RE.match(str(c))
-        if m and m["task"] not in seen:
-            seen.append(m["task"])
-    return seen
 
 
 def has_gates(frame: pd.DataFrame | None) -> bool:
     return frame is not None and bool(gate_tasks(frame))
-
-
-def gate_columns(frame: pd.DataFrame, task: str) -> list[str]:
-    """``gate:<task>:e<i>`` columns ordered by expert index (e10 after e9)."""
-    cols = []
-    for c in frame.columns:
-        m = _GATE_RE.match(str(c))
-        if m and m["task"] == task:
-            cols.append((int(m["e"]), c))
-    return [c for _, c in sorted(cols)]
 
 
 def gate_matrix(frame: pd.DataFrame, task: str) -> np.ndarray | None:

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 
 
-
 def curves(history: pd.DataFrame, metric: str = "loss") -> pd.DataFrame:
     """One metric's per-epoch values: epoch, split, task, value (sorted)."""
     if history is None or history.empty:

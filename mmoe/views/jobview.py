@@ -16,7 +16,8 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from mmoe.jobs import Progress
+from mmoe.runs.jobs import Progress
+from mmoe.runs.status import ENDED_BADLY
 from mmoe.tasks import headline_metric
 
 KEY_METRICS = ("loss", "auc", "accuracy", "rmse", "mae")   # what a compact metrics table shows
@@ -65,7 +66,7 @@ def progress_text(p: Progress) -> str:
 
 def outcome(p: Progress) -> str:
     """Why a job ended as cancelled / diverged / failed ('' for running or finished jobs)."""
-    if p.status in ("diverged", "failed"):
+    if p.status in ENDED_BADLY:
         return p.error or p.message or p.status
     if p.status == "cancelled":
         return p.message if p.message and p.message != "cancelled" else "cancelled by the user"

@@ -5,6 +5,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
+from mmoe.runs.predictions import is_output_column
 
 
 def task_kinds(data_config: Mapping) -> dict[str, str]:
@@ -28,4 +29,4 @@ def feature_columns(frame: pd.DataFrame, data_summary: Mapping | None = None,
     if used:
         return used
     return [c for c in frame.columns
-            if not str(c).startswith(("_", "target:", "pred:", "prob:", "gate:")) and c not in tasks]
+            if not is_output_column(c) and c not in tasks]

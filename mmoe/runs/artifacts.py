@@ -1,0 +1,139 @@
+"""A run's artifact folder: its layout, the file names (one home for them), and atomic I/O.
+
+    home/<run_id>/model.pt            weights (tensors only; loaded with weights_only=True)
+    home/<run_id>/model.json          what the weights are (architecture, sizes)
+    home/<run_id>/preprocessor.json   the preprocessing fitted on the training rows
+    home/<run_id>/predictions.parquet the predictions frame (see ``mmoe.runs.predictions``)
+
+Every write goes to a temporary file beside the target and is renamed into place, so a killed
+save never leaves half a file under the real name.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from mmoe.runs.errors import StoreError, plain_json
+from mmoe.runs.status import ACTIVE
+
+MODEL = "model.pt"
+MODEL_META = "model.json"
+PREPROCESSOR = "preprocessor.json"
+PREDICTIONS = "predictions.parquet"
+MODEL_FILES = (MODEL, MODEL_META, PREPROCESSOR)     # what a model download holds
+
+
+class ArtifactIO:
+    """The artifact methods of ``RunStore`` (which provides ``home``, ``_status_of``, ``_con`` and
+    ``get_run``)."""
+
+    def artifact_dir(self, run_id: int) -> Path:
+        """The run's artifact folder (not created until something is saved)."""
+        return self.home / str(int(run_id))
+
+    def _artifact_path(self, run_id: int, name: str, default_suffix: str = "") -> Path:
+        name = str(name)
+        if not name or name in (".", "..") or "/" in name or "\\" in name or name != os.path.basename(name):
+            raise StoreError(f"run {run_id}: artifact name {name!r} must be a plain file name")
+        if default_suffix and not Path(name).suffix:
+            name += default_suffix
+        return self.artifact_dir(run_id) / name
+
+    def _writable(self, run_id: int, name: str, default_suffix: str = "") -> Path:
+        self._status_of(self._con(), run_id)
+        path = self._artifact_path(run_id, name, default_suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @contextlib.contextmanager
+    def _atomic(self, path: Path) -> Iterator[Path]:
+        """Yield a temp path beside ``path``; on success os.replace it into place."""
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def _readable(self, run_id: int, name: str, default_suffix: str = "") -> Path:
+        path = self._artifact_path(run_id, name, default_suffix)
+        if path.is_file():
+            return path
+        rec = self.get_run(run_id)  # raises "run N does not exist"
+        if rec.status in ACTIVE:
+            why = f"the run is still {rec.status}; artifacts are written when it ends"
+        elif rec.status == "finished":
+            why = "it was never saved or was removed from the folder"
+        else:
+            why = f"the run ended as {rec.status} before saving it"
+            if rec.error:
+                why += f" ({rec.error})"
+        raise StoreError(f"run {run_id} has no {path.name!r} in {path.parent}: {why}")
+
+    def has_artifact(self, run_id: int, name: str) -> bool:
+        return self._artifact_path(run_id, name).is_file()
+
+    def list_artifacts(self, run_id: int) -> list[str]:
+        folder = self.artifact_dir(run_id)
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def save_model(self, run_id: int, state_dict: Mapping[str, Any], meta: dict) -> Path:
+        """Save weights (model.pt, tensors moved to CPU) and their description (model.json)."""
+        import torch
+
+        state = {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in state_dict.items()}
+        path = self._writable(run_id, MODEL)
+        self.save_text(run_id, MODEL_META, json.dumps(meta, default=plain_json, indent=1))
+        with self._atomic(path) as tmp:
+            torch.save(state, tmp)
+        return path
+
+    def load_model_state(self, run_id: int) -> tuple[dict, dict]:
+        """(state_dict on CPU, meta) of a run's saved model; loads tensors only (weights_only)."""
+        import torch
+
+        path = self._readable(run_id, MODEL)
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        meta_path = self._artifact_path(run_id, MODEL_META)
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        return state, meta
+
+    def save_text(self, run_id: int, name: str, text: str) -> Path:
+        path = self._writable(run_id, name)
+        with self._atomic(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        return path
+
+    def load_text(self, run_id: int, name: str) -> str:
+        return self._readable(run_id, name).read_text(encoding="utf-8")
+
+    def save_frame(self, run_id: int, name: str, df: pd.DataFrame) -> Path:
+        """Save a DataFrame as parquet (``.parquet`` added when the name has no suffix)."""
+        path = self._writable(run_id, name, ".parquet")
+        with self._atomic(path) as tmp:
+            df.to_parquet(tmp)
+        return path
+
+    def load_frame(self, run_id: int, name: str) -> pd.DataFrame:
+        return pd.read_parquet(self._readable(run_id, name, ".parquet"))
+
+    def save_array(self, run_id: int, name: str, array: np.ndarray) -> Path:
+        """Save an array as .npy (``.npy`` added when the name has no suffix); no pickles."""
+        path = self._writable(run_id, name, ".npy")
+        with self._atomic(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(array), allow_pickle=False)
+        return path
+
+    def load_array(self, run_id: int, name: str) -> np.ndarray:
+        return np.load(self._readable(run_id, name, ".npy"), allow_pickle=False)

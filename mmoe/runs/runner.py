@@ -1,0 +1,216 @@
+"""One stored training run, end to end: prepare -> create run -> fit -> save artifacts.
+
+The command line and the dashboard's background jobs both call ``run_training``,
+so a run behaves the same wherever it was started. Also: loading a stored run's
+model and preprocessing back, and scoring a new frame with it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+
+from mmoe.config import DataConfig, ModelConfig, TrainConfig
+from mmoe.data import PreparedData, Preprocessor, prepare, prepare_for_prediction
+from mmoe.nn import TabularModel, build_model, count_parameters
+from mmoe.runs.artifacts import PREDICTIONS, PREPROCESSOR
+from mmoe.runs.predictions import ROW, decorate_predictions
+from mmoe.runs.status import ACTIVE, ENDED_BADLY
+from mmoe.runs.store import RunStore
+from mmoe.training import Callback, FitResult, TrainState, evaluate, fit, predict, resolve_device
+
+MAX_STORED_PREDICTION_ROWS = 200_000
+
+
+@dataclass
+class RunSummary:
+    run_id: int | None
+    status: str
+    epochs: int = 0
+    train_seconds: float = 0.0
+    samples_per_second: float = 0.0
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    message: str = ""
+
+    def to_json(self) -> str:
+        def clean(x: Any) -> Any:
+            if isinstance(x, float) and not math.isfinite(x):
+                return None
+            if isinstance(x, dict):
+                return {k: clean(v) for k, v in x.items()}
+            return x
+        d = asdict(self)
+        return json.dumps(clean(d))
+
+
+class StoreCallback(Callback):
+    """Writes each epoch's metrics to the store as soon as the epoch ends."""
+
+    def __init__(self, store: RunStore, run_id: int):
+        self.store, self.run_id = store, run_id
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.store.log_epoch(self.run_id, state.epoch, state.epoch_metrics)
+
+
+def _prediction_frame(model: TabularModel, data: PreparedData, device: torch.device) -> pd.DataFrame:
+    """Validation (and test) rows: raw features, targets, predictions and per-task gate weights."""
+    parts = []
+    for split in ("val", "test"):
+        if split in data.splits and len(data.splits[split]):
+            idx = data.splits[split][:MAX_STORED_PREDICTION_ROWS]
+            parts.append((split, idx))
+    if not parts:
+        parts = [("train", data.splits["train"][:MAX_STORED_PREDICTION_ROWS])]
+    frames = []
+    for split, idx in parts:
+        raw, gates = predict(model, data.x_num, data.x_cat, device=device, idx=idx)
+        frames.append(decorate_predictions(data.frame.iloc[idx.numpy()].reset_index(drop=False)
+                                           .rename(columns={"index": ROW}),
+                                           data.preprocessor, raw, gates, split=split,
+                                           y=({n: data.y[n][idx] for n in data.y},
+                                              {n: data.mask[n][idx] for n in data.mask})))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _stored_model_metrics(model: TabularModel, data: PreparedData, train_config: TrainConfig,
+                          device: torch.device) -> dict[str, dict[str, float]]:
+    """Validation (else training) metrics of the model as it is stored now.
+
+    A run cancelled mid-epoch keeps the weights of the batches after its last full epoch, so that
+    epoch's metrics would not describe the saved model, its stored predictions or its charts."""
+    idx = data.splits.get("val")
+    if idx is None or not len(idx):
+        idx = data.splits["train"]
+    return evaluate(model, data, idx, device=device, batch_size=train_config.eval_batch_size)
+
+
+def run_training(source, data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig, *,
+                 store: RunStore | None = None, name: str | None = None, dataset: str | None = None,
+                 data: PreparedData | None = None, callbacks: Sequence[Callback] = (),
+                 cancel_event: threading.Event | None = None,
+                 on_run_created: Callable[[int], None] | None = None) -> RunSummary:
+    """Train and store one run. Bad data raises ``DataError`` before any run is created;
+    a failure during training is recorded in the run (status failed) and returned, not raised."""
+    store = store or RunStore()
+    if data is None:
+        data = prepare(source, data_config)
+    device = resolve_device(train_config.device)
+    model = build_model(model_config, data)
+    summary = dict(data.summary())
+    summary["parameters"] = count_parameters(model)
+    summary["device"] = str(device)
+    if dataset is None:
+        dataset = Path(source).name if isinstance(source, (str, Path)) else "dataframe"
+    run_id = store.create_run(name, dataset=dataset,
+                              data_config=data_config.to_dict(), model_config=model_config.to_dict(),
+                              train_config=train_config.to_dict(), data_summary=summary)
+    if on_run_created is not None:
+        on_run_created(run_id)
+    store.save_text(run_id, PREPROCESSOR, data.preprocessor.to_json())
+    store.set_status(run_id, "running")
+    result: FitResult | None = None
+    try:
+        result = fit(model, data, train_config, callbacks=[StoreCallback(store, run_id), *callbacks],
+                     cancel_event=cancel_event)
+        if result.status == "cancelled" and result.epochs > 0:
+            result.metrics = _stored_model_metrics(model, data, train_config, device)
+        if result.epochs > 0 and result.status != "diverged":
+            store.save_model(run_id, {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                             model.meta)
+            store.save_frame(run_id, PREDICTIONS, _prediction_frame(model, data, device))
+        store.finish(run_id, result.status, final_metrics=result.metrics, epochs=result.epochs,
+                     train_seconds=result.train_seconds, samples_per_second=result.samples_per_second,
+                     error=result.message if result.status in ENDED_BADLY else None,
+                     best_epoch=result.best_epoch)
+        return RunSummary(run_id, result.status, result.epochs, result.train_seconds, result.samples_per_second,
+                          result.metrics, result.message)
+    except Exception as e:  # recorded, not raised: the caller reports the run's status
+        msg = f"{type(e).__name__}: {e}"
+        epochs = result.epochs if result else 0
+        if store.get_run(run_id).status not in ACTIVE:   # the failure came after finish()
+            return RunSummary(run_id, store.get_run(run_id).status, epochs, message=msg)
+        store.finish(run_id, "failed", final_metrics=result.metrics if result else {}, epochs=epochs,
+                     train_seconds=result.train_seconds if result else 0.0,
+                     samples_per_second=result.samples_per_second if result else 0.0, error=msg)
+        return RunSummary(run_id, "failed", epochs, message=msg)
+
+
+def load_run(store: RunStore, run_id: int) -> tuple[TabularModel, Preprocessor]:
+    """The stored model (eval mode, CPU) and fitted preprocessing of a run."""
+    state, meta = store.load_model_state(run_id)
+    model = TabularModel(meta)
+    model.load_state_dict(state)
+    model.eval()
+    pre = Preprocessor.from_json(store.load_text(run_id, PREPROCESSOR))
+    return model, pre
+
+
+def predict_frame(store: RunStore, run_id: int, df: pd.DataFrame, *, device: str = "cpu") -> pd.DataFrame:
+    """Score a new frame with a stored run: the input columns plus pred/prob/gate (and target) columns."""
+    model, pre = load_run(store, run_id)
+    x_num, x_cat, y, mask = prepare_for_prediction(df, pre)
+    dev = resolve_device(device)
+    model.to(dev)
+    raw, gates = predict(model, x_num, x_cat, device=dev)
+    return decorate_predictions(df.reset_index(drop=True), pre, raw, gates,
+                                y=(y, mask) if y is not None else None)
+
+
+class JobProgressCallback(Callback):
+    """Publishes a training run's progress to a background job (throttled per batch)."""
+
+    def __init__(self, ctx, every_seconds: float = 0.25):
+        self.ctx, self.every, self._last = ctx, every_seconds, 0.0
+
+    def _publish(self, state: TrainState, **extra) -> None:
+        self.ctx.update(epoch=state.epoch - (0 if extra.pop("epoch_done", False) else 1), epochs=state.epochs,
+                        batch=state.batch, batches=state.batches, samples_seen=state.samples_seen,
+                        samples_per_second=state.samples_per_second, eta_seconds=state.eta_seconds, **extra)
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self._publish(state, message=f"training on {state.device}")
+
+    def on_batch_end(self, state: TrainState) -> None:
+        now = time.perf_counter()
+        if now - self._last >= self.every:
+            self._last = now
+            self._publish(state, extra={"batch_loss": state.batch_loss_values()})
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        for split, tasks in state.epoch_metrics.items():
+            for task, m in tasks.items():
+                self.ctx.append_curve(split, task, m.get("loss", float("nan")))
+        self._publish(state, epoch_done=True, last_metrics=state.epoch_metrics)
+
+    def on_train_end(self, state: TrainState) -> None:
+        self._publish(state, epoch_done=state.batch == state.batches, message=state.message or state.status)
+
+
+def submit_training(manager, source, data_config: DataConfig, model_config: ModelConfig,
+                    train_config: TrainConfig, *, store_home=None, name: str | None = None,
+                    dataset: str | None = None, data: PreparedData | None = None):
+    """Queue a stored training run as a background job (what the dashboard's Train button does).
+
+    Returns the ``Job``; its progress snapshot carries the run id once the run exists."""
+    device = str(resolve_device(train_config.device))
+
+    def work(ctx) -> str:
+        store = RunStore(store_home)
+        summary = run_training(source, data_config, model_config, train_config, store=store, name=name,
+                               dataset=dataset, data=data, callbacks=[JobProgressCallback(ctx)],
+                               cancel_event=ctx.cancel_event, on_run_created=ctx.set_run_id)
+        if summary.status in ENDED_BADLY:
+            ctx.update(message=summary.message)
+            if summary.status == "failed":
+                raise RuntimeError(summary.message)
+        return summary.status
+
+    return manager.submit(work, name=name or f"{model_config.arch} on {dataset or 'data'}", device=device)

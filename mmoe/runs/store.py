@@ -1,0 +1,472 @@
+"""RunStore: where runs live. One SQLite database plus one artifact folder per run.
+
+    home/runs.sqlite     runs (config, status, final metrics) and per-epoch metrics
+    home/<run_id>/       model.pt + model.json, preprocessor.json, predictions.parquet, *.npy
+
+``home`` is ``$MMOE_HOME`` (default ``./runs``); the dashboard and the CLI share it,
+possibly at the same time from different processes. SQLite runs in WAL mode with a
+busy timeout, and every thread gets its own connection, so a training thread can log
+epochs while the UI thread lists runs.
+
+Status lifecycle: ``mmoe.runs.status`` (``RunStatus``); artifacts: ``mmoe.runs.artifacts``.
+
+Each run records the pid + hostname (+ process start time) of the process that
+created / started it. Opening a store marks ``queued``/``running`` runs whose owner
+on this host is dead as ``interrupted``; runs owned by a live process (a CLI
+training while the dashboard opens the store) or by the current process are left alone.
+
+Metric values may be NaN or +-inf (a diverged run): NaN is stored as NULL and read
+back as ``float('nan')``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import threading
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import pandas as pd
+
+from mmoe.runs.artifacts import ArtifactIO
+from mmoe.runs.errors import StoreError, dumps, final_value, loads, metric_value
+from mmoe.runs.liveness import HOST, pid_alive, proc_start
+from mmoe.runs.status import ACTIVE, STATUSES, TERMINAL, TRANSITIONS
+
+SCHEMA_VERSION = 1
+DB_NAME = "runs.sqlite"
+BUSY_TIMEOUT_MS = 15_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    name               TEXT NOT NULL,
+    dataset            TEXT NOT NULL,
+    arch               TEXT,
+    status             TEXT NOT NULL,
+    error              TEXT,
+    created_at         TEXT NOT NULL,
+    started_at         TEXT,
+    finished_at        TEXT,
+    epochs             INTEGER,
+    train_seconds      REAL,
+    samples_per_second REAL,
+    best_epoch         INTEGER,
+    data_config        TEXT NOT NULL,
+    model_config       TEXT NOT NULL,
+    train_config       TEXT NOT NULL,
+    data_summary       TEXT,
+    final_metrics      TEXT,
+    owner_pid          INTEGER,
+    owner_host         TEXT,
+    owner_start        TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id  INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch   INTEGER NOT NULL,
+    split   TEXT NOT NULL,
+    task    TEXT NOT NULL,
+    metric  TEXT NOT NULL,
+    value   REAL,                       -- NULL means NaN
+    PRIMARY KEY (run_id, epoch, split, task, metric)
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+"""
+# Future migrations: {from_version: sql}; applied in order by _migrate().
+_MIGRATIONS: dict[int, str] = {}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the runs table, configs and final metrics decoded from JSON."""
+
+    id: int
+    name: str
+    dataset: str
+    arch: str | None
+    status: str
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    epochs: int | None
+    train_seconds: float | None
+    samples_per_second: float | None
+    best_epoch: int | None
+    data_config: dict
+    model_config: dict
+    train_config: dict
+    data_summary: dict | None
+    final_metrics: dict
+    artifact_dir: Path
+    owner_pid: int | None = None
+    owner_host: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def tasks(self) -> list[str]:
+        return [t.get("column", "") for t in self.data_config.get("tasks", []) if isinstance(t, Mapping)]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class _Conn:
+    """Holder that closes its connection when the owning thread's local storage dies."""
+
+    def __init__(self, con: sqlite3.Connection):
+        self.con = con
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.con.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------- store
+
+class RunStore(ArtifactIO):
+    """SQLite-backed run registry with one artifact folder per run. Thread-safe."""
+
+    def __init__(self, home: str | os.PathLike | None = None):
+        home = home if home is not None else (os.environ.get("MMOE_HOME") or "runs")
+        self.home = Path(home).expanduser().resolve()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the run store folder {self.home}: {e}") from None
+        self.db_path = self.home / DB_NAME
+        self._local = threading.local()
+        self._conns: "weakref.WeakSet[_Conn]" = weakref.WeakSet()
+        self._conns_lock = threading.Lock()
+        self._init_db()
+        self.mark_interrupted_runs()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.home)!r})"
+
+    # -- connections -----------------------------------------------------------------
+
+    def _con(self) -> sqlite3.Connection:
+        holder = getattr(self._local, "holder", None)
+        if holder is None:
+            con = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                  check_same_thread=False)
+            con.row_factory = sqlite3.Row
+            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            con.execute("PRAGMA foreign_keys = ON")
+            con.execute("PRAGMA synchronous = NORMAL")
+            holder = _Conn(con)
+            self._local.holder = holder
+            with self._conns_lock:
+                self._conns.add(holder)
+        return holder.con
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE: take the write lock up front)."""
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        else:
+            con.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this store opened (any thread). Reopened lazily on use."""
+        with self._conns_lock:
+            holders = list(self._conns)
+            self._conns = weakref.WeakSet()
+        for h in holders:
+            h.close()
+        self._local = threading.local()
+
+    def _init_db(self) -> None:
+        con = self._con()
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            pass  # e.g. a file system without shared memory; rollback journal still works
+        with self._tx() as c:
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.db_path} was written by a newer MMoE Lab (schema {version}, "
+                                 f"this one knows {SCHEMA_VERSION}); upgrade mmoe or use another --store")
+            # statement by statement: executescript() would COMMIT the open transaction
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            if version == 0:
+                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            else:
+                self._migrate(c, version)
+
+    @staticmethod
+    def _migrate(c: sqlite3.Connection, version: int) -> None:
+        while version < SCHEMA_VERSION:
+            for stmt in _MIGRATIONS.get(version, "").split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            version += 1
+            c.execute(f"PRAGMA user_version = {version}")
+
+    # -- runs ------------------------------------------------------------------------
+
+    def create_run(self, name: str | None, *, dataset: str, data_config: dict, model_config: dict,
+                   train_config: dict, data_summary: dict | None = None, status: str = "queued") -> int:
+        """Register a new run (status queued or running) and return its id."""
+        status = str(status)
+        if status not in ACTIVE:
+            raise StoreError(f"a new run starts as queued or running, not {status!r}")
+        if name is not None and not str(name).strip():
+            name = None
+        now = _now()
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO runs (name, dataset, arch, status, created_at, started_at, data_config,"
+                " model_config, train_config, data_summary, final_metrics, owner_pid, owner_host, owner_start)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (name.strip() if name else "", str(dataset), (model_config or {}).get("arch"), status, now,
+                 now if status == "running" else None, dumps(dict(data_config)), dumps(dict(model_config)),
+                 dumps(dict(train_config)), dumps(data_summary), dumps({}), os.getpid(), HOST,
+                 proc_start(os.getpid())))
+            run_id = int(cur.lastrowid)
+            if not name:
+                c.execute("UPDATE runs SET name = ? WHERE id = ?", (f"run-{run_id}", run_id))
+        folder = self.artifact_dir(run_id)
+        if folder.exists():  # left over from an older database in the same folder
+            aside = self.home / "_orphaned" / f"{run_id}-{uuid.uuid4().hex[:8]}"
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(folder, aside)
+        return run_id
+
+    def _status_of(self, c: sqlite3.Connection, run_id: int) -> str:
+        row = c.execute("SELECT status FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        if row is None:
+            raise StoreError(f"run {run_id} does not exist")
+        return row["status"]
+
+    @staticmethod
+    def _check_transition(run_id: int, old: str, new: str) -> None:
+        if new not in STATUSES:
+            raise StoreError(f"run {run_id}: unknown status {new!r}; use one of {', '.join(STATUSES)}")
+        if new not in TRANSITIONS.get(old, ()):
+            allowed = TRANSITIONS.get(old, ())
+            hint = f"allowed from {old}: {', '.join(allowed)}" if allowed else f"{old} is final"
+            raise StoreError(f"run {run_id}: cannot go from {old} to {new} ({hint})")
+
+    def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Move a run along its lifecycle; invalid transitions raise StoreError.
+
+        -> running records started_at and makes the calling process the run's owner;
+        a terminal status records finished_at.
+        """
+        status, now = str(status), _now()
+        with self._tx() as c:
+            old = self._status_of(c, run_id)
+            self._check_transition(run_id, old, status)
+            if status == "running":
+                c.execute("UPDATE runs SET status=?, error=?, started_at=?, owner_pid=?, owner_host=?,"
+                          " owner_start=? WHERE id=?",
+                          (status, error, now, os.getpid(), HOST, proc_start(os.getpid()), int(run_id)))
+            else:
+                c.execute("UPDATE runs SET status=?, error=COALESCE(?, error), finished_at=? WHERE id=?",
+                          (status, error, now, int(run_id)))
+
+    def log_epoch(self, run_id: int, epoch: int, metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
+        """Record one epoch: metrics[split][task][metric] = value (committed at once).
+
+        Logging the same (epoch, split, task, metric) again overwrites the value.
+        """
+        rows = [(int(run_id), int(epoch), str(split), str(task), str(metric),
+                 metric_value(value, f"run {run_id} epoch {epoch} {split}/{task}/{metric}"))
+                for split, tasks in metrics.items()
+                for task, named in tasks.items()
+                for metric, value in named.items()]
+        with self._tx() as c:
+            self._status_of(c, run_id)
+            c.executemany("INSERT OR REPLACE INTO metrics (run_id, epoch, split, task, metric, value)"
+                          " VALUES (?,?,?,?,?,?)", rows)
+
+    def finish(self, run_id: int, status: str, *, final_metrics: Mapping[str, Mapping[str, float]],
+               epochs: int, train_seconds: float, samples_per_second: float, error: str | None = None,
+               best_epoch: int | None = None) -> None:
+        """End a run: terminal status plus summary (final_metrics[task][metric] = value)."""
+        status = str(status)
+        if status not in TERMINAL:
+            raise StoreError(f"run {run_id}: finish() needs a final status "
+                             f"({', '.join(TERMINAL)}), not {status!r}")
+        fm = {str(t): {str(k): final_value(v) for k, v in m.items()}
+              for t, m in (final_metrics or {}).items()}
+        now = _now()
+        with self._tx() as c:
+            old = self._status_of(c, run_id)
+            self._check_transition(run_id, old, status)
+            c.execute("UPDATE runs SET status=?, error=?, finished_at=?, final_metrics=?, epochs=?,"
+                      " train_seconds=?, samples_per_second=?, best_epoch=? WHERE id=?",
+                      (status, error, now, dumps(fm), int(epochs or 0), metric_value(train_seconds, "train_seconds"),
+                       metric_value(samples_per_second, "samples_per_second"),
+                       None if best_epoch is None else int(best_epoch), int(run_id)))
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        return RunRecord(
+            id=row["id"], name=row["name"], dataset=row["dataset"], arch=row["arch"], status=row["status"],
+            error=row["error"], created_at=row["created_at"], started_at=row["started_at"],
+            finished_at=row["finished_at"], epochs=row["epochs"], train_seconds=row["train_seconds"],
+            samples_per_second=row["samples_per_second"], best_epoch=row["best_epoch"],
+            data_config=loads(row["data_config"], {}), model_config=loads(row["model_config"], {}),
+            train_config=loads(row["train_config"], {}), data_summary=loads(row["data_summary"]),
+            final_metrics=loads(row["final_metrics"], {}), artifact_dir=self.artifact_dir(row["id"]),
+            owner_pid=row["owner_pid"], owner_host=row["owner_host"])
+
+    def get_run(self, run_id: int) -> RunRecord:
+        try:
+            rid = int(run_id)
+        except (TypeError, ValueError):
+            raise StoreError(f"run {run_id!r} does not exist (run ids are whole numbers)") from None
+        row = self._con().execute("SELECT * FROM runs WHERE id = ?", (rid,)).fetchone()
+        if row is None:
+            raise StoreError(f"run {run_id} does not exist")
+        return self._record(row)
+
+    def exists(self, run_id: int) -> bool:
+        try:
+            self.get_run(run_id)
+            return True
+        except StoreError:
+            return False
+
+    def list_runs(self, status: str | None = None) -> list[RunRecord]:
+        """All runs, newest first; optionally only those with the given status."""
+        if status is None:
+            rows = self._con().execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
+        else:
+            rows = self._con().execute("SELECT * FROM runs WHERE status = ? ORDER BY id DESC",
+                                       (status,)).fetchall()
+        return [self._record(r) for r in rows]
+
+    def history(self, run_id: int) -> pd.DataFrame:
+        """Per-epoch metrics as a long frame: epoch, split, task, metric, value (sorted)."""
+        con = self._con()
+        self._status_of(con, run_id)
+        rows = con.execute("SELECT epoch, split, task, metric, value FROM metrics WHERE run_id = ?"
+                           " ORDER BY epoch, split, task, metric", (int(run_id),)).fetchall()
+        df = pd.DataFrame([tuple(r) for r in rows], columns=["epoch", "split", "task", "metric", "value"])
+        df["epoch"] = df["epoch"].astype("int64")
+        df["value"] = pd.to_numeric(df["value"], errors="coerce").astype("float64")  # NULL -> NaN
+        return df.reset_index(drop=True)
+
+    def runs_frame(self) -> pd.DataFrame:
+        """One row per run (newest first) with flat columns for the runs table.
+
+        Columns: id, name, status, arch, dataset, tasks, created_at, started_at, finished_at,
+        epochs, best_epoch, train_seconds, samples_per_second, error, experts, top_k,
+        expert_hidden, lr, batch_size, then ``metric:<task>:<name>`` for every final metric.
+        """
+        base = ["id", "name", "status", "arch", "dataset", "tasks", "created_at", "started_at",
+                "finished_at", "epochs", "best_epoch", "train_seconds", "samples_per_second", "error",
+                "experts", "top_k", "expert_hidden", "lr", "batch_size"]
+        rows = []
+        metric_cols: set[str] = set()
+        for r in self.list_runs():
+            mc, tc = r.model_config, r.train_config
+            eh = mc.get("expert_hidden")
+            row = {"id": r.id, "name": r.name, "status": r.status, "arch": r.arch, "dataset": r.dataset,
+                   "tasks": ", ".join(r.tasks), "created_at": r.created_at, "started_at": r.started_at,
+                   "finished_at": r.finished_at, "epochs": r.epochs, "best_epoch": r.best_epoch,
+                   "train_seconds": r.train_seconds, "samples_per_second": r.samples_per_second,
+                   "error": r.error, "experts": mc.get("num_experts"), "top_k": mc.get("top_k"),
+                   "expert_hidden": ",".join(map(str, eh)) if isinstance(eh, (list, tuple)) else eh,
+                   "lr": tc.get("lr"), "batch_size": tc.get("batch_size")}
+            for task, named in (r.final_metrics or {}).items():
+                for metric, value in named.items():
+                    col = f"metric:{task}:{metric}"
+                    metric_cols.add(col)
+                    row[col] = value
+            rows.append(row)
+        cols = base + sorted(metric_cols)
+        df = pd.DataFrame(rows, columns=cols)
+        for col in sorted(metric_cols) + ["train_seconds", "samples_per_second", "lr"]:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        for col in ("epochs", "best_epoch", "experts", "top_k", "batch_size"):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+        df["id"] = df["id"].astype("int64")
+        return df
+
+    def rename(self, run_id: int, name: str) -> None:
+        name = (name or "").strip()
+        if not name:
+            raise StoreError(f"run {run_id}: the new name is empty; type a name")
+        with self._tx() as c:
+            self._status_of(c, run_id)
+            c.execute("UPDATE runs SET name = ? WHERE id = ?", (name, int(run_id)))
+
+    def _owner_alive(self, row: sqlite3.Row) -> bool:
+        """Is the process that owns this run alive? (unknowable on another host: assume yes)"""
+        if row["owner_host"] not in (None, HOST):
+            return True
+        if row["owner_pid"] == os.getpid():
+            return True
+        return pid_alive(row["owner_pid"], row["owner_start"])
+
+    def delete(self, run_id: int) -> None:
+        """Remove a run: its row, its metrics and its artifact folder.
+
+        A queued/running run whose process is alive (this one included) is refused:
+        cancel it first.
+        """
+        with self._tx() as c:
+            row = c.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            if row is None:
+                raise StoreError(f"run {run_id} does not exist")
+            if row["status"] in ACTIVE and self._owner_alive(row):
+                where = "this process" if row["owner_pid"] == os.getpid() and row["owner_host"] == HOST \
+                    else f"process {row['owner_pid']} on {row['owner_host']}"
+                raise StoreError(f"run {run_id} is {row['status']} in {where}; cancel it (or wait for it "
+                                 "to end) before deleting it")
+            c.execute("DELETE FROM metrics WHERE run_id = ?", (int(run_id),))
+            c.execute("DELETE FROM runs WHERE id = ?", (int(run_id),))
+        folder = self.artifact_dir(run_id)
+        if folder.exists():
+            trash = self.home / f".deleted-{int(run_id)}-{uuid.uuid4().hex[:8]}"
+            os.replace(folder, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def mark_interrupted_runs(self) -> list[int]:
+        """Mark queued/running runs whose owning process (on this host) is dead as interrupted.
+
+        Called when the store opens; safe to call again (e.g. on a dashboard refresh).
+        Returns the ids marked.
+        """
+        rows = self._con().execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
+        dead = [r for r in rows if not self._owner_alive(r)]
+        marked = []
+        if dead:
+            now = _now()
+            with self._tx() as c:
+                for r in dead:
+                    cur = c.execute(
+                        "UPDATE runs SET status='interrupted', finished_at=?, error=COALESCE(error, ?)"
+                        " WHERE id=? AND status=? AND owner_pid IS ?",
+                        (now, f"the process that ran it (pid {r['owner_pid']}) ended before the run finished",
+                         r["id"], r["status"], r["owner_pid"]))
+                    if cur.rowcount:
+                        marked.append(int(r["id"]))
+        return marked
