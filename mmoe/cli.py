@@ -1,4 +1,5 @@
-"""``python -m mmoe train | runs | predict | synth``: the dashboard's headless twin.
+"""``python -m mmoe train | runs | predict | synth | dashboard``: the dashboard's headless twin, and
+``mmoe dashboard`` to start the packaged dashboard from any folder.
 
 Exit status: 0 finished, 2 bad input (one clear line on stderr, no traceback),
 3 training failed or diverged, 130 cancelled with Ctrl-C. With ``--json`` the
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--store", default=None)
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("dashboard", help="start the dashboard (the packaged Streamlit app) from any folder",
+                       description="Start the MMoE Lab dashboard. Options not listed here go to streamlit run "
+                                   "(e.g. --server.address 0.0.0.0).")
+    d.add_argument("--store", default=None, help="run store folder (default $MMOE_HOME or ./runs)")
+    d.add_argument("--port", type=int, default=8501)
 
     s = sub.add_parser("synth", help="write the paper's synthetic two-task data")
     s.add_argument("--correlation", type=float, default=0.5)
@@ -274,6 +281,43 @@ def cmd_synth(a) -> int:
     return EXIT_OK
 
 
+# what the repository's .streamlit/config.toml sets, passed as flags so it holds from any folder
+DASHBOARD_FLAGS = ("--browser.gatherUsageStats=false", "--server.headless=true", "--client.toolbarMode=minimal",
+                   "--server.maxUploadSize=1024", "--theme.base=light")
+
+
+def dashboard_app() -> Path:
+    """The installed dashboard's entry script (the package ``mmoe_dashboard``; ``dashboard/`` in a checkout).
+
+    Found through the import system without importing it: nothing in ``mmoe`` imports Streamlit."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mmoe_dashboard")
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput("the dashboard is not installed with this mmoe; reinstall the package "
+                       "(pip install mmoe, or pip install -e . in a checkout)")
+    return Path(list(spec.submodule_search_locations)[0]) / "app.py"
+
+
+def cmd_dashboard(a, extra: list[str]) -> int:
+    import os
+    import subprocess
+
+    if not 0 < a.port < 65536:
+        raise BadInput(f"--port {a.port}: give a port between 1 and 65535")
+    env = dict(os.environ)
+    if a.store is not None:
+        env["MMOE_HOME"] = str(Path(a.store).expanduser().resolve())
+    cmd = [sys.executable, "-m", "streamlit", "run", str(dashboard_app()), f"--server.port={a.port}",
+           *DASHBOARD_FLAGS, *extra]
+    print(f"MMoE Lab on http://localhost:{a.port} (runs in {env.get('MMOE_HOME') or Path('runs').resolve()});"
+          " Ctrl-C stops it", file=sys.stderr)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     from mmoe.config import ConfigError
 
@@ -281,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     from mmoe.runs.store import StoreError
 
     try:
-        a = build_parser().parse_args(argv)
+        a, extra = build_parser().parse_known_args(argv)
+        if a.command == "dashboard":
+            return cmd_dashboard(a, extra)
+        if extra:
+            raise BadInput(f"python -m mmoe {a.command}: unrecognized arguments: {' '.join(extra)} (see --help)")
         return {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "synth": cmd_synth}[a.command](a)
     except (BadInput, ConfigError, DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
