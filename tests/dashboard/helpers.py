@@ -1,5 +1,11 @@
-"""Shared by the page tests: a tiny frame with one task of each kind."""
+"""Shared by the page tests: a tiny frame with one task of each kind, and readers for what a page
+drew (plotly figures and highlighted table cells), so tests can compare it with the stored run."""
 from __future__ import annotations
+
+import base64
+import json
+import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -7,6 +13,11 @@ import pandas as pd
 from mmoe.config import TaskSpec
 
 TASKS = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regression"), TaskSpec("kind", "multiclass"))
+
+# what the Compare page and the docs promise: which way is better for each metric (written out here,
+# not imported from the product, so a wrong direction table in the product fails the tests)
+HIGHER_IS_BETTER = {"auc", "accuracy", "macro_f1", "r2", "gate_entropy"}
+LOWER_IS_BETTER = {"loss", "logloss", "rmse", "mae"}
 
 
 def make_frame(n: int = 200) -> pd.DataFrame:
@@ -16,3 +27,72 @@ def make_frame(n: int = 200) -> pd.DataFrame:
     click = np.where(a + 0.5 * (color == "red") + 0.3 * rng.normal(size=n) > 0, "yes", "no")
     return pd.DataFrame({"a": a, "b": b, "color": color, "click": click, "score": 2.0 * b - a,
                          "kind": np.select([a > 0.5, a < -0.5], ["hi", "lo"], "mid")})
+
+
+def _decode(v):
+    """Plotly's JSON writes numpy arrays as typed arrays ({"dtype", "bdata", "shape"}): decode them."""
+    if isinstance(v, dict) and "bdata" in v and "dtype" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        if shape:
+            a = a.reshape([int(s) for s in str(shape).split(",")])
+        return a
+    if isinstance(v, dict):
+        return {k: _decode(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    return v
+
+
+def figure(chart) -> dict:
+    """The plotly figure (data, layout) an AppTest ``plotly_chart`` element sends to the browser."""
+    return _decode(json.loads(chart.proto.spec))
+
+
+def chart(at, key: str):
+    """The plotly chart element whose widget key is ``key`` (exactly)."""
+    found = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key) or c.proto.id == key]
+    assert len(found) == 1, (key, [c.proto.id for c in at.get("plotly_chart")])
+    return found[0]
+
+
+def highlighted(table, css: str = "background-color: #c8ecd0") -> set[tuple]:
+    """(row label, column) of every cell of a styled ``st.dataframe`` whose style contains ``css``."""
+    df = table.value
+    styles = table.proto.arrow_data.styler.styles
+    cells = set()
+    for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", styles):
+        if css not in body:
+            continue
+        for r, c in re.findall(r"_row(\d+)_col(\d+)", selectors):
+            cells.add((df.index[int(r)], df.columns[int(c)]))
+    return cells
+
+
+def best_rows(values: pd.Series, metric: str) -> set:
+    """Index labels holding the best finite value of ``metric`` (ties all count)."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if metric in HIGHER_IS_BETTER:
+        target = v.max()
+    elif metric in LOWER_IS_BETTER:
+        target = v.min()
+    else:
+        raise KeyError(metric)
+    return set(v.index[np.isclose(v.to_numpy(), target, rtol=1e-12, atol=0.0)])
+
+
+def poll(at, until, timeout: float = 60.0, jobs=()) -> None:
+    """Rerun the page until ``until()`` holds, then once more so the page shows that state
+    (``run_every`` fragments do not fire by themselves in AppTest). Between reruns it waits on the
+    given jobs (returning as soon as one ends) instead of a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = until()
+        at.run()
+        assert not at.exception, at.exception
+        if held:
+            return
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {until.__name__}"
+        pending = [j for j in jobs if not j.done]
+        if pending:
+            pending[0].wait(0.05)

@@ -86,6 +86,37 @@ def test_gate_heatmap_click_picks_the_nearest_sample_anywhere():
     assert len(targets.x) == 50 * 4 and len(targets.customdata) == 50 * 4
 
 
+def test_gate_heatmap_draws_the_gates_it_is_given_and_a_line_at_each_group_boundary():
+    """Cells are the gate weights (row i = sample i, column j = expert j); the click target on a row
+    carries that sample's position; white lines separate dominant-expert groups, exactly the shapes
+    ``add_hline`` would draw (drawn in one layout update: unsorted rows have hundreds of boundaries)."""
+    import plotly.graph_objects as go
+
+    rng = np.random.default_rng(2)
+    g = rng.dirichlet(np.ones(4), size=300)                 # unsorted: ~225 group boundaries
+    pos = rng.permutation(1000)[:300]
+    fig = charts.gate_heatmap(g, "a", positions=pos)
+    heat, targets = fig.data[0], fig.data[1]
+    np.testing.assert_array_equal(np.asarray(heat.z), g)
+    assert list(heat.x) == ["e0", "e1", "e2", "e3"]
+    np.testing.assert_array_equal(np.asarray(targets.customdata), np.repeat(pos, 4))
+    np.testing.assert_array_equal(np.asarray(targets.y), np.repeat(np.arange(300), 4))
+    assert list(targets.x) == ["e0", "e1", "e2", "e3"] * 300
+    dom = g.argmax(1)
+    boundaries = [i + 0.5 for i in range(299) if dom[i] != dom[i + 1]]
+    assert len(boundaries) > 150
+    assert [s.y0 for s in fig.layout.shapes] == boundaries
+    ref = go.Figure()
+    for b in boundaries[:3]:
+        ref.add_hline(y=b, line=dict(color="white", width=1))
+    assert [s.to_plotly_json() for s in fig.layout.shapes[:3]] == [s.to_plotly_json() for s in ref.layout.shapes]
+    # rows sorted by dominant expert (as the pages pass them): one line per boundary between experts
+    order = A.order_and_sample(g)
+    sorted_fig = charts.gate_heatmap(g[order], "a", positions=order)
+    assert len(sorted_fig.layout.shapes) == len(set(dom)) - 1
+    np.testing.assert_array_equal(np.asarray(sorted_fig.data[1].customdata)[::4], order)
+
+
 @pytest.mark.parametrize("epochs,markers", [(10, True), (300, False)])
 def test_long_curves_drop_markers_so_train_and_validation_differ(epochs, markers):
     """Hundreds of markers merge into one thick line that hides the dotted/solid difference

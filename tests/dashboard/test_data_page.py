@@ -10,18 +10,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mmoe.datasets import IS_VALUE
-from mmoe.jobs import get_manager
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 DATA_KEY = "mmoe.dataset"
 
 
 @pytest.fixture
-def at(mmoe_home):
+def at(mmoe_home, process_manager):
     app = AppTest.from_file(APP, default_timeout=60)
     app.run()
-    yield app
-    get_manager().shutdown(wait=True, cancel=True)
+    return app
 
 
 def upload(at: AppTest, name: str, data: bytes) -> AppTest:
@@ -80,6 +78,13 @@ def test_upload_pick_targets_and_kinds(at, tiny_frame):
     assert at.selectbox(key=f"data.kind.{key}.kind").value == "multiclass"
     # default features: all the other usable columns
     assert at.multiselect(key=f"data.features.{key}").value == ["a", "b", "color"]
+    # what training will get: the uploaded table as read, these tasks and features, 200 rows split
+    ds = at.session_state[DATA_KEY]
+    assert ds["name"] == "tiny.csv"
+    pd.testing.assert_frame_equal(ds["frame"][list(tiny_frame.columns)], tiny_frame, check_dtype=False)
+    assert [t.label() for t in ds["data_config"].tasks] == ["click:binary", "score:regression", "kind:multiclass"]
+    assert ds["prepared"].feature_columns == ["a", "b", "color"] and len(ds["prepared"]) == 200
+    assert "200" in [m.value for m in at.metric]
     # "is VALUE": the categorical column as a binary task with a chosen positive value
     at.selectbox(key=f"data.kind.{key}.kind").set_value(IS_VALUE).run()
     at.selectbox(key=f"data.value.{key}.kind").set_value("hi").run()

@@ -1,16 +1,17 @@
 """Model & training page: Train queues a background run that ends up in the store; Cancel; compare x3."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from mmoe.config import DataConfig, TaskSpec
 from mmoe.data import prepare
-from mmoe.jobs import get_manager
 from mmoe.store import RunStore
+
+from helpers import chart, figure, poll
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 DATA_KEY = "mmoe.dataset"
@@ -25,39 +26,27 @@ def dataset(tiny_frame):
 
 
 @pytest.fixture
-def at(mmoe_home, dataset):
+def at(mmoe_home, dataset, process_manager):
     app = AppTest.from_file(APP, default_timeout=60)
     app.run()
     app.session_state[DATA_KEY] = dataset
     app.switch_page(TRAIN).run()
     assert not app.exception, app.exception
-    yield app
-    get_manager().shutdown(wait=True, cancel=True)
+    return app
 
 
-def poll(at: AppTest, until, timeout: float = 60.0) -> None:
-    """run_every fragments do not fire in AppTest: rerun the page until ``until()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
-        at.run()
-        assert not at.exception, at.exception
-    at.run()
-    assert not at.exception, at.exception
+def wait_all_done(at: AppTest, manager, timeout: float = 60.0) -> None:
+    def all_jobs_done() -> bool:
+        return all(j.done for j in manager.jobs())
+    poll(at, all_jobs_done, timeout, jobs=manager.jobs())
 
 
-def all_done() -> bool:
-    return all(j.done for j in get_manager().jobs())
-
-
-def test_without_a_dataset_the_page_points_to_the_data_page(mmoe_home):
+def test_without_a_dataset_the_page_points_to_the_data_page(mmoe_home, process_manager):
     app = AppTest.from_file(APP, default_timeout=60)
     app.run()
     app.switch_page(TRAIN).run()
     assert not app.exception
     assert any("Data page" in i.value for i in app.info)
-    get_manager().shutdown()
 
 
 def test_settings_show_the_parameter_count_and_presets_fill_them(at):
@@ -74,68 +63,100 @@ def test_settings_show_the_parameter_count_and_presets_fill_them(at):
     assert at.button(key="train.go").disabled
 
 
-def test_train_runs_in_the_background_and_is_stored(at, mmoe_home):
+def test_train_runs_in_the_background_and_is_stored(at, mmoe_home, process_manager):
     at.number_input(key="train.epochs").set_value(3).run()
+    at.number_input(key="train.seed").set_value(7).run()
     at.text_input(key="train.name").set_value("my run").run()
     at.button(key="train.go").click().run()
     assert not at.exception
-    jobs = get_manager().jobs()
+    jobs = process_manager.jobs()
     assert len(jobs) == 1
-    poll(at, all_done)
+    wait_all_done(at, process_manager)
     p = jobs[0].snapshot()
     assert p.status == "finished", (p.error, p.message)
-    run = RunStore(mmoe_home).get_run(p.run_id)
+    store = RunStore(mmoe_home)
+    run = store.get_run(p.run_id)
     assert (run.status, run.name, run.epochs, run.dataset) == ("finished", "my run", 3, "tiny")
-    assert at.get("plotly_chart"), "the loss curves are drawn"
-    assert "finished" in at.markdown[-1].value or any("finished" in m.value for m in at.markdown)
+    assert (run.train_config["epochs"], run.train_config["seed"]) == (3, 7)      # the settings on screen
+    assert any(f"job {p.job_id} · run {p.run_id} · `finished`" in m.value for m in at.markdown)
     table = at.dataframe[-1].value   # stored runs
     assert table["id"].tolist() == [p.run_id]
-    card = at.dataframe[0]           # "Metrics after epoch N": train rows hold only the loss
-    rows = card.value
+    # the job card's curve and metrics are the run's stored history
+    hist = store.history(p.run_id)
+    store.close()
+    traces = {t["name"]: t for t in figure(chart(at, f"train.curve.{p.job_id}"))["data"]}
+    assert set(traces) == {"click · training", "click · validation", "score · training", "score · validation"}
+    for task in ("click", "score"):
+        for split, name in (("train", "training"), ("val", "validation")):
+            want = hist[(hist.task == task) & (hist.split == split) & (hist.metric == "loss")].sort_values("epoch")
+            t = traces[f"{task} · {name}"]
+            assert list(t["x"]) == [1, 2, 3] == want["epoch"].tolist()
+            np.testing.assert_allclose(np.asarray(t["y"], float), want["value"].to_numpy(), rtol=1e-6)
+    assert any(m.value == "**Metrics after epoch 3**" for m in at.markdown)
+    rows = at.dataframe[0].value     # "Metrics after epoch 3": train rows hold only the loss
     assert set(rows["split"]) >= {"train", "val"} and rows.loc[rows["split"] == "train", "auc"].isna().all()
+    last = hist[hist.epoch == 3].set_index(["split", "task", "metric"])["value"]
+    for r in rows.to_dict("records"):
+        for metric in ("loss", "auc", "rmse"):
+            if metric in r and not np.isnan(r[metric]):
+                assert r[metric] == pytest.approx(last[(r["split"], r["task"], metric)], abs=5e-5), (r, metric)
     assert all(d.proto.placeholder == "—" for d in at.dataframe)   # shown as "—", not "None"
 
 
-def test_cancel_stops_a_running_job(at, mmoe_home):
+def test_cancel_stops_a_running_job(at, mmoe_home, process_manager):
     at.number_input(key="train.epochs").set_value(5000).run()
     at.number_input(key="train.batch_size").set_value(8).run()
     at.button(key="train.go").click().run()
-    job = get_manager().jobs()[0]
-    poll(at, lambda: job.snapshot().run_id is not None and job.snapshot().epoch >= 1)
+    job = process_manager.jobs()[0]
+
+    def an_epoch_ended() -> bool:
+        return job.snapshot().run_id is not None and job.snapshot().epoch >= 1
+    poll(at, an_epoch_ended, jobs=[job])
+    assert not job.done
     at.button(key=f"train.cancel.{job.id}").click().run()
-    t0 = time.monotonic()
-    assert job.wait(5)
-    assert time.monotonic() - t0 < 2.0
-    poll(at, all_done)
-    assert job.snapshot().status == "cancelled"
-    assert RunStore(mmoe_home).get_run(job.snapshot().run_id).status == "cancelled"
+    assert not at.exception
+    assert job.snapshot().cancel_requested
+    assert job.wait(30), "the job did not stop after Cancel"
+    wait_all_done(at, process_manager)
+    p = job.snapshot()
+    assert p.status == "cancelled"
+    store = RunStore(mmoe_home)
+    run = store.get_run(p.run_id)
+    logged = store.history(p.run_id)["epoch"].max()
+    store.close()
+    # it stopped where it was, long before its 5,000 epochs, and says so
+    assert run.status == "cancelled" and run.epochs < 5000 and logged < 5000
     assert any("cancel" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key == f"train.cancel.{job.id}"], "no Cancel button on an ended job"
 
 
-def test_one_button_queues_all_three_architectures(at, mmoe_home):
+def test_one_button_queues_all_three_architectures(at, mmoe_home, process_manager):
     at.number_input(key="train.epochs").set_value(1).run()
     at.button(key="train.go3").click().run()
     assert not at.exception
-    assert len(get_manager().jobs()) == 3
-    poll(at, all_done)
+    assert len(process_manager.jobs()) == 3
+    wait_all_done(at, process_manager)
     runs = RunStore(mmoe_home).list_runs()
     assert sorted(r.arch for r in runs) == ["mmoe", "omoe", "shared-bottom"]
     assert {r.status for r in runs} == {"finished"}
+    # the same data and settings, once per architecture
+    assert len({(r.train_config["epochs"], r.train_config["seed"], r.train_config["lr"]) for r in runs}) == 1
+    assert {r.model_config["arch"] for r in runs} == {"mmoe", "omoe", "shared-bottom"}
 
 
-def test_a_failed_job_shows_its_reason(at):
+def test_a_failed_job_shows_its_reason(at, process_manager):
     def broken(ctx):
         raise RuntimeError("the GPU caught fire")
-    get_manager().submit(broken, name="doomed")
-    poll(at, all_done)
+    process_manager.submit(broken, name="doomed")
+    wait_all_done(at, process_manager)
     assert any("the GPU caught fire" in e.value for e in at.error)
 
 
-def test_inspect_button_switches_page_with_the_run_id(at):
+def test_inspect_button_switches_page_with_the_run_id(at, process_manager):
     at.number_input(key="train.epochs").set_value(1).run()
     at.button(key="train.go").click().run()
-    poll(at, all_done)
-    run_id = get_manager().jobs()[0].snapshot().run_id
+    wait_all_done(at, process_manager)
+    run_id = process_manager.jobs()[0].snapshot().run_id
     at.button(key="train.open_run").click().run()
     assert not at.exception
     assert at.session_state["mmoe.inspect_run"] == run_id

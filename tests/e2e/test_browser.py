@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mmoe.store import RunStore
 from mmoe.synthetic import click_like
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"     # tests/artifacts (gitignored)
@@ -161,7 +162,7 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     epochs.fill("3")
     epochs.press("Enter")
     expect(epochs).to_have_value("3")
-    page.wait_for_timeout(500)
+    wait_idle(page)                  # the rerun that stores the new value is over before Train
     page.get_by_role("button", name="Train", exact=True).click()
     expect(page.get_by_text("Queued 1 run(s)").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     wait_job_finished(page, 1)
@@ -207,6 +208,18 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     expect(chart(page, "inspect.sample_gates")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     row = page.get_by_role("spinbutton", name=re.compile("^Row number"))
     assert re.fullmatch(r"\d+", row.input_value()), row.input_value()
+    # the row shown is the clicked sample: the point plotly selected carries its position in the
+    # run's stored predictions (customdata), and that position holds this row number
+    picked = heat.locator(".js-plotly-plot").evaluate(
+        "gd => ({points: Array.from(gd.data[1].selectedpoints || []),"
+        " customdata: Array.from(gd._fullData[1].customdata || [])})")
+    assert len(picked["points"]) == 1, picked["points"]
+    point = int(picked["points"][0])
+    assert point % experts == 0, f"the click was in expert e0's column, plotly picked point {point}"
+    store = RunStore(server.home)
+    stored = store.load_frame(1, "predictions.parquet")
+    store.close()
+    assert int(row.input_value()) == int(stored["_row"].iloc[int(picked["customdata"][point])])
     no_exceptions(page, "Inspect, Gates tab")
     shot(page, "05-inspect-gates")
 
@@ -215,7 +228,7 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     page.get_by_text("OMoE (one shared gate)", exact=True).click()
     expect(page.get_by_role("radio", name="OMoE (one shared gate)")).to_be_checked()
     expect(page.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("3")
-    page.wait_for_timeout(500)
+    wait_idle(page)
     page.get_by_role("button", name="Train", exact=True).click()
     expect(page.get_by_text("Queued 1 run(s)").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     wait_job_finished(page, 2)
