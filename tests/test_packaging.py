@@ -56,7 +56,8 @@ def test_installed_wheel_works_from_an_empty_folder(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", str(wheel)],
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--force-reinstall",
+                    str(wheel)],
                    check=True, capture_output=True, timeout=300)
     empty = tmp_path / "empty"
     empty.mkdir()
