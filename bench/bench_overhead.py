@@ -2,7 +2,7 @@
 dashboard's Train button does) vs from the CLI.
 
 CLI:  ``python -m mmoe train --data census --task ... --json --quiet --store TMP`` (subprocess).
-Job:  ``mmoe.runner.submit_training(mmoe.jobs.get_manager(), census, ...)`` in this process,
+Job:  ``mmoe.runs.runner.submit_training(mmoe.runs.jobs.get_manager(), census, ...)`` in this process,
       with the main thread polling ``job.snapshot()`` every 0.5 s like the dashboard's
       ``st.fragment(run_every=0.5)``.
 Both read the CSV, prepare, train (5 epochs, batch 1024, 8 experts of (16,), towers (8,))
@@ -49,18 +49,18 @@ def cli_run(store: str, epochs: int, device: str) -> dict:
 
 def startup_seconds() -> float:
     """Interpreter start + the imports the CLI needs before it touches data."""
-    code = "import mmoe.cli, mmoe.runner, mmoe.data, mmoe.training, torch, pandas, sklearn.metrics"
+    code = "import mmoe.cli, mmoe.runs.runner, mmoe.data, mmoe.training, torch, pandas, sklearn.metrics"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(common.REPO))
     return time.perf_counter() - t0
 
 
 def job_run(store: str, epochs: int, device: str) -> dict:
-    from mmoe.jobs import get_manager
-    from mmoe.store import RunStore
+    from mmoe.runs.jobs import get_manager
+    from mmoe.runs.store import RunStore
     from bench.peers.product import census_configs
 
-    from mmoe.runner import submit_training
+    from mmoe.runs.runner import submit_training
 
     dc, mc, tc = census_configs(epochs=epochs, device=device)
     t0 = time.perf_counter()
@@ -82,7 +82,7 @@ def job_run(store: str, epochs: int, device: str) -> dict:
 
 def run(device: str, quick: bool, epochs: int) -> dict:
     repeats = 1 if quick else 5
-    import mmoe.runner  # noqa: F401  (warm imports in this process, as in a running dashboard)
+    import mmoe.runs.runner  # noqa: F401  (warm imports in this process, as in a running dashboard)
 
     startup = common.median([startup_seconds() for _ in range(1 if quick else 3)])
     res = {"cli": [], "job": []}
@@ -139,7 +139,7 @@ def main(argv=None):
     print(md)
     if not a.no_write:
         common.update_results_md("overhead", md)
-    from mmoe.jobs import get_manager
+    from mmoe.runs.jobs import get_manager
     get_manager().shutdown(wait=True)
 
 

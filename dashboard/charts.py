@@ -1,6 +1,6 @@
 """Plotly figure builders for the Inspect and Compare pages (no Streamlit calls here).
 
-Each function takes what ``mmoe.analysis`` computed and returns a ``go.Figure`` with
+Each function takes what ``mmoe.views`` computed and returns a ``go.Figure`` with
 axis titles, units, a legend where there is more than one trace, and a fixed height.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mmoe import analysis as A
+from mmoe import views as A
 
 # 20 well-separated colours; a run's colour is picked by its id, so it never changes
 RUN_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from mmoe.jobs import JobManager, get_manager
-from mmoe.store import RunStore
+from mmoe.runs.jobs import JobManager, get_manager
+from mmoe.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTIN_DATA = REPO / "data"

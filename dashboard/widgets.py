@@ -15,7 +15,7 @@ import streamlit as st
 from charts import curve_mode
 
 from mmoe.config import ModelConfig, TaskSpec, TrainConfig
-from mmoe.presets import DEFAULT_PRESET, PRESETS, widths_text
+from mmoe.views.presets import DEFAULT_PRESET, PRESETS, widths_text
 
 KEEP = "session"
 ARCH_LABELS = {"mmoe": "MMoE (a gate per task)", "omoe": "OMoE (one shared gate)",

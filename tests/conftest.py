@@ -56,7 +56,7 @@ def _no_leaked_threads():
 def process_manager():
     """The process-wide job manager the dashboard uses, owned by the test: shut down (its running
     jobs cancelled, its threads joined) when the test ends, so the next test gets a fresh one."""
-    from mmoe.jobs import get_manager
+    from mmoe.runs.jobs import get_manager
 
     m = get_manager()
     yield m

@@ -1,4 +1,4 @@
-"""mmoe.analysis: the computations behind the Inspect and Compare pages."""
+"""mmoe.views (analysis): the computations behind the Inspect and Compare pages."""
 from __future__ import annotations
 
 import io
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmoe import analysis as A
+from mmoe import views as A
 
 
 def _gates(n: int, e: int, seed: int = 0, collapse: int | None = None) -> np.ndarray:
@@ -23,7 +23,7 @@ def _gates(n: int, e: int, seed: int = 0, collapse: int | None = None) -> np.nda
 
 
 def _frame(n: int = 300, e: int = 4, seed: int = 0) -> pd.DataFrame:
-    """A predictions frame like runner.decorate_predictions makes: binary, regression, multiclass."""
+    """A predictions frame like mmoe.runs.predictions.decorate_predictions makes: binary, regression, multiclass."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n).astype(float)
     p = np.clip(0.3 * y + 0.35 + 0.2 * rng.normal(size=n), 0.001, 0.999)

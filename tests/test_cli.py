@@ -12,8 +12,8 @@ from sklearn.metrics import roc_auc_score
 
 from mmoe.cli import main
 from mmoe.data import prepare_for_prediction
-from mmoe.runner import load_run
-from mmoe.store import RunStore
+from mmoe.runs.runner import load_run
+from mmoe.runs.store import RunStore
 
 TASKS = ("--task", "click:binary=yes", "--task", "score:regression", "--task", "kind:multiclass")
 TASK_NAMES = ("click", "score", "kind")
@@ -280,7 +280,7 @@ def test_same_seed_twice_in_one_process_gives_the_same_run(capsys, tiny_csv, mmo
 
 
 def test_diverged_run_exit_3(capsys, tiny_csv, mmoe_home, monkeypatch):
-    import mmoe.train as train_mod
+    import mmoe.training.step as train_mod
     real, calls = train_mod.TrainStep.__call__, []
 
     def nan_after_a_while(self, *batch, **kw):

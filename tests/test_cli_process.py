@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from frames import make_tiny_frame
 
-from mmoe.store import RunStore
+from mmoe.runs.store import RunStore
 
 TIMEOUT = 120      # seconds for one CLI process (each takes a few on this machine)
 TASKS = ("--task", "click:binary=yes", "--task", "score:regression", "--task", "kind:multiclass")

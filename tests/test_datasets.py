@@ -1,4 +1,4 @@
-"""mmoe.datasets: built-in catalogue, target kind choices, config building, staged checks."""
+"""mmoe.views.datasets: built-in catalogue, target kind choices, config building, staged checks."""
 from __future__ import annotations
 
 import pandas as pd
@@ -6,7 +6,7 @@ import pytest
 
 from mmoe.config import ConfigError, TaskSpec
 from mmoe.data import profile_columns
-from mmoe.datasets import (BUILTINS, IS_VALUE, build_config, check, column_table, summary_tables,
+from mmoe.views.datasets import (BUILTINS, IS_VALUE, build_config, check, column_table, summary_tables,
                            target_choices, task_from_choice, usable_features, with_task_weights)
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from mmoe.jobs import JobContext, JobManager, Progress, get_manager
+from mmoe.runs.jobs import JobContext, JobManager, Progress, get_manager
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
-"""mmoe.jobview: progress text, curves and metrics tables from job snapshots."""
+"""mmoe.views.jobview: progress text, curves and metrics tables from job snapshots."""
 
 import pandas as pd
 import pytest
 
-from mmoe.jobs import JobManager
-from mmoe.jobview import (
+from mmoe.runs.jobs import JobManager
+from mmoe.views.jobview import (
     KEY_METRICS,
     curves_frame,
     duration_text,

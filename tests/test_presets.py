@@ -1,6 +1,6 @@
-"""mmoe.presets: every preset is a valid configuration; the 3-architecture comparison."""
+"""mmoe.views.presets: every preset is a valid configuration; the 3-architecture comparison."""
 from mmoe.config import ModelConfig
-from mmoe.presets import PRESETS, compare_configs, preset, widths_text
+from mmoe.views.presets import PRESETS, compare_configs, preset, widths_text
 
 
 def test_presets_are_valid_and_named():

@@ -14,9 +14,9 @@ import torch
 from mmoe.cli import main as cli_main
 from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
 from mmoe.data import prepare
-from mmoe.jobs import JobManager
-from mmoe.runner import load_run, predict_frame, run_training, submit_training
-from mmoe.store import RunStore, StoreError
+from mmoe.runs.jobs import JobManager
+from mmoe.runs.runner import load_run, predict_frame, run_training, submit_training
+from mmoe.runs.store import RunStore, StoreError
 from mmoe.training import Callback
 
 TASKS = (TaskSpec("click", "binary", positive="yes"), TaskSpec("kind", "multiclass"))

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from mmoe.cli import main as cli_main
-from mmoe.store import SCHEMA_VERSION, RunRecord, RunStore, StoreError, pid_alive
+from mmoe.runs.store import SCHEMA_VERSION, RunRecord, RunStore, StoreError, pid_alive
 
 PROC_TIMEOUT = 120   # seconds any one helper process may take (CLI startup alone is a few seconds)
 
@@ -72,7 +72,7 @@ def _kill(proc: subprocess.Popen) -> None:
 _OWNER = """
 import sys
 from pathlib import Path
-from mmoe.store import RunStore
+from mmoe.runs.store import RunStore
 home, out, wanted = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
 store = RunStore(home)
 ids = []

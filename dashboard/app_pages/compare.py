@@ -23,9 +23,9 @@ if str(_DASH) not in sys.path:  # `streamlit run dashboard/app_pages/compare.py`
 import charts  # noqa: E402
 from common import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, store  # noqa: E402
 
-from mmoe import analysis as A  # noqa: E402
-from mmoe.runner import PREDICTIONS  # noqa: E402
-from mmoe.store import RunRecord, RunStore, StoreError  # noqa: E402
+from mmoe import views as A  # noqa: E402
+from mmoe.runs.artifacts import PREDICTIONS  # noqa: E402
+from mmoe.runs.store import RunRecord, RunStore, StoreError  # noqa: E402
 
 PICK = "compare.pick"
 FLASH = "compare.flash"

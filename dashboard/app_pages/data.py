@@ -9,7 +9,7 @@ import streamlit as st
 from common import DATA_KEY, TRAIN_PAGE
 from mmoe.config import ConfigError
 from mmoe.data import DataError, profile_columns, read_csv
-from mmoe.datasets import (BUILTINS, IS_VALUE, OVERRIDABLE_KINDS, builtin, build_config, check, column_table,
+from mmoe.views.datasets import (BUILTINS, IS_VALUE, OVERRIDABLE_KINDS, builtin, build_config, check, column_table,
                            summary_tables, target_choices, task_from_choice, usable_features, value_options)
 from mmoe.synthetic import paper_synthetic
 

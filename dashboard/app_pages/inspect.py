@@ -1,7 +1,7 @@
 """Inspect one stored run: settings, curves, predictions per task, and what the gates do.
 
 The run comes from ``?run=ID``, then ``st.session_state[INSPECT_RUN_KEY]`` (set by other
-pages), then the newest finished run. Computations live in ``mmoe.analysis``; figures in
+pages), then the newest finished run. Computations live in ``mmoe.views``; figures in
 ``dashboard/charts.py``.
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ if str(_DASH) not in sys.path:  # `streamlit run dashboard/app_pages/inspect.py`
 import charts  # noqa: E402
 from common import INSPECT_RUN_KEY, NA, store  # noqa: E402
 
-from mmoe import analysis as A  # noqa: E402
-from mmoe.jobview import duration_text, run_label  # noqa: E402
-from mmoe.runner import PREDICTIONS  # noqa: E402
-from mmoe.store import RunRecord, RunStore, StoreError  # noqa: E402
+from mmoe import views as A  # noqa: E402
+from mmoe.views.jobview import duration_text, run_label  # noqa: E402
+from mmoe.runs.artifacts import PREDICTIONS  # noqa: E402
+from mmoe.runs.store import RunRecord, RunStore, StoreError  # noqa: E402
 
 STATUS_BADGE = {"finished": "green", "running": "blue", "queued": "gray", "cancelled": "orange",
                 "diverged": "red", "failed": "red", "interrupted": "orange"}

@@ -7,11 +7,11 @@ import streamlit as st
 
 from common import DATA_KEY, DATA_PAGE, NA, manager, open_in_inspect, store
 from mmoe.config import ConfigError, TrainConfig
-from mmoe.datasets import with_task_weights
-from mmoe.jobview import KEY_METRICS, curves_frame, jobs_frame, metrics_frame, outcome, progress_text, runs_overview
+from mmoe.views.datasets import with_task_weights
+from mmoe.views.jobview import KEY_METRICS, curves_frame, jobs_frame, metrics_frame, outcome, progress_text, runs_overview
 from mmoe.nn import build_model, count_parameters
-from mmoe.presets import PRESETS, compare_configs
-from mmoe.runner import submit_training
+from mmoe.views.presets import PRESETS, compare_configs
+from mmoe.runs.runner import submit_training
 from widgets import (apply_preset, init_defaults, loss_curve_figure, model_widgets, task_weight_widgets,
                      train_widgets)
 

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "dashboard"))
 import charts  # noqa: E402
 
-from mmoe import analysis as A  # noqa: E402
+from mmoe import views as A  # noqa: E402
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from mmoe.config import DataConfig, ModelConfig, TrainConfig
-from mmoe.runner import run_training
-from mmoe.store import RunStore
+from mmoe.runs.runner import run_training
+from mmoe.runs.store import RunStore
 
 from helpers import HIGHER_IS_BETTER, TASKS, best_rows, chart, figure, highlighted, make_frame
 

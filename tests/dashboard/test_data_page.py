@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mmoe.datasets import IS_VALUE
+from mmoe.views.datasets import IS_VALUE
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 DATA_KEY = "mmoe.dataset"

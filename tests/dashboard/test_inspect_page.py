@@ -13,8 +13,8 @@ from sklearn.metrics import roc_auc_score
 from streamlit.testing.v1 import AppTest
 
 from mmoe.config import DataConfig, ModelConfig, TrainConfig
-from mmoe.runner import run_training
-from mmoe.store import RunStore
+from mmoe.runs.runner import run_training
+from mmoe.runs.store import RunStore
 
 from helpers import TASKS, chart, figure, make_frame
 
@@ -118,7 +118,7 @@ def test_training_tab_shows_the_stored_metrics_and_curves(page, stored):
     at = open_page(ids["mmoe"])
     assert at.title[0].value == "mmoe-run"
     head = " ".join(m.value for m in at.markdown)
-    assert "finished" in head and "trained in " in head     # mmoe.jobview.duration_text, as everywhere
+    assert "finished" in head and "trained in " in head     # mmoe.views.jobview.duration_text, as everywhere
     assert f"· {rec.epochs} epochs" in head and f"seed {SEED}" in head
     assert at.selectbox(key="inspect.pick").format_func(ids["mmoe"]) == \
         f"#{ids['mmoe']} mmoe-run — mmoe on tiny.csv (finished)"

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from mmoe.config import DataConfig, TaskSpec
 from mmoe.data import prepare
-from mmoe.store import RunStore
+from mmoe.runs.store import RunStore
 
 from helpers import chart, figure, poll
 

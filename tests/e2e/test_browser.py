@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mmoe.store import RunStore
+from mmoe.runs.store import RunStore
 from mmoe.synthetic import click_like
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"     # tests/artifacts (gitignored)

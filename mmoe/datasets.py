@@ -1,6 +1,0 @@
-# TEMPORARY during the move to layers; removed before the layers work lands
-import sys as _sys
-
-import mmoe.views.datasets as _m
-
-_sys.modules[__name__] = _m

@@ -1,2 +1,0 @@
-# TEMPORARY during the move to layers; removed before the layers work lands
-from mmoe.nn.fused import *  # noqa: F401,F403
