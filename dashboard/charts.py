@@ -21,7 +21,7 @@ RUN_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                "#843c39", "#7b4173", "#3182bd", "#31a354", "#e6550d", "#756bb1"]
 TASK_PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]
 SPLIT_DASH = {"train": "dot", "val": "solid", "test": "dash"}
-SPLIT_NAME = {"train": "train", "val": "validation", "test": "test"}
+SPLIT_NAME = {"train": "training", "val": "validation", "test": "test"}
 GATE_SCALE = "Viridis"
 HEIGHT = 340
 
@@ -123,6 +123,28 @@ def task_curves(curves: pd.DataFrame, metric: str = "loss", tasks: Sequence[str]
         fig.update_yaxes(title_text=_metric_title(metric) if c == 1 else None, row=r, col=c)
     _epoch_axis(fig, curves["epoch"].to_numpy())
     return _layout(fig, height=300 * rows + 40)
+
+
+def loss_curve_figure(curves: pd.DataFrame, title: str) -> go.Figure:
+    """A live job's curves (epoch, split, task, loss) in one panel: colour = task, dash = split,
+    the same style as every other per-epoch chart."""
+    fig = go.Figure()
+    tasks = list(dict.fromkeys(curves["task"]))
+    for i, task in enumerate(tasks):
+        for split in ("train", "val", "test"):
+            d = curves[(curves["task"] == task) & (curves["split"] == split)]
+            if d.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=d["epoch"], y=d["loss"], mode=curve_mode(len(d)), name=f"{task} · {SPLIT_NAME[split]}",
+                line=dict(color=task_color(i), dash=SPLIT_DASH[split], width=2), marker=dict(size=6),
+                hovertemplate="epoch %{x}<br>loss %{y:.4f}<extra>%{fullData.name}</extra>"))
+    fig.update_layout(title=dict(text=title, font=dict(size=15)), height=330, margin=dict(l=10, r=10, t=45, b=10),
+                      legend=dict(title="task · split", orientation="v"), hovermode="x unified")
+    last = int(curves["epoch"].max()) if len(curves) else 1
+    fig.update_xaxes(title="epoch", dtick=1 if last <= 20 else None, range=[0.7, max(last, 2) + 0.3])
+    fig.update_yaxes(title="loss (task's own loss; lower is better)")
+    return fig
 
 
 def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss") -> go.Figure:
@@ -341,13 +363,13 @@ def sample_gates_figure(details: Mapping) -> go.Figure:
 
 
 def utilisation_figure(util: pd.DataFrame, title: str | None = None, ymax: float | None = None,
-                       height: int = HEIGHT) -> go.Figure:
+                       height: int = HEIGHT, tasks: Sequence[str] | None = None) -> go.Figure:
     """Mean gate weight per expert, grouped bars per task, with the uniform share 1/E as a line."""
     if util.empty:
         return empty_figure("no gates in this run")
     experts = list(dict.fromkeys(util["expert"]))
     fig = go.Figure()
-    for i, (task, d) in enumerate(util.groupby("task", sort=False)):
+    for i, task, d in _in_order(util, tasks):
         fig.add_trace(go.Bar(x=d["expert"], y=d["weight"], name=task, marker=dict(color=task_color(i)),
                              customdata=d["share_dominant"],
                              hovertemplate=f"{task}<br>%{{x}}: mean weight %{{y:.3f}}<br>"
@@ -362,12 +384,20 @@ def utilisation_figure(util: pd.DataFrame, title: str | None = None, ymax: float
     return _layout(fig, title=title or "expert utilisation (mean gate weight per task)", height=height)
 
 
-def entropy_figure(ent: pd.DataFrame, n_experts: int) -> go.Figure:
+def _in_order(frame: pd.DataFrame, tasks: Sequence[str] | None):
+    """(colour index, task, rows) per task: in the run's task order when given (so a task has the same
+    colour in every chart), else in order of appearance."""
+    order = list(tasks) if tasks else list(dict.fromkeys(frame["task"]))
+    order += [t for t in dict.fromkeys(frame["task"]) if t not in order]
+    return [(i, t, frame[frame["task"] == t]) for i, t in enumerate(order) if (frame["task"] == t).any()]
+
+
+def entropy_figure(ent: pd.DataFrame, n_experts: int, tasks: Sequence[str] | None = None) -> go.Figure:
     """Mean gate entropy per epoch and task, with ln(E) (uniform gating) as the ceiling."""
     if ent.empty:
         return empty_figure("no gate entropy was logged")
     fig = go.Figure()
-    for i, (task, d) in enumerate(ent.groupby("task", sort=False)):
+    for i, task, d in _in_order(ent, tasks):
         for split in ("train", "val", "test"):
             s = d[d["split"] == split]
             if s.empty:

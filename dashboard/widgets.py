@@ -4,15 +4,10 @@
     model_widgets()               -> ModelConfig            (raises ConfigError with a clear message)
     train_widgets(device_info)    -> TrainConfig
     task_weight_widgets(tasks)    -> ("fixed" | "uncertainty", {task: weight})
-    loss_curve_figure(curves)     the live per-task train/validation loss chart (plotly)
 """
 from __future__ import annotations
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-
-from charts import curve_mode
 
 from mmoe.config import ModelConfig, TaskSpec, TrainConfig
 from mmoe.views.presets import DEFAULT_PRESET, PRESETS, widths_text
@@ -134,31 +129,3 @@ def task_weight_widgets(tasks: tuple[TaskSpec, ...]) -> tuple[str, dict[str, flo
                 f"weight of {t.column}", 0.0, 100.0, value=float(t.weight), step=0.1, key=K + f"w.{t.column}",
                 persist_state=KEEP))
     return mode, weights
-
-
-# ------------------------------------------------------------------------------------- charts
-
-SPLIT_DASH = {"train": "solid", "val": "dash", "test": "dot"}
-SPLIT_NAME = {"train": "training", "val": "validation", "test": "test"}
-
-
-def loss_curve_figure(curves: pd.DataFrame, title: str) -> go.Figure:
-    """curves (epoch, split, task, loss) -> one line per task and split (colour: task, dash: split)."""
-    fig = go.Figure()
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
-    tasks = list(dict.fromkeys(curves["task"]))
-    for i, task in enumerate(tasks):
-        for split in ("train", "val", "test"):
-            d = curves[(curves["task"] == task) & (curves["split"] == split)]
-            if d.empty:
-                continue
-            fig.add_trace(go.Scatter(
-                x=d["epoch"], y=d["loss"], mode=curve_mode(len(d)), name=f"{task} · {SPLIT_NAME[split]}",
-                line=dict(color=palette[i % len(palette)], dash=SPLIT_DASH[split], width=2),
-                marker=dict(size=6), hovertemplate="epoch %{x}<br>loss %{y:.4f}<extra>%{fullData.name}</extra>"))
-    fig.update_layout(title=dict(text=title, font=dict(size=15)), height=330, margin=dict(l=10, r=10, t=45, b=10),
-                      legend=dict(title="task · split", orientation="v"), hovermode="x unified")
-    last = int(curves["epoch"].max()) if len(curves) else 1
-    fig.update_xaxes(title="epoch", dtick=1 if last <= 20 else None, range=[0.7, max(last, 2) + 0.3])
-    fig.update_yaxes(title="loss (task's own loss; lower is better)")
-    return fig

@@ -320,7 +320,6 @@ def cmd_dashboard(a, extra: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from mmoe.config import ConfigError
-
     from mmoe.data import DataError
     from mmoe.runs.store import StoreError
 

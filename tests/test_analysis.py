@@ -354,12 +354,18 @@ def test_predictions_csv_round_trips():
 
 
 def test_model_archive(tmp_path):
-    assert A.model_archive(tmp_path) is None
-    for name in A.MODEL_FILES:
-        (tmp_path / name).write_bytes(b"x" + name.encode())
-    (tmp_path / "predictions.parquet").write_bytes(b"no")
-    with zipfile.ZipFile(io.BytesIO(A.model_archive(tmp_path))) as z:
-        assert sorted(z.namelist()) == sorted(A.MODEL_FILES)
+    from mmoe.runs.artifacts import MODEL_FILES
+    from mmoe.runs.store import RunStore
+
+    store = RunStore(tmp_path)
+    rid = store.create_run("r", dataset="d", data_config={}, model_config={}, train_config={})
+    assert A.model_archive(store, rid) is None
+    for name in MODEL_FILES:
+        store.save_text(rid, name, "x" + name)
+    store.save_text(rid, "predictions.parquet", "no")
+    with zipfile.ZipFile(io.BytesIO(A.model_archive(store, rid))) as z:
+        assert sorted(z.namelist()) == sorted(MODEL_FILES)
+        assert z.read("model.json") == b"xmodel.json"
 
 
 def test_final_metrics_table_shows_the_log_loss_once():

@@ -55,3 +55,17 @@ def test_the_engine_root_holds_only_the_shared_modules():
                                                    "synthetic.py", "cli.py"}
     assert {p.name for p in MMOE.iterdir() if p.is_dir() and not p.name.startswith("__")} >= {
         "data", "nn", "training", "runs", "views"}
+
+
+DASHBOARD = MMOE.parent / "dashboard"
+
+
+@pytest.mark.parametrize("path", sorted(DASHBOARD.rglob("*.py")), ids=lambda p: str(p.relative_to(DASHBOARD)))
+def test_dashboard_pages_use_the_package_not_paths(path):
+    """No sys.path edits; run artifacts only through mmoe.runs (no run-folder paths built by hand);
+    each page is a main() called once at the bottom."""
+    text = path.read_text(encoding="utf-8")
+    assert "sys.path" not in text
+    assert "artifact_dir(" not in text and "Path(home)" not in text
+    if path.parent.name == "app_pages" and path.name != "__init__.py":
+        assert "\ndef main() -> None:\n" in text and text.rstrip().endswith("\nmain()")

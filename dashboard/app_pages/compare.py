@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import html
-import sys
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-_DASH = Path(__file__).resolve().parents[1]
-if str(_DASH) not in sys.path:  # `streamlit run dashboard/app_pages/compare.py` / AppTest
-    sys.path.insert(0, str(_DASH))
-
-import charts  # noqa: E402
-from common import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, store  # noqa: E402
-
-from mmoe import views as A  # noqa: E402
-from mmoe.runs.artifacts import PREDICTIONS  # noqa: E402
-from mmoe.runs.store import RunRecord, RunStore, StoreError  # noqa: E402
+from mmoe import views as A
+from mmoe.runs.store import RunRecord, RunStore, StoreError
+from mmoe_dashboard import charts
+from mmoe_dashboard.state import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store
 
 PICK = "compare.pick"
 FLASH = "compare.flash"
@@ -33,17 +24,9 @@ MAX_SIDE_BY_SIDE = 4
 HEATMAP_ROWS = 400
 
 
-@st.cache_data(max_entries=12, show_spinner="Loading predictions…")
-def _predictions(home: str, run_id: int, mtime: float) -> pd.DataFrame | None:
-    if mtime < 0:
-        return None
-    return pd.read_parquet(Path(home) / str(run_id) / PREDICTIONS)
-
-
-def _frame_of(s: RunStore, run_id: int) -> pd.DataFrame | None:
-    p = s.artifact_dir(run_id) / PREDICTIONS
+def _frame_of(run_id: int) -> pd.DataFrame | None:
     try:
-        return _predictions(str(s.home), run_id, p.stat().st_mtime if p.is_file() else -1.0)
+        return predictions(run_id)
     except Exception:  # unreadable artifact: treated as missing
         return None
 
@@ -272,7 +255,7 @@ def tables_section(runs: list[RunRecord]) -> None:
 
 
 def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
-    frames = {r.id: _frame_of(s, r.id) for r in runs}
+    frames = {r.id: _frame_of(r.id) for r in runs}
     gated = [r for r in runs if frames[r.id] is not None and A.has_gates(frames[r.id])]
     utils = {r.id: A.utilisation(frames[r.id]) for r in gated}
     ymax = max([float(u["weight"].max()) for u in utils.values() if not u.empty] or [1.0]) * 1.1

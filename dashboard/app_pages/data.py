@@ -6,12 +6,24 @@ import json
 import pandas as pd
 import streamlit as st
 
-from common import DATA_KEY, TRAIN_PAGE
 from mmoe.config import ConfigError
 from mmoe.data import DataError, profile_columns, read_csv
-from mmoe.views.datasets import (BUILTINS, IS_VALUE, OVERRIDABLE_KINDS, builtin, build_config, check, column_table,
-                           summary_tables, target_choices, task_from_choice, usable_features, value_options)
 from mmoe.synthetic import paper_synthetic
+from mmoe.views.datasets import (
+    BUILTINS,
+    IS_VALUE,
+    OVERRIDABLE_KINDS,
+    build_config,
+    builtin,
+    check,
+    column_table,
+    summary_tables,
+    target_choices,
+    task_from_choice,
+    usable_features,
+    value_options,
+)
+from mmoe_dashboard.state import DATA_KEY, page
 
 KEEP = "session"   # widget values survive page switches
 
@@ -57,222 +69,226 @@ def checked(key: str, config_json: str, _df: pd.DataFrame, _config):
 
 # ------------------------------------------------------------------------------------- the source
 
-st.title("Data")
-st.caption("Choose a table, the target columns (one task each) and the feature columns.")
+def main() -> None:
+    st.title("Data")
+    st.caption("Choose a table, the target columns (one task each) and the feature columns.")
 
-source = st.radio("Source", ["Upload a CSV", "Built-in dataset"], horizontal=True, key="data.source",
-                  persist_state=KEEP)
-df: pd.DataFrame | None = None
-name = key = ""
-suggested: dict = {}
-suggested_drop: tuple = ()
+    source = st.radio("Source", ["Upload a CSV", "Built-in dataset"], horizontal=True, key="data.source",
+                      persist_state=KEEP)
+    df: pd.DataFrame | None = None
+    name = key = ""
+    suggested: dict = {}
+    suggested_drop: tuple = ()
 
-if source == "Upload a CSV":
-    up = st.file_uploader("CSV file (comma, semicolon or tab separated; .csv or .csv.gz; up to 1 GB)",
-                          type=["csv", "gz", "tsv", "txt"], key="data.upload")
-    if up is not None:
-        st.session_state["data.uploaded"] = {"name": up.name, "id": up.file_id, "bytes": up.getvalue()}
-    stored = st.session_state.get("data.uploaded")
-    if stored is None:
-        st.info("Upload a CSV file, or choose a built-in dataset above.")
-        st.stop()
-    if up is None:
-        c1, c2 = st.columns([4, 1])
-        c1.caption(f"Using the file uploaded earlier: **{stored['name']}** "
-                   f"({len(stored['bytes']) / 1e6:,.1f} MB). Upload another to replace it.")
-        if c2.button("Forget it", key="data.forget"):
-            st.session_state.pop("data.uploaded", None)
+    if source == "Upload a CSV":
+        up = st.file_uploader("CSV file (comma, semicolon or tab separated; .csv or .csv.gz; up to 1 GB)",
+                              type=["csv", "gz", "tsv", "txt"], key="data.upload")
+        if up is not None:
+            st.session_state["data.uploaded"] = {"name": up.name, "id": up.file_id, "bytes": up.getvalue()}
+        stored = st.session_state.get("data.uploaded")
+        if stored is None:
+            st.info("Upload a CSV file, or choose a built-in dataset above.")
+            st.stop()
+        if up is None:
+            c1, c2 = st.columns([4, 1])
+            c1.caption(f"Using the file uploaded earlier: **{stored['name']}** "
+                       f"({len(stored['bytes']) / 1e6:,.1f} MB). Upload another to replace it.")
+            if c2.button("Forget it", key="data.forget"):
+                st.session_state.pop("data.uploaded", None)
+                st.session_state.pop(DATA_KEY, None)
+                st.rerun()
+        df, problem = parse_upload(stored["bytes"], stored["name"])
+        if problem:
+            st.error(problem, icon=":material/block:")
             st.session_state.pop(DATA_KEY, None)
-            st.rerun()
-    df, problem = parse_upload(stored["bytes"], stored["name"])
-    if problem:
-        st.error(problem, icon=":material/block:")
+            st.stop()
+        name, key = stored["name"], f"upload:{stored['id']}"
+    else:
+        options = [b.name for b in BUILTINS if b.available]
+        choice = st.selectbox("Built-in dataset", options, key="data.builtin", persist_state=KEEP)
+        b = builtin(choice)
+        st.caption(b.description)
+        if b.file is None:
+            c1, c2, c3 = st.columns(3)
+            corr = c1.slider("Task correlation p", -1.0, 1.0, 0.5, 0.05, key="data.synth.p", persist_state=KEEP,
+                             help="cosine similarity of the two tasks' weight vectors (Ma et al. 2018, sec. 3.2)")
+            rows = c2.number_input("Rows", 100, 200_000, 10_000, 1_000, key="data.synth.rows", persist_state=KEEP)
+            seed = c3.number_input("Seed", 0, 10_000, 0, key="data.synth.seed", persist_state=KEEP)
+            df = make_synthetic(int(rows), float(corr), int(seed))
+            name, key = f"synthetic p={corr:g} n={int(rows)} seed={int(seed)}", f"synthetic:{corr}:{rows}:{seed}"
+        else:
+            df = load_builtin(b.file)
+            name, key = b.file, f"builtin:{b.file}"
+        suggested = {t.column: t for t in b.tasks}
+        suggested_drop = b.drop
+
+    # ------------------------------------------------------------------------------------- overview
+
+    profiles = profile(key, df)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Rows", f"{len(df):,}")
+    c2.metric("Columns", f"{df.shape[1]:,}")
+    c3.metric("Missing cells", f"{float(df.isna().to_numpy().mean()):.1%}")
+    with st.expander("Preview (first 100 rows)", expanded=False):
+        st.dataframe(df.head(100), width="stretch", height=260)
+
+    st.subheader("Columns")
+    st.caption("The kind is inferred; change it in the **kind** column (e.g. treat integer codes as categorical, "
+               "or use an identifier-like column as a feature).")
+    table = column_table(df, profiles)
+    overrides_key = f"data.overrides.{key}"
+    saved = st.session_state.get(overrides_key, {})
+    shown = table.assign(kind=[saved.get(c, k) for c, k in zip(table["column"], table["kind"])],
+                         missing=table["missing"] * 100)
+    edited = st.data_editor(
+        shown, key=f"data.kinds.{key}", hide_index=True, width="stretch", height=min(420, 38 + 35 * len(shown)),
+        disabled=["column", "type", "missing", "distinct", "examples"],
+        column_config={
+            "kind": st.column_config.SelectboxColumn("kind", options=[*OVERRIDABLE_KINDS, "empty"], required=True,
+                                                     help="how the column is used as a feature"),
+            "missing": st.column_config.NumberColumn("missing", format="%.1f %%", help="share of missing cells"),
+            "distinct": st.column_config.NumberColumn("distinct", help="number of distinct values"),
+        })
+    inferred = dict(zip(table["column"], table["kind"]))
+    overrides = {c: k for c, k in zip(edited["column"], edited["kind"])
+                 if k != inferred[c] and k in OVERRIDABLE_KINDS and inferred[c] != "empty"}
+    st.session_state[overrides_key] = overrides
+    slot_kinds = st.empty()
+
+    # ------------------------------------------------------------------------------------- targets
+
+    st.subheader("Targets")
+    columns = list(df.columns)
+    targets_key = f"data.targets.{key}"
+    if targets_key not in st.session_state:
+        st.session_state[targets_key] = [c for c in suggested if c in columns]
+    targets = st.multiselect("Target columns (one task each)", columns, key=targets_key, persist_state=KEEP,
+                             help="each target becomes one task with its own tower (and gate, for MMoE)")
+    slot_targets = st.empty()
+    tasks, slots = [], {}
+    for col in targets:
+        choices, default_kind, default_value = target_choices(df[col])
+        natural = default_value if default_kind == "binary" else None
+        spec = suggested.get(col)
+        if spec is not None:
+            default_kind = IS_VALUE if spec.positive is not None else spec.kind
+            default_value = spec.positive
+        kind_key, value_key = f"data.kind.{key}.{col}", f"data.value.{key}.{col}"
+        if kind_key not in st.session_state or st.session_state[kind_key] not in choices:
+            st.session_state[kind_key] = default_kind if default_kind in choices else choices[0]
+        c1, c2, c3 = st.columns([2, 2, 3])
+        c1.markdown(f"**{col}**")
+        kind = c2.selectbox(f"Kind of {col}", choices, key=kind_key, persist_state=KEEP, label_visibility="collapsed",
+                            format_func=lambda k: "is VALUE (binary)" if k == IS_VALUE else k)
+        value = None
+        if kind == IS_VALUE:
+            values = value_options(df[col])
+            if value_key not in st.session_state or st.session_state[value_key] not in values:
+                st.session_state[value_key] = (default_value if default_value in values else values[0]) if values else None
+            value = c3.selectbox(f"Positive value of {col}", values, key=value_key, persist_state=KEEP,
+                                 label_visibility="collapsed", format_func=lambda v: f"{col} = {v}")
+        else:
+            c3.caption({"binary": f"two values; positive class: {natural!r}" if natural is not None
+                        else "needs exactly two values (use 'is VALUE' to pick one)",
+                        "regression": "a number (standardised for training)",
+                        "multiclass": "one class per distinct value"}.get(kind, ""))
+        slots[f"target:{col}"] = st.empty()
+        try:
+            tasks.append(task_from_choice(col, kind, value))
+        except ConfigError as e:
+            slots[f"target:{col}"].error(str(e))
+
+    # ------------------------------------------------------------------------------------- features
+
+    st.subheader("Features")
+    feature_options = [c for c in columns if c not in targets]
+    usable = usable_features(profiles, targets, overrides)
+    default_features = [c for c in usable if c not in suggested_drop]
+    feat_key, auto_key = f"data.features.{key}", f"data.features_auto.{key}"
+    if st.session_state.get(auto_key, True):
+        st.session_state[feat_key] = default_features
+    else:
+        st.session_state[feat_key] = [c for c in st.session_state.get(feat_key, []) if c in feature_options]
+
+
+    def _features_touched() -> None:
+        st.session_state[auto_key] = False
+
+
+    features = st.multiselect(
+        f"Feature columns ({len(feature_options)} candidates; identifier-like, constant and empty columns are left "
+        "out unless you pick them)", feature_options, key=feat_key, on_change=_features_touched)
+    if not st.session_state.get(auto_key, True) and st.button("Reset to the default features", key="data.feat_reset"):
+        st.session_state[auto_key] = True
+        st.rerun()
+    slot_features = st.empty()
+
+    with st.expander("Validation split", expanded=False):
+        c1, c2, c3 = st.columns(3)
+        val_fraction = c1.slider("Validation share", 0.05, 0.5, 0.2, 0.05, key="data.val", persist_state=KEEP)
+        test_fraction = c2.slider("Test share (held out)", 0.0, 0.4, 0.0, 0.05, key="data.test", persist_state=KEEP)
+        split_seed = c3.number_input("Split seed", 0, 1_000_000, 0, key="data.seed", persist_state=KEEP)
+    slot_split = st.empty()
+
+    # ------------------------------------------------------------------------------------- check
+
+    slot_targets_for = {"targets": slot_targets, "features": slot_features, "kinds": slot_kinds, "split": slot_split,
+                        **slots}
+    if not targets:
+        slot_targets.info("Pick at least one target column.")
         st.session_state.pop(DATA_KEY, None)
         st.stop()
-    name, key = stored["name"], f"upload:{stored['id']}"
-else:
-    options = [b.name for b in BUILTINS if b.available]
-    choice = st.selectbox("Built-in dataset", options, key="data.builtin", persist_state=KEEP)
-    b = builtin(choice)
-    st.caption(b.description)
-    if b.file is None:
-        c1, c2, c3 = st.columns(3)
-        corr = c1.slider("Task correlation p", -1.0, 1.0, 0.5, 0.05, key="data.synth.p", persist_state=KEEP,
-                         help="cosine similarity of the two tasks' weight vectors (Ma et al. 2018, sec. 3.2)")
-        rows = c2.number_input("Rows", 100, 200_000, 10_000, 1_000, key="data.synth.rows", persist_state=KEEP)
-        seed = c3.number_input("Seed", 0, 10_000, 0, key="data.synth.seed", persist_state=KEEP)
-        df = make_synthetic(int(rows), float(corr), int(seed))
-        name, key = f"synthetic p={corr:g} n={int(rows)} seed={int(seed)}", f"synthetic:{corr}:{rows}:{seed}"
-    else:
-        df = load_builtin(b.file)
-        name, key = b.file, f"builtin:{b.file}"
-    suggested = {t.column: t for t in b.tasks}
-    suggested_drop = b.drop
-
-# ------------------------------------------------------------------------------------- overview
-
-profiles = profile(key, df)
-c1, c2, c3 = st.columns(3)
-c1.metric("Rows", f"{len(df):,}")
-c2.metric("Columns", f"{df.shape[1]:,}")
-c3.metric("Missing cells", f"{float(df.isna().to_numpy().mean()):.1%}")
-with st.expander("Preview (first 100 rows)", expanded=False):
-    st.dataframe(df.head(100), width="stretch", height=260)
-
-st.subheader("Columns")
-st.caption("The kind is inferred; change it in the **kind** column (e.g. treat integer codes as categorical, "
-           "or use an identifier-like column as a feature).")
-table = column_table(df, profiles)
-overrides_key = f"data.overrides.{key}"
-saved = st.session_state.get(overrides_key, {})
-shown = table.assign(kind=[saved.get(c, k) for c, k in zip(table["column"], table["kind"])],
-                     missing=table["missing"] * 100)
-edited = st.data_editor(
-    shown, key=f"data.kinds.{key}", hide_index=True, width="stretch", height=min(420, 38 + 35 * len(shown)),
-    disabled=["column", "type", "missing", "distinct", "examples"],
-    column_config={
-        "kind": st.column_config.SelectboxColumn("kind", options=[*OVERRIDABLE_KINDS, "empty"], required=True,
-                                                 help="how the column is used as a feature"),
-        "missing": st.column_config.NumberColumn("missing", format="%.1f %%", help="share of missing cells"),
-        "distinct": st.column_config.NumberColumn("distinct", help="number of distinct values"),
-    })
-inferred = dict(zip(table["column"], table["kind"]))
-overrides = {c: k for c, k in zip(edited["column"], edited["kind"])
-             if k != inferred[c] and k in OVERRIDABLE_KINDS and inferred[c] != "empty"}
-st.session_state[overrides_key] = overrides
-slot_kinds = st.empty()
-
-# ------------------------------------------------------------------------------------- targets
-
-st.subheader("Targets")
-columns = list(df.columns)
-targets_key = f"data.targets.{key}"
-if targets_key not in st.session_state:
-    st.session_state[targets_key] = [c for c in suggested if c in columns]
-targets = st.multiselect("Target columns (one task each)", columns, key=targets_key, persist_state=KEEP,
-                         help="each target becomes one task with its own tower (and gate, for MMoE)")
-slot_targets = st.empty()
-tasks, slots = [], {}
-for col in targets:
-    choices, default_kind, default_value = target_choices(df[col])
-    natural = default_value if default_kind == "binary" else None
-    spec = suggested.get(col)
-    if spec is not None:
-        default_kind = IS_VALUE if spec.positive is not None else spec.kind
-        default_value = spec.positive
-    kind_key, value_key = f"data.kind.{key}.{col}", f"data.value.{key}.{col}"
-    if kind_key not in st.session_state or st.session_state[kind_key] not in choices:
-        st.session_state[kind_key] = default_kind if default_kind in choices else choices[0]
-    c1, c2, c3 = st.columns([2, 2, 3])
-    c1.markdown(f"**{col}**")
-    kind = c2.selectbox(f"Kind of {col}", choices, key=kind_key, persist_state=KEEP, label_visibility="collapsed",
-                        format_func=lambda k: "is VALUE (binary)" if k == IS_VALUE else k)
-    value = None
-    if kind == IS_VALUE:
-        values = value_options(df[col])
-        if value_key not in st.session_state or st.session_state[value_key] not in values:
-            st.session_state[value_key] = (default_value if default_value in values else values[0]) if values else None
-        value = c3.selectbox(f"Positive value of {col}", values, key=value_key, persist_state=KEEP,
-                             label_visibility="collapsed", format_func=lambda v: f"{col} = {v}")
-    else:
-        c3.caption({"binary": f"two values; positive class: {natural!r}" if natural is not None
-                    else "needs exactly two values (use 'is VALUE' to pick one)",
-                    "regression": "a number (standardised for training)",
-                    "multiclass": "one class per distinct value"}.get(kind, ""))
-    slots[f"target:{col}"] = st.empty()
+    if len(tasks) != len(targets):
+        st.session_state.pop(DATA_KEY, None)
+        st.stop()
     try:
-        tasks.append(task_from_choice(col, kind, value))
+        config = build_config(profiles, tasks, features, overrides, val_fraction=float(val_fraction),
+                              test_fraction=float(test_fraction), seed=int(split_seed))
     except ConfigError as e:
-        slots[f"target:{col}"].error(str(e))
+        (slot_split if "fraction" in str(e) else slot_targets).error(str(e))
+        st.session_state.pop(DATA_KEY, None)
+        st.stop()
 
-# ------------------------------------------------------------------------------------- features
+    prepared, problems = checked(key, json.dumps(config.to_dict(), sort_keys=True, default=str), df, config)
+    if problems:
+        for control, message in problems.items():
+            target = slot_targets_for.get(control)
+            if target is None:
+                st.error(message)
+            else:
+                target.error(message)
+        st.session_state.pop(DATA_KEY, None)
+        st.stop()
 
-st.subheader("Features")
-feature_options = [c for c in columns if c not in targets]
-usable = usable_features(profiles, targets, overrides)
-default_features = [c for c in usable if c not in suggested_drop]
-feat_key, auto_key = f"data.features.{key}", f"data.features_auto.{key}"
-if st.session_state.get(auto_key, True):
-    st.session_state[feat_key] = default_features
-else:
-    st.session_state[feat_key] = [c for c in st.session_state.get(feat_key, []) if c in feature_options]
+    # ------------------------------------------------------------------------------------- summary
+
+    st.session_state[DATA_KEY] = {"name": name, "key": key, "frame": df, "data_config": config, "prepared": prepared}
+    summary = prepared.summary()
+    st.success(f"Ready to train on **{name}**: {len(tasks)} task(s), "
+               f"{len(prepared.feature_columns)} feature column(s).")
+    tables = summary_tables(summary)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Rows", f"{summary['rows']:,}")
+    c2.metric("Training rows", f"{summary['splits'].get('train', 0):,}")
+    c3.metric("Validation rows", f"{summary['splits'].get('val', 0):,}")
+    c4.metric("Test rows", f"{summary['splits'].get('test', 0):,}")
+    st.markdown("**Tasks**")
+    st.dataframe(tables["tasks"], hide_index=True, width="stretch")
+    feats = summary["features"]
+    st.markdown(f"**Features used** ({len(feats['numeric'])} numeric, {len(feats['categorical'])} categorical)")
+    used = pd.DataFrame(
+        [{"column": c, "as": "numeric" + (" (+ missing flag)" if c in feats["missing_indicators"] else "")}
+         for c in feats["numeric"]]
+        + [{"column": c, "as": f"categorical ({feats['cardinalities'][c]} values)"} for c in feats["categorical"]])
+    st.dataframe(used, hide_index=True, width="stretch", height=min(300, 38 + 35 * max(1, len(used))))
+    # full width, one below the other: a reason ("identifier-like (20000 distinct values, e.g. ...)") is
+    # long, and a table cell does not wrap, so a half-width table cut it (and the column names) off
+    st.markdown(f"**Not used as features** ({len(tables['ignored'])})")
+    longest = max([len(str(c)) for c in tables["ignored"]["column"]] + [8])
+    st.dataframe(tables["ignored"], hide_index=True, width="stretch",
+                 height=min(300, 38 + 35 * max(1, len(tables["ignored"]))),
+                 column_config={"column": st.column_config.TextColumn("column", width=min(360, 24 + 8 * longest))})
+    st.page_link(page("train"), label="Next: choose a model and train", icon=":material/model_training:")
 
 
-def _features_touched() -> None:
-    st.session_state[auto_key] = False
-
-
-features = st.multiselect(
-    f"Feature columns ({len(feature_options)} candidates; identifier-like, constant and empty columns are left "
-    "out unless you pick them)", feature_options, key=feat_key, on_change=_features_touched)
-if not st.session_state.get(auto_key, True) and st.button("Reset to the default features", key="data.feat_reset"):
-    st.session_state[auto_key] = True
-    st.rerun()
-slot_features = st.empty()
-
-with st.expander("Validation split", expanded=False):
-    c1, c2, c3 = st.columns(3)
-    val_fraction = c1.slider("Validation share", 0.05, 0.5, 0.2, 0.05, key="data.val", persist_state=KEEP)
-    test_fraction = c2.slider("Test share (held out)", 0.0, 0.4, 0.0, 0.05, key="data.test", persist_state=KEEP)
-    split_seed = c3.number_input("Split seed", 0, 1_000_000, 0, key="data.seed", persist_state=KEEP)
-slot_split = st.empty()
-
-# ------------------------------------------------------------------------------------- check
-
-slot_targets_for = {"targets": slot_targets, "features": slot_features, "kinds": slot_kinds, "split": slot_split,
-                    **slots}
-if not targets:
-    slot_targets.info("Pick at least one target column.")
-    st.session_state.pop(DATA_KEY, None)
-    st.stop()
-if len(tasks) != len(targets):
-    st.session_state.pop(DATA_KEY, None)
-    st.stop()
-try:
-    config = build_config(profiles, tasks, features, overrides, val_fraction=float(val_fraction),
-                          test_fraction=float(test_fraction), seed=int(split_seed))
-except ConfigError as e:
-    (slot_split if "fraction" in str(e) else slot_targets).error(str(e))
-    st.session_state.pop(DATA_KEY, None)
-    st.stop()
-
-prepared, problems = checked(key, json.dumps(config.to_dict(), sort_keys=True, default=str), df, config)
-if problems:
-    for control, message in problems.items():
-        target = slot_targets_for.get(control)
-        if target is None:
-            st.error(message)
-        else:
-            target.error(message)
-    st.session_state.pop(DATA_KEY, None)
-    st.stop()
-
-# ------------------------------------------------------------------------------------- summary
-
-st.session_state[DATA_KEY] = {"name": name, "key": key, "frame": df, "data_config": config, "prepared": prepared}
-summary = prepared.summary()
-st.success(f"Ready to train on **{name}**: {len(tasks)} task(s), "
-           f"{len(prepared.feature_columns)} feature column(s).")
-tables = summary_tables(summary)
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Rows", f"{summary['rows']:,}")
-c2.metric("Training rows", f"{summary['splits'].get('train', 0):,}")
-c3.metric("Validation rows", f"{summary['splits'].get('val', 0):,}")
-c4.metric("Test rows", f"{summary['splits'].get('test', 0):,}")
-st.markdown("**Tasks**")
-st.dataframe(tables["tasks"], hide_index=True, width="stretch")
-feats = summary["features"]
-st.markdown(f"**Features used** ({len(feats['numeric'])} numeric, {len(feats['categorical'])} categorical)")
-used = pd.DataFrame(
-    [{"column": c, "as": "numeric" + (" (+ missing flag)" if c in feats["missing_indicators"] else "")}
-     for c in feats["numeric"]]
-    + [{"column": c, "as": f"categorical ({feats['cardinalities'][c]} values)"} for c in feats["categorical"]])
-st.dataframe(used, hide_index=True, width="stretch", height=min(300, 38 + 35 * max(1, len(used))))
-# full width, one below the other: a reason ("identifier-like (20000 distinct values, e.g. ...)") is
-# long, and a table cell does not wrap, so a half-width table cut it (and the column names) off
-st.markdown(f"**Not used as features** ({len(tables['ignored'])})")
-longest = max([len(str(c)) for c in tables["ignored"]["column"]] + [8])
-st.dataframe(tables["ignored"], hide_index=True, width="stretch",
-             height=min(300, 38 + 35 * max(1, len(tables["ignored"]))),
-             column_config={"column": st.column_config.TextColumn("column", width=min(360, 24 + 8 * longest))})
-st.page_link(TRAIN_PAGE, label="Next: choose a model and train", icon=":material/model_training:")
+main()

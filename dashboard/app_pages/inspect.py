@@ -7,24 +7,17 @@ pages), then the newest finished run. Computations live in ``mmoe.views``; figur
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-_DASH = Path(__file__).resolve().parents[1]
-if str(_DASH) not in sys.path:  # `streamlit run dashboard/app_pages/inspect.py` / AppTest
-    sys.path.insert(0, str(_DASH))
-
-import charts  # noqa: E402
-from common import INSPECT_RUN_KEY, NA, store  # noqa: E402
-
-from mmoe import views as A  # noqa: E402
-from mmoe.views.jobview import duration_text, run_label  # noqa: E402
-from mmoe.runs.artifacts import PREDICTIONS  # noqa: E402
-from mmoe.runs.store import RunRecord, RunStore, StoreError  # noqa: E402
+from mmoe import views as A
+from mmoe.runs.artifacts import MODEL
+from mmoe.runs.store import RunRecord, RunStore, StoreError
+from mmoe.views.jobview import duration_text, run_label
+from mmoe_dashboard import charts
+from mmoe_dashboard.state import INSPECT_RUN_KEY, NA, predictions, predictions_version, store
 
 STATUS_BADGE = {"finished": "green", "running": "blue", "queued": "gray", "cancelled": "orange",
                 "diverged": "red", "failed": "red", "interrupted": "orange"}
@@ -33,18 +26,6 @@ HOVER_FEATURES = 3
 
 
 # ----------------------------------------------------------------------------- data (cached)
-
-def _mtime(s: RunStore, run_id: int) -> float:
-    p = s.artifact_dir(run_id) / PREDICTIONS
-    return p.stat().st_mtime if p.is_file() else -1.0
-
-
-@st.cache_data(max_entries=6, show_spinner="Loading the run's predictions…")
-def _predictions(home: str, run_id: int, mtime: float) -> pd.DataFrame | None:
-    if mtime < 0:
-        return None
-    return pd.read_parquet(Path(home) / str(run_id) / PREDICTIONS)
-
 
 @st.cache_data(max_entries=24, show_spinner=False)
 def _heatmap_payload(frame: pd.DataFrame, task: str, max_rows: int, features: tuple[str, ...],
@@ -287,11 +268,11 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
     if rec.model_config.get("arch") == "omoe":
         st.caption("OMoE has one gate shared by all tasks, so every task's panel is the same.")
     per_row = min(len(tasks), 3)
-    mtime = _mtime(s, rec.id)
+    version = predictions_version(rec.id)
     for i in range(0, len(tasks), per_row):
         cols = st.columns(per_row)
         for col, task in zip(cols, tasks[i:i + per_row]):
-            g, pos, hover = _heatmap_payload(frame, task, shown, feats, kinds[task], (str(s.home), rec.id, mtime))
+            g, pos, hover = _heatmap_payload(frame, task, shown, feats, kinds[task], (str(s.home), rec.id, version))
             key = f"inspect.heat.{rec.id}.{task}"
             col.plotly_chart(charts.gate_heatmap(g, task, hover=hover, positions=pos), key=key,
                              on_select=functools.partial(_on_gate_click, key, row_key, rows), selection_mode="points",
@@ -346,18 +327,19 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
     if n_experts == 1:
         st.caption("This run has a single expert: every gate weight is 1.")
     ent = A.entropy_history(hist)
+    order = list(A.task_kinds(rec.data_config))    # the run's task order: one colour per task in every chart
     if frame is None:
         _no_predictions(rec)
         if not ent.empty:
-            st.plotly_chart(charts.entropy_figure(ent, n_experts), key="inspect.entropy")
+            st.plotly_chart(charts.entropy_figure(ent, n_experts, order), key="inspect.entropy")
         return
     st.subheader("Per-sample gate weights")
     gate_explorer(s, rec, frame)
     st.subheader("Expert utilisation")
     c1, c2 = st.columns(2)
     util = A.utilisation(frame)
-    c1.plotly_chart(charts.utilisation_figure(util), key="inspect.util")
-    c2.plotly_chart(charts.entropy_figure(ent, n_experts), key="inspect.entropy")
+    c1.plotly_chart(charts.utilisation_figure(util, tasks=order), key="inspect.util")
+    c2.plotly_chart(charts.entropy_figure(ent, n_experts, order), key="inspect.entropy")
     st.subheader("How alike are the tasks' gates?")
     tasks = A.gate_tasks(frame)
     if len(tasks) < 2:
@@ -383,10 +365,9 @@ def downloads_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -
                    "`prob:<task>:<class>`, `gate:<task>:e<i>`.")
     else:
         _no_predictions(rec)
-    if s.has_artifact(rec.id, "model.pt"):
-        folder = s.artifact_dir(rec.id)
+    if s.has_artifact(rec.id, MODEL):
         st.download_button("Download the model (model.pt + model.json + preprocessor.json, zip)",
-                           data=lambda: A.model_archive(folder) or b"", file_name=f"run{rec.id}-{_slug(rec.name)}-model.zip",
+                           data=lambda: A.model_archive(s, rec.id) or b"", file_name=f"run{rec.id}-{_slug(rec.name)}-model.zip",
                            mime="application/zip", on_click="ignore", icon=":material/download:", key="inspect.dl_model")
         st.caption(f"Score new data with it: `python -m mmoe predict --run {rec.id} --data FILE.csv --out preds.csv`.")
     else:
@@ -425,7 +406,7 @@ def main() -> None:
 
     header(rec)
     try:
-        frame = _predictions(str(s.home), rid, _mtime(s, rid))
+        frame = predictions(rid)
     except Exception as e:  # a damaged artifact must not take the page down
         st.error(f"Could not read this run's predictions: {type(e).__name__}: {e}")
         frame = None

@@ -5,153 +5,171 @@ import dataclasses
 
 import streamlit as st
 
-from common import DATA_KEY, DATA_PAGE, NA, manager, open_in_inspect, store
-from mmoe.config import ConfigError, TrainConfig
-from mmoe.views.datasets import with_task_weights
-from mmoe.views.jobview import KEY_METRICS, curves_frame, jobs_frame, metrics_frame, outcome, progress_text, runs_overview
+from mmoe.config import ConfigError
 from mmoe.nn import build_model, count_parameters
-from mmoe.views.presets import PRESETS, compare_configs
 from mmoe.runs.runner import submit_training
-from widgets import (apply_preset, init_defaults, loss_curve_figure, model_widgets, task_weight_widgets,
-                     train_widgets)
+from mmoe.views.datasets import with_task_weights
+from mmoe.views.jobview import (
+    KEY_METRICS,
+    curves_frame,
+    jobs_frame,
+    metrics_frame,
+    outcome,
+    progress_text,
+    runs_overview,
+)
+from mmoe.views.presets import PRESETS, compare_configs
+from mmoe_dashboard.charts import loss_curve_figure
+from mmoe_dashboard.state import DATA_KEY, NA, manager, open_in_inspect, page, store
+from mmoe_dashboard.widgets import (
+    apply_preset,
+    init_defaults,
+    model_widgets,
+    task_weight_widgets,
+    train_widgets,
+)
 
 POLL_SECONDS = 1.0
 SHOWN_JOBS = 6       # jobs drawn as full cards (newest first); the table lists all of them
 
-st.title("Model & training")
-dataset = st.session_state.get(DATA_KEY)
+def main() -> None:
+    st.title("Model & training")
+    dataset = st.session_state.get(DATA_KEY)
 
-# ------------------------------------------------------------------------------------- settings
+    # ------------------------------------------------------------------------------------- settings
 
-if dataset is None:
-    st.info("No dataset is ready yet: choose one and its targets on the Data page first. "
-            "Runs started earlier are listed below.")
-    st.page_link(DATA_PAGE, label="Go to the Data page", icon=":material/table_view:")
-else:
-    prepared = dataset["prepared"]
-    tasks = prepared.tasks
-    st.caption(f"Dataset **{dataset['name']}** · tasks: "
-               + ", ".join(f"`{t.label()}`" for t in tasks)
-               + f" · {len(prepared.splits['train']):,} training rows")
-    init_defaults()
-    c1, c2 = st.columns([1, 2])
-    c1.selectbox("Preset", list(PRESETS), key="train.preset", on_change=apply_preset, persist_state="session",
-                 help="fills in all settings below; change any of them afterwards")
-    c2.caption(PRESETS[st.session_state.get("train.preset", next(iter(PRESETS)))].description)
+    if dataset is None:
+        st.info("No dataset is ready yet: choose one and its targets on the Data page first. "
+                "Runs started earlier are listed below.")
+        st.page_link(page("data"), label="Go to the Data page", icon=":material/table_view:")
+    else:
+        prepared = dataset["prepared"]
+        tasks = prepared.tasks
+        st.caption(f"Dataset **{dataset['name']}** · tasks: "
+                   + ", ".join(f"`{t.label()}`" for t in tasks)
+                   + f" · {len(prepared.splits['train']):,} training rows")
+        init_defaults()
+        c1, c2 = st.columns([1, 2])
+        c1.selectbox("Preset", list(PRESETS), key="train.preset", on_change=apply_preset, persist_state="session",
+                     help="fills in all settings below; change any of them afterwards")
+        c2.caption(PRESETS[st.session_state.get("train.preset", next(iter(PRESETS)))].description)
 
-    model_config = train_config = None
-    with st.container(border=True):
-        st.markdown("**Model**")
-        try:
-            model_config = model_widgets()
-        except ConfigError as e:
-            st.error(str(e))
-    with st.container(border=True):
-        st.markdown("**Training**")
-        try:
-            train_config = train_widgets()
-        except ConfigError as e:
-            st.error(str(e))
-        weighting, weights = task_weight_widgets(tasks)
-        run_name = st.text_input("Run name (optional)", key="train.name", persist_state="session",
-                                 placeholder=f"e.g. {dataset['name']} baseline")
-
-    data = with_task_weights(prepared, weights)
-    if train_config is not None:
-        train_config = dataclasses.replace(train_config, task_weighting=weighting)
-    if model_config is not None:
-        try:
-            n_params = count_parameters(build_model(model_config, data))
-            st.metric("Trainable parameters", f"{n_params:,}")
-        except Exception as e:  # noqa: BLE001 - a settings combination the model refuses
-            st.error(f"This model cannot be built with these settings: {e}")
-            model_config = None
-
-    ready = model_config is not None and train_config is not None
-    c1, c2, _ = st.columns([1, 2, 2])
-    train_clicked = c1.button("Train", type="primary", disabled=not ready, key="train.go")
-    compare_clicked = c2.button("Train MMoE, OMoE and Shared-Bottom", disabled=not ready, key="train.go3",
-                                help="queue the same data and settings once per architecture, to compare them")
-    slot_submit = st.empty()
-    if ready and (train_clicked or compare_clicked):
-        configs = compare_configs(model_config) if compare_clicked else [model_config]
-        try:
-            for mc in configs:
-                base = run_name.strip() or f"{mc.arch} on {dataset['name']}"
-                name = f"{base} [{mc.arch}]" if compare_clicked and run_name.strip() else base
-                submit_training(manager(), dataset["frame"], data.config, mc, train_config,
-                                store_home=str(store().home), name=name, dataset=dataset["name"], data=data)
-        except (ValueError, RuntimeError) as e:   # e.g. cuda asked for but absent
-            slot_submit.error(str(e))
-        else:
-            slot_submit.success(f"Queued {len(configs)} run(s); progress is shown below.")
-
-# ------------------------------------------------------------------------------------- live jobs
-
-st.divider()
-st.subheader("Runs in progress and finished in this session of the server")
-active_at_start = any(not j.done for j in manager().jobs())
-
-
-def _cancel(job_id: int) -> None:
-    manager().cancel(job_id)
-
-
-@st.fragment(run_every=POLL_SECONDS if active_at_start else None)
-def live_jobs() -> None:
-    jobs = manager().jobs()
-    snaps = [j.snapshot() for j in jobs]
-    if not snaps:
-        st.caption("No runs started since the server started. Press **Train** above.")
-    rank = {"running": 0, "queued": 1}   # running first, then the queue in order, then the newest ended
-    order = sorted(snaps, key=lambda p: (rank.get(p.status, 2), p.job_id if p.status == "queued" else -p.job_id))
-    for p in order[:SHOWN_JOBS]:
+        model_config = train_config = None
         with st.container(border=True):
-            head, b1, b2 = st.columns([5, 1, 1])
-            run = f" · run {p.run_id}" if p.run_id is not None else ""
-            head.markdown(f"**{p.name}** · job {p.job_id}{run} · `{p.status}` on {p.device}")
-            if not p.done:
-                # a callback, not `if st.button(): cancel; st.rerun(scope="fragment")`: it runs before the
-                # rerun the click causes, so this card already shows "cancelling…", and it works when
-                # that rerun is a full one (where scope="fragment" raises an exception)
-                b1.button("Cancel", key=f"train.cancel.{p.job_id}", disabled=p.cancel_requested,
-                          on_click=_cancel, args=(p.job_id,))
-            if p.run_id is not None and b2.button("Inspect", key=f"train.inspect.{p.job_id}"):
-                open_in_inspect(p.run_id)
-            st.progress(p.fraction, text=progress_text(p) + (" · cancelling…" if p.cancel_requested and not p.done
-                                                               else ""))
-            why = outcome(p)
-            if why:
-                (st.warning if p.status == "cancelled" else st.error)(why)
-            curves = curves_frame(p)
-            if not curves.empty:
-                c1, c2 = st.columns([3, 2])
-                c1.plotly_chart(loss_curve_figure(curves, f"Loss per task · job {p.job_id}"), width="stretch",
-                                key=f"train.curve.{p.job_id}")
-                m = metrics_frame(p.last_metrics, KEY_METRICS)
-                if not m.empty:
-                    c2.markdown(f"**Metrics after epoch {p.epoch}**")
-                    c2.dataframe(m.round(4), hide_index=True, width="stretch", placeholder=NA)
-    if len(snaps) > SHOWN_JOBS:
-        with st.expander(f"All {len(snaps)} jobs"):
-            st.dataframe(jobs_frame(snaps), hide_index=True, width="stretch", placeholder=NA)
-    if active_at_start and all(p.done for p in snaps):
-        st.rerun()   # everything ended: a full rerun redraws this fragment without its timer
+            st.markdown("**Model**")
+            try:
+                model_config = model_widgets()
+            except ConfigError as e:
+                st.error(str(e))
+        with st.container(border=True):
+            st.markdown("**Training**")
+            try:
+                train_config = train_widgets()
+            except ConfigError as e:
+                st.error(str(e))
+            weighting, weights = task_weight_widgets(tasks)
+            run_name = st.text_input("Run name (optional)", key="train.name", persist_state="session",
+                                     placeholder=f"e.g. {dataset['name']} baseline")
+
+        data = with_task_weights(prepared, weights)
+        if train_config is not None:
+            train_config = dataclasses.replace(train_config, task_weighting=weighting)
+        if model_config is not None:
+            try:
+                n_params = count_parameters(build_model(model_config, data))
+                st.metric("Trainable parameters", f"{n_params:,}")
+            except Exception as e:  # noqa: BLE001 - a settings combination the model refuses
+                st.error(f"This model cannot be built with these settings: {e}")
+                model_config = None
+
+        ready = model_config is not None and train_config is not None
+        c1, c2, _ = st.columns([1, 2, 2])
+        train_clicked = c1.button("Train", type="primary", disabled=not ready, key="train.go")
+        compare_clicked = c2.button("Train MMoE, OMoE and Shared-Bottom", disabled=not ready, key="train.go3",
+                                    help="queue the same data and settings once per architecture, to compare them")
+        slot_submit = st.empty()
+        if ready and (train_clicked or compare_clicked):
+            configs = compare_configs(model_config) if compare_clicked else [model_config]
+            try:
+                for mc in configs:
+                    base = run_name.strip() or f"{mc.arch} on {dataset['name']}"
+                    name = f"{base} [{mc.arch}]" if compare_clicked and run_name.strip() else base
+                    submit_training(manager(), dataset["frame"], data.config, mc, train_config,
+                                    store_home=str(store().home), name=name, dataset=dataset["name"], data=data)
+            except (ValueError, RuntimeError) as e:   # e.g. cuda asked for but absent
+                slot_submit.error(str(e))
+            else:
+                slot_submit.success(f"Queued {len(configs)} run(s); progress is shown below.")
+
+    # ------------------------------------------------------------------------------------- live jobs
+
+    st.divider()
+    st.subheader("Runs in progress and finished in this session of the server")
+    active_at_start = any(not j.done for j in manager().jobs())
 
 
-live_jobs()
+    def _cancel(job_id: int) -> None:
+        manager().cancel(job_id)
 
-# ------------------------------------------------------------------------------------- stored runs
 
-st.subheader("Stored runs")
-runs = store().runs_frame()
-if runs.empty:
-    st.caption(f"No stored runs in {store().home} yet.")
-else:
-    table = runs_overview(runs)
-    st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)), placeholder=NA)
-    c1, c2 = st.columns([2, 1])
-    pick = c1.selectbox("Run", table["id"].tolist(), key="train.pick_run", label_visibility="collapsed",
-                        format_func=lambda i: f"run {i}: {table.set_index('id').at[i, 'name']}")
-    if c2.button("Open in Inspect", key="train.open_run"):
-        open_in_inspect(int(pick))
+    @st.fragment(run_every=POLL_SECONDS if active_at_start else None)
+    def live_jobs() -> None:
+        jobs = manager().jobs()
+        snaps = [j.snapshot() for j in jobs]
+        if not snaps:
+            st.caption("No runs started since the server started. Press **Train** above.")
+        rank = {"running": 0, "queued": 1}   # running first, then the queue in order, then the newest ended
+        order = sorted(snaps, key=lambda p: (rank.get(p.status, 2), p.job_id if p.status == "queued" else -p.job_id))
+        for p in order[:SHOWN_JOBS]:
+            with st.container(border=True):
+                head, b1, b2 = st.columns([5, 1, 1])
+                run = f" · run {p.run_id}" if p.run_id is not None else ""
+                head.markdown(f"**{p.name}** · job {p.job_id}{run} · `{p.status}` on {p.device}")
+                if not p.done:
+                    # a callback, not `if st.button(): cancel; st.rerun(scope="fragment")`: it runs before the
+                    # rerun the click causes, so this card already shows "cancelling…", and it works when
+                    # that rerun is a full one (where scope="fragment" raises an exception)
+                    b1.button("Cancel", key=f"train.cancel.{p.job_id}", disabled=p.cancel_requested,
+                              on_click=_cancel, args=(p.job_id,))
+                if p.run_id is not None and b2.button("Inspect", key=f"train.inspect.{p.job_id}"):
+                    open_in_inspect(p.run_id)
+                st.progress(p.fraction, text=progress_text(p) + (" · cancelling…" if p.cancel_requested and not p.done
+                                                                   else ""))
+                why = outcome(p)
+                if why:
+                    (st.warning if p.status == "cancelled" else st.error)(why)
+                curves = curves_frame(p)
+                if not curves.empty:
+                    c1, c2 = st.columns([3, 2])
+                    c1.plotly_chart(loss_curve_figure(curves, f"Loss per task · job {p.job_id}"), width="stretch",
+                                    key=f"train.curve.{p.job_id}")
+                    m = metrics_frame(p.last_metrics, KEY_METRICS)
+                    if not m.empty:
+                        c2.markdown(f"**Metrics after epoch {p.epoch}**")
+                        c2.dataframe(m.round(4), hide_index=True, width="stretch", placeholder=NA)
+        if len(snaps) > SHOWN_JOBS:
+            with st.expander(f"All {len(snaps)} jobs"):
+                st.dataframe(jobs_frame(snaps), hide_index=True, width="stretch", placeholder=NA)
+        if active_at_start and all(p.done for p in snaps):
+            st.rerun()   # everything ended: a full rerun redraws this fragment without its timer
+
+
+    live_jobs()
+
+    # ------------------------------------------------------------------------------------- stored runs
+
+    st.subheader("Stored runs")
+    runs = store().runs_frame()
+    if runs.empty:
+        st.caption(f"No stored runs in {store().home} yet.")
+    else:
+        table = runs_overview(runs)
+        st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)), placeholder=NA)
+        c1, c2 = st.columns([2, 1])
+        pick = c1.selectbox("Run", table["id"].tolist(), key="train.pick_run", label_visibility="collapsed",
+                            format_func=lambda i: f"run {i}: {table.set_index('id').at[i, 'name']}")
+        if c2.button("Open in Inspect", key="train.open_run"):
+            open_in_inspect(int(pick))
+
+
+main()

@@ -78,6 +78,14 @@ class ArtifactIO:
                 why += f" ({rec.error})"
         raise StoreError(f"run {run_id} has no {path.name!r} in {path.parent}: {why}")
 
+    def artifact_version(self, run_id: int, name: str) -> float | None:
+        """When the artifact was last written (a cache key for readers), None when there is none."""
+        path = self._artifact_path(run_id, name)
+        return path.stat().st_mtime if path.is_file() else None
+
+    def read_bytes(self, run_id: int, name: str) -> bytes:
+        return self._readable(run_id, name).read_bytes()
+
     def has_artifact(self, run_id: int, name: str) -> bool:
         return self._artifact_path(run_id, name).is_file()
 

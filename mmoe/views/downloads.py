@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import warnings
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,16 +35,15 @@ def predictions_csv(frame: pd.DataFrame) -> bytes:
 
 
 
-def model_archive(artifact_dir: str | Path) -> bytes | None:
-    """model.pt + model.json + preprocessor.json zipped (None when the run saved no model)."""
-    folder = Path(artifact_dir)
-    if not (folder / MODEL).is_file():
+def model_archive(store, run_id: int) -> bytes | None:
+    """model.pt + model.json + preprocessor.json of a run, zipped (None when it saved no model)."""
+    if not store.has_artifact(run_id, MODEL):
         return None
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in MODEL_FILES:
-            if (folder / name).is_file():
-                z.write(folder / name, arcname=name)
+            if store.has_artifact(run_id, name):
+                z.writestr(name, store.read_bytes(run_id, name))
     return buf.getvalue()
 
 

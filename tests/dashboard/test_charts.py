@@ -2,17 +2,13 @@
 labelled in the legend, and gate heatmap clicks pick the nearest sample anywhere in a cell."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "dashboard"))
-import charts  # noqa: E402
-
-from mmoe import views as A  # noqa: E402
+from mmoe import views as A
+from mmoe_dashboard import charts
 
 
 @pytest.fixture
@@ -121,13 +117,33 @@ def test_gate_heatmap_draws_the_gates_it_is_given_and_a_line_at_each_group_bound
 def test_long_curves_drop_markers_so_train_and_validation_differ(epochs, markers):
     """Hundreds of markers merge into one thick line that hides the dotted/solid difference
     between training and validation (the job card, Inspect's curves and entropy charts)."""
-    import widgets
-
     e = np.arange(1, epochs + 1)
     long = pd.concat([pd.DataFrame({"epoch": e, "split": sp, "task": "price", "value": 1 / e, "loss": 1 / e})
                       for sp in ("train", "val")], ignore_index=True)
-    figs = [charts.task_curves(long), widgets.loss_curve_figure(long, "job"),
+    figs = [charts.task_curves(long), charts.loss_curve_figure(long, "job"),
             charts.entropy_figure(long.rename(columns={"value": "value"}), 4)]
     for fig in figs:
         modes = {t.mode for t in fig.data if t.name and "max ln" not in t.name and t.x is not None and len(t.x) > 2}
         assert modes == {"lines+markers" if markers else "lines"}, modes
+
+
+def test_one_curve_style_and_one_colour_per_task_in_every_per_epoch_chart():
+    """The job card, Inspect's curves and the gate entropy chart draw a split the same way (train
+    dotted, validation solid) and a task in the same colour."""
+    e = np.arange(1, 6)
+    long = pd.concat([pd.DataFrame({"epoch": e, "split": sp, "task": t, "value": 1 / e, "loss": 1 / e})
+                      for t in ("click", "like") for sp in ("train", "val")], ignore_index=True)
+    seen: dict[tuple[str, str], set] = {}
+    for fig in (charts.task_curves(long, tasks=["click", "like"]), charts.loss_curve_figure(long, "job"),
+                charts.entropy_figure(long, 4)):
+        for t in fig.data:
+            if t.x is None or not t.hovertemplate and not t.name:
+                continue
+            text = f"{t.name} {t.hovertemplate or ''}"
+            task = "click" if "click" in text else "like" if "like" in text else None
+            split = "val" if "validation" in text else "train" if "train" in text else None
+            if task and split:
+                seen.setdefault((task, split), set()).add((t.line.color, t.line.dash))
+    assert set(seen) == {(t, s) for t in ("click", "like") for s in ("train", "val")}
+    assert all(len(v) == 1 for v in seen.values()), seen
+    assert seen[("click", "train")] != seen[("like", "train")]

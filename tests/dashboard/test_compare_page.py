@@ -258,7 +258,7 @@ def test_curve_controls(page):
     at.slider(key="compare.smooth").set_value(0.5).run()
     fig = figure(chart(at, "compare.curve.click"))
     np.testing.assert_allclose(np.asarray(val_trace(fig, label)["y"], float), debiased_ema(stored("loss", "val"), 0.5))
-    np.testing.assert_allclose(np.asarray(val_trace(fig, label, "train")["y"], float),
+    np.testing.assert_allclose(np.asarray(val_trace(fig, label, "training")["y"], float),
                                debiased_ema(stored("loss", "train"), 0.5))
     at.toggle(key="compare.train_curves").set_value(False).run()
     fig = figure(chart(at, "compare.curve.click"))
@@ -271,9 +271,7 @@ def test_curve_controls(page):
 
 
 def test_run_colour_is_stable_across_charts(page):
-    import sys
-    sys.path.insert(0, str(Path(PAGE).parents[1]))
-    import charts
+    from mmoe_dashboard import charts
     assert charts.run_color(3) == charts.run_color(3) != charts.run_color(4)
     open_page, ids, _ = page
     at = open_page()

@@ -137,7 +137,7 @@ def test_training_tab_shows_the_stored_metrics_and_curves(page, stored):
         assert not at.exception and len(charts_of(at)) == 1
         traces = figure(chart(at, "inspect.curves"))["data"]
         for task in ("click", "score", "kind"):
-            for split, name in (("train", "train"), ("val", "validation")):
+            for split, name in (("train", "training"), ("val", "validation")):
                 want = hist[(hist.task == task) & (hist.split == split) & (hist.metric == metric)].sort_values("epoch")
                 got = [t for t in traces if t["hovertemplate"].startswith(f"{task} {name}<br>")]
                 if want.empty:                                 # gate entropy: logged on validation only

@@ -1,0 +1,89 @@
+"""What the pages share: the process-wide run store and job manager (st.cache_resource), the
+session-state keys, and the one registry of pages (``page(name)``: the same st.Page for the
+navigation, links and switches). Nothing here trains or computes: that lives in ``mmoe``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from mmoe.runs.artifacts import PREDICTIONS
+from mmoe.runs.jobs import JobManager, get_manager
+from mmoe.runs.store import RunStore
+
+PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
+# name -> (title, icon); the first is the default page
+PAGES = {
+    "data": ("Data", ":material/table_view:"),
+    "train": ("Model & training", ":material/model_training:"),
+    "inspect": ("Inspect", ":material/search_insights:"),
+    "compare": ("Compare", ":material/compare:"),
+}
+
+
+def page(name: str) -> st.Page:
+    """The st.Page of page ``name`` (one of PAGES); equal objects for navigation, links and switches."""
+    title, icon = PAGES[name]
+    return st.Page(PAGES_DIR / f"{name}.py", title=title, icon=icon, default=name == next(iter(PAGES)))
+
+
+@st.cache_resource(show_spinner=False)
+def _store(home: str) -> RunStore:
+    return RunStore(home)
+
+
+def store() -> RunStore:
+    """The run store in $MMOE_HOME (default ./runs), one per process and home folder."""
+    return _store(os.environ.get("MMOE_HOME", "runs"))
+
+
+@st.cache_resource(show_spinner=False)
+def _manager() -> JobManager:
+    return get_manager()
+
+
+def manager() -> JobManager:
+    """The process-wide background job queue (runs survive page refreshes and closed tabs).
+
+    A manager that was shut down (tests do that) is replaced by a fresh one."""
+    m = _manager()
+    if m.is_shutdown:
+        _manager.clear()
+        m = _manager()
+    return m
+
+
+@st.cache_data(max_entries=12, show_spinner="Loading the run's predictions…")
+def _predictions(home: str, run_id: int, version: float) -> pd.DataFrame:
+    return store().load_frame(run_id, PREDICTIONS)
+
+
+def predictions_version(run_id: int) -> float | None:
+    """A cache key that changes when the run's predictions are rewritten (None: there are none)."""
+    return store().artifact_version(run_id, PREDICTIONS)
+
+
+def predictions(run_id: int) -> pd.DataFrame | None:
+    """A stored run's predictions frame (cached per version), None when it has none. An unreadable
+    file raises, so the page can say so."""
+    version = predictions_version(run_id)
+    return None if version is None else _predictions(str(store().home), int(run_id), version)
+
+
+# session_state keys shared between pages
+DATA_KEY = "mmoe.dataset"          # dict: name, frame, data_config (DataConfig), prepared (PreparedData | None)
+INSPECT_RUN_KEY = "mmoe.inspect_run"
+COMPARE_RUNS_KEY = "mmoe.compare_runs"
+
+# what every table shows in a cell with no value (st.dataframe's own default is the word "None")
+NA = "—"
+
+
+
+def open_in_inspect(run_id: int) -> None:
+    """Go to the Inspect page showing run ``run_id`` (Inspect reads ?run= first, then session_state)."""
+    st.session_state[INSPECT_RUN_KEY] = int(run_id)
+    st.switch_page(page("inspect"), query_params={"run": str(int(run_id))})
