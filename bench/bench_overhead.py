@@ -60,11 +60,11 @@ def job_run(store: str, epochs: int, device: str) -> dict:
     from mmoe.runs.store import RunStore
     from bench.peers.product import census_configs
 
-    from mmoe.runs.runner import submit_training
+    from mmoe.runs.runner import DataSource, submit_training
 
     dc, mc, tc = census_configs(epochs=epochs, device=device)
     t0 = time.perf_counter()
-    job = submit_training(get_manager(), str(common.CENSUS), dc, mc, tc, store_home=store, name="bench job",
+    job = submit_training(get_manager(), DataSource(str(common.CENSUS), dc), mc, tc, store_home=store, name="bench job",
                           dataset=common.CENSUS.name)
     polls = 0
     while not job.done:

@@ -164,7 +164,7 @@ class _ProgressBar:
 
 def cmd_train(a) -> int:
     from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
-    from mmoe.runs.runner import run_training
+    from mmoe.runs.runner import DataSource, run_training
     from mmoe.runs.store import RunStore
 
     path = Path(a.data)
@@ -197,7 +197,7 @@ def cmd_train(a) -> int:
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
-        summary = run_training(path, dc, mc, tc, store=store, name=a.name, dataset=path.name,
+        summary = run_training(DataSource(path, dc), mc, tc, store=store, name=a.name, dataset=path.name,
                                callbacks=[_ProgressBar(not a.quiet and sys.stderr.isatty())], cancel_event=cancel)
     finally:
         signal.signal(signal.SIGINT, previous)

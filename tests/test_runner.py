@@ -15,7 +15,7 @@ from mmoe.cli import main as cli_main
 from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
 from mmoe.data import prepare
 from mmoe.runs.jobs import JobManager
-from mmoe.runs.runner import load_run, predict_frame, run_training, submit_training
+from mmoe.runs.runner import DataSource, load_run, predict_frame, run_training, submit_training
 from mmoe.runs.store import RunStore, StoreError
 from mmoe.training import Callback
 
@@ -32,7 +32,7 @@ def manager():
 
 def test_run_training_stores_everything(tiny_frame, mmoe_home):
     store = RunStore(mmoe_home)
-    s = run_training(tiny_frame, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=2, batch_size=32), store=store,
+    s = run_training(DataSource(tiny_frame, DataConfig(tasks=TASKS)), MC, TrainConfig(epochs=2, batch_size=32), store=store,
                      name="first", dataset="tiny")
     assert s.status == "finished" and s.run_id == 1
     rec = store.get_run(1)
@@ -53,7 +53,7 @@ def test_trained_run_reaches_its_quality(tiny_frame, mmoe_home):
     below. Two epochs reach only AUC ~0.4 and accuracy ~0.28, so a model that stops learning fails."""
     torch.manual_seed(0)   # the model is built before fit seeds (see the module docstring)
     store = RunStore(mmoe_home)
-    s = run_training(tiny_frame, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=30, batch_size=32, lr=0.02, seed=0),
+    s = run_training(DataSource(tiny_frame, DataConfig(tasks=TASKS)), MC, TrainConfig(epochs=30, batch_size=32, lr=0.02, seed=0),
                      store=store)
     assert s.status == "finished" and s.epochs == 30
     assert s.metrics["click"]["auc"] >= 0.95 and s.metrics["click"]["accuracy"] >= 0.85
@@ -71,8 +71,8 @@ def test_trained_run_reaches_its_quality(tiny_frame, mmoe_home):
 
 def test_background_job_progress_and_store(tiny_frame, mmoe_home, manager):
     data = prepare(tiny_frame, DataConfig(tasks=TASKS))
-    job = submit_training(manager, tiny_frame, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=3, batch_size=16),
-                          store_home=mmoe_home, name="bg", dataset="tiny", data=data)
+    job = submit_training(manager, data, MC, TrainConfig(epochs=3, batch_size=16),
+                          store_home=mmoe_home, name="bg", dataset="tiny")
     assert job.wait(60)
     snap = job.snapshot()
     assert snap.status == "finished" and snap.run_id is not None
@@ -91,7 +91,7 @@ def _wait_until(check, what: str, timeout: float = 60):
 
 def test_cancel_background_job(tiny_frame, mmoe_home, manager):
     big = tiny_frame.sample(20_000, replace=True, random_state=0).reset_index(drop=True)
-    job = submit_training(manager, big, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=1000, batch_size=8),
+    job = submit_training(manager, DataSource(big, DataConfig(tasks=TASKS)), MC, TrainConfig(epochs=1000, batch_size=8),
                           store_home=mmoe_home, name="long")
     _wait_until(lambda: job.snapshot().run_id is not None and job.snapshot().samples_seen > 0,
                 "the job to start training")
@@ -131,8 +131,8 @@ def test_cancel_stops_training_within_one_batch(tiny_frame, mmoe_home, manager):
 
     def work(ctx):
         counters.append(_CountBatches(ctx.cancel_event))
-        s = run_training(big, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=1000, batch_size=8),
-                         store=RunStore(mmoe_home), data=data, callbacks=counters, cancel_event=ctx.cancel_event,
+        s = run_training(data, MC, TrainConfig(epochs=1000, batch_size=8),
+                         store=RunStore(mmoe_home), callbacks=counters, cancel_event=ctx.cancel_event,
                          on_run_created=ctx.set_run_id)
         return s.status
 
@@ -151,8 +151,8 @@ def test_cancel_stops_training_within_one_batch(tiny_frame, mmoe_home, manager):
 
 def test_jobs_queue_one_at_a_time(tiny_frame, mmoe_home, manager):
     data = prepare(tiny_frame, DataConfig(tasks=TASKS))
-    jobs = [submit_training(manager, tiny_frame, DataConfig(tasks=TASKS), ModelConfig(arch=a, num_experts=2),
-                            TrainConfig(epochs=1), store_home=mmoe_home, data=data)
+    jobs = [submit_training(manager, data, ModelConfig(arch=a, num_experts=2),
+                            TrainConfig(epochs=1), store_home=mmoe_home)
             for a in ("mmoe", "omoe", "shared-bottom")]
     assert [j.status for j in jobs][1:] == ["queued", "queued"] or jobs[0].done
     for j in jobs:
@@ -179,7 +179,7 @@ def test_failure_inside_training_is_recorded(tiny_frame, mmoe_home):
             Boom.ended_as = state.status
 
     store = RunStore(mmoe_home)
-    s = run_training(tiny_frame, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=5), store=store, callbacks=[Boom()])
+    s = run_training(DataSource(tiny_frame, DataConfig(tasks=TASKS)), MC, TrainConfig(epochs=5), store=store, callbacks=[Boom()])
     assert s.status == "failed" and "out of memory (simulated)" in s.message
     assert Boom.ended_as == "failed"   # training still reached on_train_end
     rec = RunStore(mmoe_home).get_run(s.run_id)
@@ -220,7 +220,7 @@ def test_disk_full_while_saving_is_recorded(tiny_frame, tmp_path, monkeypatch, c
 
 @pytest.mark.gpu
 def test_gpu_training_matches_contract(tiny_frame, mmoe_home):
-    s = run_training(tiny_frame, DataConfig(tasks=TASKS), MC, TrainConfig(epochs=2, device="cuda"),
+    s = run_training(DataSource(tiny_frame, DataConfig(tasks=TASKS)), MC, TrainConfig(epochs=2, device="cuda"),
                      store=RunStore(mmoe_home))
     assert s.status == "finished"
     assert torch.cuda.is_available()
@@ -243,7 +243,7 @@ def test_cancelled_run_metrics_describe_the_stored_model(tiny_frame, mmoe_home):
 
     store = RunStore(mmoe_home)
     tasks = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regression"))
-    s = run_training(tiny_frame, DataConfig(tasks=tasks), MC, TrainConfig(epochs=10, batch_size=8, lr=0.05),
+    s = run_training(DataSource(tiny_frame, DataConfig(tasks=tasks)), MC, TrainConfig(epochs=10, batch_size=8, lr=0.05),
                      store=store, callbacks=[CancelMidEpoch()], cancel_event=cancel)
     assert s.status == "cancelled" and s.epochs == 2
     frame = pd.read_parquet(store.artifact_dir(s.run_id) / "predictions.parquet")
@@ -252,3 +252,17 @@ def test_cancelled_run_metrics_describe_the_stored_model(tiny_frame, mmoe_home):
     rmse = float(np.sqrt(np.mean((y[ok] - p[ok]) ** 2)))
     assert store.get_run(s.run_id).final_metrics["score"]["rmse"] == pytest.approx(rmse, rel=1e-4)
     assert s.metrics["score"]["rmse"] == pytest.approx(rmse, rel=1e-4)
+
+
+def test_one_data_input_prepared_or_a_source(tiny_frame, tmp_path, mmoe_home):
+    """run_training takes prepared data or a source with its config; the run stores that config and
+    names the dataset after the file."""
+    path = tmp_path / "tiny.csv"
+    tiny_frame.to_csv(path, index=False)
+    dc = DataConfig(tasks=TASKS, val_fraction=0.25)
+    store = RunStore(mmoe_home)
+    a = run_training(DataSource(path, dc), MC, TrainConfig(epochs=1), store=store)
+    b = run_training(prepare(path, dc), MC, TrainConfig(epochs=1), store=store)
+    for s in (a, b):
+        rec = store.get_run(s.run_id)
+        assert rec.dataset == "tiny.csv" and DataConfig.from_dict(rec.data_config) == dc

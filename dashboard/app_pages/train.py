@@ -94,8 +94,8 @@ def main() -> None:
                 for mc in configs:
                     base = run_name.strip() or f"{mc.arch} on {dataset['name']}"
                     name = f"{base} [{mc.arch}]" if compare_clicked and run_name.strip() else base
-                    submit_training(manager(), dataset["frame"], data.config, mc, train_config,
-                                    store_home=str(store().home), name=name, dataset=dataset["name"], data=data)
+                    submit_training(manager(), data, mc, train_config, store_home=str(store().home), name=name,
+                                    dataset=dataset["name"])
             except (ValueError, RuntimeError) as e:   # e.g. cuda asked for but absent
                 slot_submit.error(str(e))
             else:

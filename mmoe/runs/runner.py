@@ -92,23 +92,38 @@ def _stored_model_metrics(model: TabularModel, data: PreparedData, train_config:
     return evaluate(model, data, idx, device=device, batch_size=train_config.eval_batch_size)
 
 
-def run_training(source, data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig, *,
+@dataclass(frozen=True)
+class DataSource:
+    """A table not prepared yet: a path, upload bytes or DataFrame, and the DataConfig to prepare it
+    with. ``run_training`` prepares it before creating the run, so bad data creates no run."""
+
+    source: Any
+    config: DataConfig
+
+    @property
+    def name(self) -> str:
+        return Path(self.source).name if isinstance(self.source, (str, Path)) else "dataframe"
+
+
+def run_training(data: PreparedData | DataSource, model_config: ModelConfig, train_config: TrainConfig, *,
                  store: RunStore | None = None, name: str | None = None, dataset: str | None = None,
-                 data: PreparedData | None = None, callbacks: Sequence[Callback] = (),
-                 cancel_event: threading.Event | None = None,
+                 callbacks: Sequence[Callback] = (), cancel_event: threading.Event | None = None,
                  on_run_created: Callable[[int], None] | None = None) -> RunSummary:
-    """Train and store one run. Bad data raises ``DataError`` before any run is created;
-    a failure during training is recorded in the run (status failed) and returned, not raised."""
+    """Train and store one run on ``data`` (prepared, or a source with its config; the stored data
+    settings are ``data.config``). Bad data raises ``DataError`` before any run is created; a failure
+    during training is recorded in the run (status failed) and returned, not raised.
+    ``dataset``: the name shown for the data (default: the file's name)."""
     store = store or RunStore()
-    if data is None:
-        data = prepare(source, data_config)
+    if isinstance(data, DataSource):
+        dataset = dataset or data.name
+        data = prepare(data.source, data.config)
+    dataset = dataset or data.source.get("filename") or "dataframe"
+    data_config = data.config
     device = resolve_device(train_config.device)
     model = build_model(model_config, data)
     summary = dict(data.summary())
     summary["parameters"] = count_parameters(model)
     summary["device"] = str(device)
-    if dataset is None:
-        dataset = Path(source).name if isinstance(source, (str, Path)) else "dataframe"
     run_id = store.create_run(name, dataset=dataset,
                               data_config=data_config.to_dict(), model_config=model_config.to_dict(),
                               train_config=train_config.to_dict(), data_summary=summary)
@@ -194,9 +209,9 @@ class JobProgressCallback(Callback):
         self._publish(state, epoch_done=state.batch == state.batches, message=state.message or state.status)
 
 
-def submit_training(manager, source, data_config: DataConfig, model_config: ModelConfig,
+def submit_training(manager, data: PreparedData | DataSource, model_config: ModelConfig,
                     train_config: TrainConfig, *, store_home=None, name: str | None = None,
-                    dataset: str | None = None, data: PreparedData | None = None):
+                    dataset: str | None = None):
     """Queue a stored training run as a background job (what the dashboard's Train button does).
 
     Returns the ``Job``; its progress snapshot carries the run id once the run exists."""
@@ -204,8 +219,8 @@ def submit_training(manager, source, data_config: DataConfig, model_config: Mode
 
     def work(ctx) -> str:
         store = RunStore(store_home)
-        summary = run_training(source, data_config, model_config, train_config, store=store, name=name,
-                               dataset=dataset, data=data, callbacks=[JobProgressCallback(ctx)],
+        summary = run_training(data, model_config, train_config, store=store, name=name,
+                               dataset=dataset, callbacks=[JobProgressCallback(ctx)],
                                cancel_event=ctx.cancel_event, on_run_created=ctx.set_run_id)
         if summary.status in ENDED_BADLY:
             ctx.update(message=summary.message)
