@@ -249,13 +249,11 @@ def cmd_runs(a) -> int:
 def cmd_predict(a) -> int:
     from mmoe.data import read_csv
     from mmoe.runs.runner import predict_frame
-    from mmoe.runs.store import RunStore, StoreError
+    from mmoe.runs.store import RunStore
 
     store = RunStore(a.store)
-    try:
-        store.get_run(a.run)
-    except (StoreError, KeyError):
-        raise BadInput(f"--run {a.run}: no such run in {store.home}; list runs with: python -m mmoe runs") from None
+    if not store.exists(a.run):
+        raise BadInput(f"--run {a.run}: no such run in {store.home}; list runs with: python -m mmoe runs")
     path = Path(a.data)
     if not path.exists():
         raise BadInput(f"--data {a.data}: no such file")

@@ -91,12 +91,3 @@ def compute_metrics(kind: str, y_true: np.ndarray, pred: np.ndarray, n_classes: 
         return {"accuracy": float(skm.accuracy_score(y_true, hard)),
                 "macro_f1": _finite(skm.f1_score(y_true, hard, labels=labels, average="macro", zero_division=0)),
                 "logloss": _finite(skm.log_loss(y_true, p, labels=labels))}
-
-
-def is_better(metric: str, a: float, b: float) -> bool:
-    """Is value a better than value b for this metric (NaN never wins)."""
-    if a is None or not math.isfinite(a):
-        return False
-    if b is None or not math.isfinite(b):
-        return True
-    return a > b if METRIC_DIRECTIONS.get(metric, "min") == "max" else a < b

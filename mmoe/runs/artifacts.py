@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import numpy as np
 import pandas as pd
 
 from mmoe.runs.errors import StoreError, plain_json
@@ -89,12 +88,6 @@ class ArtifactIO:
     def has_artifact(self, run_id: int, name: str) -> bool:
         return self._artifact_path(run_id, name).is_file()
 
-    def list_artifacts(self, run_id: int) -> list[str]:
-        folder = self.artifact_dir(run_id)
-        if not folder.is_dir():
-            return []
-        return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-
     def save_model(self, run_id: int, state_dict: Mapping[str, Any], meta: dict) -> Path:
         """Save weights (model.pt, tensors moved to CPU) and their description (model.json)."""
         import torch
@@ -134,14 +127,3 @@ class ArtifactIO:
 
     def load_frame(self, run_id: int, name: str) -> pd.DataFrame:
         return pd.read_parquet(self._readable(run_id, name, ".parquet"))
-
-    def save_array(self, run_id: int, name: str, array: np.ndarray) -> Path:
-        """Save an array as .npy (``.npy`` added when the name has no suffix); no pickles."""
-        path = self._writable(run_id, name, ".npy")
-        with self._atomic(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(array), allow_pickle=False)
-        return path
-
-    def load_array(self, run_id: int, name: str) -> np.ndarray:
-        return np.load(self._readable(run_id, name, ".npy"), allow_pickle=False)

@@ -1,7 +1,7 @@
 """RunStore: where runs live. One SQLite database plus one artifact folder per run.
 
     home/runs.sqlite     runs (config, status, final metrics) and per-epoch metrics
-    home/<run_id>/       model.pt + model.json, preprocessor.json, predictions.parquet, *.npy
+    home/<run_id>/       model.pt + model.json, preprocessor.json, predictions.parquet (see artifacts)
 
 ``home`` is ``$MMOE_HOME`` (default ``./runs``); the dashboard and the CLI share it,
 possibly at the same time from different processes. SQLite runs in WAL mode with a
