@@ -118,14 +118,17 @@ def select_features(df: pd.DataFrame, config: DataConfig) -> tuple[list[str], li
     ignored: dict[str, str] = {}
     if config.features is not None:
         if not config.features:
-            raise DataError("the feature list is empty; list at least one column, or leave it unset to use all", field="features")
+            raise DataError("the feature list is empty; list at least one column, or leave it unset to use all",
+                            field="features")
         for c in config.features:
             if c not in df.columns:
                 raise DataError(f"feature column {c!r} is not in the data.{_close(c, cols)}", field="features")
             if c in targets:
-                raise DataError(f"column {c!r} is both a target and a feature; remove it from the features", field="features")
+                raise DataError(f"column {c!r} is both a target and a feature; remove it from the features",
+                                field="features")
             if c in config.drop:
-                raise DataError(f"column {c!r} is both a feature and dropped; remove it from one of the two lists", field="features")
+                raise DataError(f"column {c!r} is both a feature and dropped; remove it from one of the two lists",
+                                field="features")
         candidates, explicit = list(config.features), True
         for c in cols:
             if c not in candidates:
@@ -188,7 +191,8 @@ def prepare(source: Any, config: DataConfig, *, filename: str | None = None) -> 
     df = _load(source, filename, MIN_ROWS)
     for t in config.tasks:
         if t.column not in df.columns:
-            raise DataError(f"target column {t.column!r} is not in the data.{_close(t.column, df.columns)}", field=f"target:{t.column}")
+            raise DataError(f"target column {t.column!r} is not in the data.{_close(t.column, df.columns)}",
+                            field=f"target:{t.column}")
     numeric, categorical, ignored = select_features(df, config)
     splits = _split(len(df), config)
     pre = Preprocessor.fit(df, tasks=config.tasks, numeric_columns=numeric, categorical_columns=categorical,

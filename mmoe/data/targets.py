@@ -59,14 +59,16 @@ def target_encoding(s: pd.Series, task: TaskSpec, max_classes: int) -> TargetEnc
     col = task.column
     nn = s.dropna()
     if nn.empty:
-        raise DataError(f"target column {col!r} has no values (every row is missing); choose another target", field=f"target:{col}")
+        raise DataError(f"target column {col!r} has no values (every row is missing); choose another target",
+                        field=f"target:{col}")
     if task.kind == "regression":
         if not _is_numeric(s) or _is_bool_object(s) or s.dtype == bool:
             conv = pd.to_numeric(s, errors="coerce")
             bad = np.flatnonzero((conv.isna() & s.notna()).to_numpy())
             if bad.size:
                 raise DataError(f"target column {col!r} must be numeric for regression, but {_row_word(int(bad[0]))} "
-                                f"has {str(s.iloc[int(bad[0])])!r}; fix or blank such values, or use binary/multiclass", field=f"target:{col}")
+                                f"has {str(s.iloc[int(bad[0])])!r}; fix or blank such values, or use binary/multiclass",
+                                    field=f"target:{col}")
         a = _as_float(s)
         inf = np.flatnonzero(np.isinf(pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)))
         if inf.size:
