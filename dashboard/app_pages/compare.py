@@ -15,6 +15,7 @@ import streamlit as st
 
 from mmoe import views as A
 from mmoe.runs.store import RunRecord, RunStore, StoreError
+from mmoe.views.jobview import run_label
 from mmoe_dashboard import charts
 from mmoe_dashboard.state import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store
 
@@ -32,7 +33,7 @@ def _frame_of(run_id: int) -> pd.DataFrame | None:
 
 
 def _label(r: RunRecord) -> str:
-    return f"#{r.id} {r.name}"
+    return run_label(r.id, r.name)
 
 
 def _swatch(r: RunRecord) -> str:

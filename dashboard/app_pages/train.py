@@ -16,6 +16,7 @@ from mmoe.views.jobview import (
     metrics_frame,
     outcome,
     progress_text,
+    run_label,
     runs_overview,
 )
 from mmoe.views.presets import PRESETS, compare_configs
@@ -167,7 +168,7 @@ def main() -> None:
         st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)), placeholder=NA)
         c1, c2 = st.columns([2, 1])
         pick = c1.selectbox("Run", table["id"].tolist(), key="train.pick_run", label_visibility="collapsed",
-                            format_func=lambda i: f"run {i}: {table.set_index('id').at[i, 'name']}")
+                            format_func=lambda i: run_label(i, table.set_index("id").at[i, "name"]))
         if c2.button("Open in Inspect", key="train.open_run"):
             open_in_inspect(int(pick))
 

@@ -25,7 +25,9 @@ KEY_METRICS = ("loss", "auc", "accuracy", "rmse", "mae")   # what a compact metr
 
 def duration_text(seconds: float | None) -> str:
     """42 -> '0:42', 3725 -> '1:02:05', 0.3 -> '< 0:01', None -> '–'. The one format for
-    durations and ETAs on every page."""
+    durations and ETAs on every page. Two durations exist, each named where shown: the training
+    time (a run's ``train_seconds``, the optimisation steps only: "trained in", "training s") and the
+    wall time (a job's start to end, evaluation and saving included: "finished after ... wall time")."""
     if seconds is None or not math.isfinite(seconds):
         return "–"
     if 0 < seconds < 0.5:   # would round to 0:00, which reads as "did not run"
@@ -36,13 +38,17 @@ def duration_text(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
-def run_label(run_id: int, name: str, arch: str | None, dataset: str | None, status: str) -> str:
-    """'#3 baseline — mmoe on census.csv (finished)'; the 'arch on dataset' part is left out when
-    the name already says it (the default name of a run started from the dashboard)."""
-    what = f"{arch or '?'} on {dataset}"
-    if what.casefold() in " ".join(str(name).split()).casefold():
-        return f"#{run_id} {name} ({status})"
-    return f"#{run_id} {name} — {what} ({status})"
+def run_label(run_id: int, name: str, arch: str | None = None, dataset: str | None = None,
+              status: str | None = None) -> str:
+    """The one run label: '#3 baseline', with what it is and its status where known:
+    '#3 baseline — mmoe on census.csv (finished)'. The 'arch on dataset' part is left out when the
+    name already says it (the default name of a run started from the dashboard)."""
+    label = f"#{run_id} {name}"
+    if arch is not None or dataset is not None:
+        what = f"{arch or '?'} on {dataset}"
+        if what.casefold() not in " ".join(str(name).split()).casefold():
+            label += f" — {what}"
+    return label + (f" ({status})" if status else "")
 
 
 def progress_text(p: Progress) -> str:
@@ -60,7 +66,7 @@ def progress_text(p: Progress) -> str:
     if p.status == "running":
         parts.append(f"ETA {duration_text(p.eta_seconds)}")
     else:
-        parts.append(f"{p.status} after {duration_text(p.elapsed_seconds)}")
+        parts.append(f"{p.status} after {duration_text(p.elapsed_seconds)} wall time")
     return " · ".join(parts) if parts else p.status
 
 
@@ -133,11 +139,11 @@ def jobs_frame(snapshots: Iterable[Progress]) -> pd.DataFrame:
 def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     """The stored runs table trimmed to what a run list needs, newest first."""
     if runs is None or runs.empty:
-        return pd.DataFrame(columns=["id", "name", "status", "arch", "dataset", "epochs", "seconds", "created"])
+        return pd.DataFrame(columns=["id", "name", "status", "arch", "dataset", "epochs", "training s", "created"])
     df = runs.head(limit)
     out = pd.DataFrame({
         "id": df["id"], "name": df["name"], "status": df["status"], "arch": df["arch"], "dataset": df["dataset"],
-        "epochs": df["epochs"], "seconds": df["train_seconds"].round(1),
+        "epochs": df["epochs"], "training s": df["train_seconds"].round(1),
         "created": df["created_at"].astype(str).str[:19].str.replace("T", " "),
     })
     if df["error"].notna().any():

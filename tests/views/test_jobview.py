@@ -63,6 +63,7 @@ def test_duration_text_short_runs_and_run_label():
     assert run_label(1, "mmoe on census.csv", "mmoe", "census.csv", "finished") == "#1 mmoe on census.csv (finished)"
     assert run_label(2, "baseline", "omoe", "census.csv", "failed") == "#2 baseline — omoe on census.csv (failed)"
     assert run_label(3, "mmoe on census.csv [mmoe]", "mmoe", "census.csv", "finished").count("on census") == 1
+    assert run_label(4, "baseline") == "#4 baseline"          # the short form: Compare legends, run pickers
 
 
 def test_metrics_frame_train_rows_have_only_the_loss():
