@@ -14,6 +14,8 @@ import streamlit as st
 
 from mmoe import views as A
 from mmoe.runs.artifacts import MODEL
+from mmoe.runs.predictions import ROW, SPLIT, pred_col, target_col
+from mmoe.runs.status import ENDED_BADLY
 from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.jobview import duration_text, run_label
 from mmoe_dashboard import charts
@@ -34,9 +36,9 @@ def _heatmap_payload(frame: pd.DataFrame, task: str, max_rows: int, features: tu
     ``key`` (home, run, mtime) only keys the cache; frame hashing does the rest."""
     g = A.gate_matrix(frame, task)
     pos = A.order_and_sample(g, max_rows=max_rows)
-    rows = frame["_row"].to_numpy() if "_row" in frame else np.arange(len(frame))
-    tgt = frame.get(f"target:{task}")
-    prd = frame.get(f"pred:{task}")
+    rows = frame[ROW].to_numpy() if ROW in frame else np.arange(len(frame))
+    tgt = frame.get(target_col(task))
+    prd = frame.get(pred_col(task))
     labels = A.class_labels(frame, task) if kind == "multiclass" else []
     hover = []
     for p in pos:
@@ -100,7 +102,7 @@ def header(rec: RunRecord) -> None:
     if rec.samples_per_second:
         line += f" · {rec.samples_per_second:,.0f} samples/s"
     st.markdown(line)
-    if rec.status in ("failed", "diverged"):
+    if rec.status in ENDED_BADLY:
         st.error(f"**This run {rec.status}.** {rec.error or 'No error message was recorded.'}", icon="🚨")
     elif rec.status == "interrupted":
         st.warning(f"**This run was interrupted.** {rec.error or ''}")
@@ -179,11 +181,11 @@ def predictions_section(rec: RunRecord, frame: pd.DataFrame | None) -> None:
         _no_predictions(rec)
         return
     kinds = A.task_kinds(rec.data_config)
-    split = ", ".join(sorted(frame["_split"].unique())) if "_split" in frame else "validation"
+    split = ", ".join(sorted(frame[SPLIT].unique())) if SPLIT in frame else "validation"
     st.caption(f"{len(frame):,} stored rows ({split} split).")
     for task, kind in kinds.items():
         st.subheader(f"{task} · {kind}")
-        if f"pred:{task}" not in frame:
+        if pred_col(task) not in frame:
             st.info(f"No predictions stored for {task}.")
             continue
         n = A.labelled_count(frame, task)
@@ -250,7 +252,7 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
     kinds = A.task_kinds(rec.data_config)
     tasks = [t for t in kinds if A.gate_columns(frame, t)]
     feats = tuple(A.feature_columns(frame, rec.data_summary, kinds))
-    rows = frame["_row"].to_numpy() if "_row" in frame else np.arange(len(frame))
+    rows = frame[ROW].to_numpy() if ROW in frame else np.arange(len(frame))
     row_key = f"inspect.row.{rec.id}"
     n = len(frame)
     top = min(n, A.MAX_HEATMAP_ROWS)
