@@ -33,13 +33,9 @@ def run_cli(capsys, *args):
     return code, out, err
 
 
-def train(capsys, csv, *args, init_seed: int | None = None):
-    """``train --json`` that must finish; returns (JSON summary, stored record).
-
-    init_seed: seed torch first, for tests whose thresholds need one fixed initialisation (until the
-    trust issue #10 the initial weights ignore --seed: the xfail reproducibility tests)."""
-    if init_seed is not None:
-        torch.manual_seed(init_seed)
+def train(capsys, csv, *args):
+    """``train --json`` that must finish; returns (JSON summary, stored record). The run is a function
+    of its settings and ``--seed`` (default 0), initial weights included."""
     code, out, err = run_cli(capsys, "train", "--data", csv, "--json", "--quiet", *args)
     assert code == 0, err
     summary = strict_json(out.strip().splitlines()[-1])
@@ -61,7 +57,7 @@ def tiny_csv(tmp_path, tiny_frame):
 def test_train_json_runs_and_predict(capsys, tmp_path, tiny_csv, mmoe_home):
     """The documented --json summaries of train, runs and predict; the three tasks reach what this model
     reaches on the tiny frame (measured: AUC 0.98, RMSE 0.17 with noise 0.1, accuracy 0.975)."""
-    summary, rec = train(capsys, tiny_csv, *TASKS, *CONVERGE, "--experts", 3, init_seed=0)
+    summary, rec = train(capsys, tiny_csv, *TASKS, *CONVERGE, "--experts", 3)
     assert set(summary) >= {"run_id", "status", "epochs", "train_seconds", "samples_per_second", "metrics"}
     assert summary["epochs"] == 30 and rec.status == "finished" and rec.epochs == 30
     m = summary["metrics"]
@@ -97,7 +93,7 @@ def test_predict_reproduces_the_stored_predictions(capsys, tmp_path, tiny_csv, m
     every pred:, prob: and gate: column of a binary, a regression and a multiclass task. And those scores
     reproduce the run's reported metrics and the stored model's own gates. (fp32: with bf16 autocast the
     reported metrics come from the bf16 evaluation in training, about 1% off the stored fp32 model's.)"""
-    _, rec = train(capsys, tiny_csv, *TASKS, *CONVERGE, "--experts", 3, "--precision", "fp32", init_seed=0)
+    _, rec = train(capsys, tiny_csv, *TASKS, *CONVERGE, "--experts", 3, "--precision", "fp32")
     store = RunStore(mmoe_home)
     stored = store.load_frame(rec.id, "predictions.parquet")
     out_csv = tmp_path / "scored.csv"
@@ -210,8 +206,7 @@ def test_weight_decay_shrinks_the_stored_weights(capsys, tiny_csv, mmoe_home, ex
     store, norms = RunStore(mmoe_home), {}
     for wd in (0.0, 0.5):
         _, rec = train(capsys, tiny_csv, *TASKS, "--optimizer", "adamw", "--weight-decay", wd, "--epochs", 10,
-                       "--batch-size", 32, "--lr", 0.01, "--experts", 3, "--expert-hidden", 16, "--seed", 0, *extra,
-                       init_seed=0)
+                       "--batch-size", 32, "--lr", 0.01, "--experts", 3, "--expert-hidden", 16, "--seed", 0, *extra)
         assert rec.train_config["weight_decay"] == wd and rec.train_config["optimizer"] == "adamw"
         model, _ = load_run(store, rec.id)
         norms[wd] = float(torch.sqrt(sum((p.detach() ** 2).sum() for p in model.parameters())))
@@ -262,7 +257,7 @@ def test_json_is_strict_when_a_metric_is_nan(capsys, tmp_path, mmoe_home):
 def test_train_architectures(capsys, tiny_csv, mmoe_home, arch, extra):
     """Every architecture learns the tiny frame's three tasks (measured over six initialisations:
     AUC >= 0.972, RMSE <= 0.26, accuracy >= 0.9)."""
-    summary, rec = train(capsys, tiny_csv, *TASKS, *CONVERGE, "--arch", arch, "--experts", 4, *extra, init_seed=0)
+    summary, rec = train(capsys, tiny_csv, *TASKS, *CONVERGE, "--arch", arch, "--experts", 4, *extra)
     assert rec.arch == arch
     m = summary["metrics"]
     assert m["click"]["auc"] > 0.95, m
@@ -270,8 +265,6 @@ def test_train_architectures(capsys, tiny_csv, mmoe_home, arch, extra):
     assert m["kind"]["accuracy"] > 0.87, m
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="one seed, one result: fixed by the trust issue (#10)")
 def test_same_seed_twice_in_one_process_gives_the_same_run(capsys, tiny_csv, mmoe_home):
     """One seed, one result within one process too (the dashboard trains many runs in one process)."""
     a, _ = train(capsys, tiny_csv, *TASKS, *SMALL, "--seed", 3)

@@ -179,8 +179,6 @@ def test_ctrl_c_exits_130_and_keeps_the_model(tmp_path, mmoe_home):
     assert store.has_artifact(run_id, "model.pt") and store.has_artifact(run_id, "predictions.parquet")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="one seed, one result: fixed by the trust issue (#10)")
 def test_one_seed_one_result_across_fresh_processes(tmp_path, tiny_csv):
     """The same CSV, settings and --seed in two fresh processes give identical metrics and history;
     another seed gives different ones."""
@@ -195,7 +193,7 @@ def test_one_seed_one_result_across_fresh_processes(tmp_path, tiny_csv):
     try:
         for key, (home, proc) in procs.items():
             out, err = proc.communicate(timeout=TIMEOUT)
-            if proc.returncode != 0:   # not an AssertionError: a crash is a failure, never the expected xfail
+            if proc.returncode != 0:
                 raise RuntimeError(f"run {key} exited {proc.returncode}: {err}")
             summary = json.loads(out.strip().splitlines()[-1])
             runs[key] = (summary["metrics"], RunStore(home).history(summary["run_id"]))

@@ -120,7 +120,10 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     dataset = dataset or data.source.get("filename") or "dataframe"
     data_config = data.config
     device = resolve_device(train_config.device)
-    model = build_model(model_config, data)
+    # the initial weights are a function of the seed (one seed, one result); the caller's global RNG is left alone
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_config.seed)
+        model = build_model(model_config, data)
     summary = dict(data.summary())
     summary["parameters"] = count_parameters(model)
     summary["device"] = str(device)

@@ -1,7 +1,6 @@
 """Stored runs end to end, and training as a background job (what the dashboard does).
 
-Model weights are initialised before ``fit`` applies ``TrainConfig.seed`` (a known product bug handled
-elsewhere), so tests that assert trained results also seed torch explicitly before training.
+A run is a function of its data, settings and ``TrainConfig.seed`` (initial weights included).
 """
 import itertools
 import json
@@ -51,7 +50,6 @@ def test_trained_run_reaches_its_quality(tiny_frame, mmoe_home):
     """30 epochs on the tiny frame learn both tasks. Measured with these seeds: click AUC 0.982,
     kind accuracy 0.975 on the 40 validation rows (one row = 2.5 points); thresholds a few points
     below. Two epochs reach only AUC ~0.4 and accuracy ~0.28, so a model that stops learning fails."""
-    torch.manual_seed(0)   # the model is built before fit seeds (see the module docstring)
     store = RunStore(mmoe_home)
     s = run_training(DataSource(tiny_frame, DataConfig(tasks=TASKS)), MC, TrainConfig(epochs=30, batch_size=32, lr=0.02, seed=0),
                      store=store)
@@ -266,3 +264,29 @@ def test_one_data_input_prepared_or_a_source(tiny_frame, tmp_path, mmoe_home):
     for s in (a, b):
         rec = store.get_run(s.run_id)
         assert rec.dataset == "tiny.csv" and DataConfig.from_dict(rec.data_config) == dc
+
+
+def test_a_dashboard_job_and_a_cli_run_with_the_same_settings_are_identical(tiny_frame, tmp_path, mmoe_home,
+                                                                            manager, capsys):
+    """One seed, one result across paths: the CLI run and a background job (the dashboard's Train button)
+    given the CLI run's stored settings store bit-identical curves, metrics and weights."""
+    path = tmp_path / "tiny.csv"
+    tiny_frame.to_csv(path, index=False)
+    assert cli_main(["train", "--data", str(path), "--task", "click:binary=yes", "--task", "kind:multiclass",
+                     "--experts", "3", "--expert-hidden", "8", "--tower-hidden", "4", "--epochs", "3",
+                     "--batch-size", "32", "--lr", "0.01", "--seed", "5", "--json", "--quiet"]) == 0
+    capsys.readouterr()
+    store = RunStore(mmoe_home)
+    cli = store.get_run(1)
+    job = submit_training(manager, DataSource(path, DataConfig.from_dict(cli.data_config)),
+                          ModelConfig.from_dict(cli.model_config), TrainConfig.from_dict(cli.train_config),
+                          store_home=mmoe_home, name="job", dataset="tiny.csv")
+    assert job.wait(60) and job.snapshot().status == "finished"
+    dash = store.get_run(job.snapshot().run_id)
+    assert (dash.data_config, dash.model_config, dash.train_config) == (cli.data_config, cli.model_config,
+                                                                       cli.train_config)
+    assert dash.final_metrics == cli.final_metrics
+    assert store.history(dash.id)["value"].tolist() == store.history(cli.id)["value"].tolist()
+    a, _ = store.load_model_state(cli.id)
+    b, _ = store.load_model_state(dash.id)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
