@@ -6,11 +6,9 @@ model and preprocessing back, and scoring a new frame with it.
 """
 from __future__ import annotations
 
-import json
-import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -38,16 +36,6 @@ class RunSummary:
     samples_per_second: float = 0.0
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     message: str = ""
-
-    def to_json(self) -> str:
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and not math.isfinite(x):
-                return None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            return x
-        d = asdict(self)
-        return json.dumps(clean(d))
 
 
 class StoreCallback(Callback):
