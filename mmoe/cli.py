@@ -13,6 +13,7 @@ import math
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3, 130
@@ -31,11 +32,8 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m mmoe", description="Multi-task mixture-of-experts on tabular data.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train a model on a CSV and store the run")
+def _train_options(t: argparse.ArgumentParser) -> None:
+    """The options of ``train`` (``experiment`` takes the same)."""
     t.add_argument("--data", required=True, help="CSV file (.csv or .csv.gz; , ; or tab separated)")
     t.add_argument("--task", action="append", required=True, metavar="COL[:KIND]",
                    help="target column and kind: binary | regression | multiclass | binary=VALUE (repeat per task)")
@@ -71,9 +69,44 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m mmoe", description="Multi-task mixture-of-experts on tabular data.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model on a CSV and store the run")
+    _train_options(t)
+
+    e = sub.add_parser("experiment", help="train a grid of settings x seeds as one experiment",
+                       description="Every train option, plus --grid KEY=V1,V2 (repeatable; KEY is a train option "
+                                   "without its dashes; separate values with '/' when they contain commas, e.g. "
+                                   "expert-hidden=64,32/128) and --seeds N. Every setting gets the same seeds "
+                                   "(--seed, --seed+1, ...), so differences are paired.")
+    _train_options(e)
+    e.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="a setting to sweep")
+    e.add_argument("--seeds", type=int, default=3, help="seeds per setting (default 3)")
+
+    pp = sub.add_parser("paper", help="the MMoE paper's experiments: synthetic correlations, or census-income",
+                        description="Ma et al. (KDD 2018): MMoE vs OMoE vs Shared-Bottom at comparable parameter "
+                                    "counts, on two regression tasks of controlled correlation (default) or on "
+                                    "census-income (--census).")
+    pp.add_argument("--correlations", default="0.5,0.9,1.0", help="task correlations, comma separated")
+    pp.add_argument("--seeds", type=int, default=None, help="seeds per setting")
+    pp.add_argument("--rows", type=int, default=None, help="rows of synthetic data per run")
+    pp.add_argument("--epochs", type=int, default=None)
+    pp.add_argument("--census", nargs="?", const="", default=None, metavar="FILE",
+                    help="the census-income experiment instead (default file: the packaged 15,000-row sample)")
+    pp.add_argument("--device", default="auto")
+    pp.add_argument("--threads", type=int, default=None)
+    pp.add_argument("--store", default=None)
+    pp.add_argument("--name", default=None)
+    pp.add_argument("--json", action="store_true")
+    pp.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+
     r = sub.add_parser("runs", help="list stored runs")
     r.add_argument("--store", default=None)
     r.add_argument("--json", action="store_true")
+    r.add_argument("--experiments", action="store_true", help="list experiments instead of runs")
 
     pr = sub.add_parser("predict", help="score a CSV with a stored run")
     pr.add_argument("--run", required=True, type=int)
@@ -162,14 +195,10 @@ class _ProgressBar:
         return Bar()
 
 
-def cmd_train(a) -> int:
+def _configs(a):
+    """The train options -> (DataConfig, ModelConfig, TrainConfig); ``--seed`` seeds the split and the run."""
     from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
-    from mmoe.runs.runner import DataSource, run_training
-    from mmoe.runs.store import RunStore
 
-    path = Path(a.data)
-    if not path.exists():
-        raise BadInput(f"--data {a.data}: no such file; give the path of a CSV file")
     weights = {k: float(v) for k, v in _pairs(a.task_weight, "--task-weight").items()} if a.task_weight else {}
     tasks = []
     for text in a.task:
@@ -187,12 +216,32 @@ def cmd_train(a) -> int:
                      optimizer=a.optimizer, task_weighting=a.task_weighting, early_stopping_patience=a.patience,
                      device=a.device, seed=a.seed, threads=a.threads,
                      precision=a.precision)
-    if tc.device == "cuda":
+    return dc, mc, tc
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
         from mmoe.training import resolve_device
         try:
             resolve_device("cuda")
         except ValueError as e:
             raise BadInput(str(e)) from None
+
+
+def _data_path(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise BadInput(f"--data {text}: no such file; give the path of a CSV file")
+    return path
+
+
+def cmd_train(a) -> int:
+    from mmoe.runs.runner import DataSource, run_training
+    from mmoe.runs.store import RunStore
+
+    path = _data_path(a.data)
+    dc, mc, tc = _configs(a)
+    _check_device(tc.device)
     store = RunStore(a.store)
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
@@ -203,19 +252,99 @@ def cmd_train(a) -> int:
         signal.signal(signal.SIGINT, previous)
     if not a.json:
         print(f"run {summary.run_id} {summary.status} after {summary.epochs} epochs "
-              f"({summary.train_seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s)")
+              f"({summary.train_seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s): {summary.stop_reason}")
         for task, m in summary.metrics.items():
             print(f"  {task}: " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
     else:
         print(_json_line({"run_id": summary.run_id, "status": summary.status, "epochs": summary.epochs,
                           "train_seconds": summary.train_seconds, "samples_per_second": summary.samples_per_second,
-                          "metrics": summary.metrics, "message": summary.message}))
+                          "metrics": summary.metrics, "message": summary.message,
+                          "stop_reason": summary.stop_reason}))
     from mmoe.runs.status import ENDED_BADLY
 
     if summary.status in ENDED_BADLY:
         print(f"error: run {summary.run_id} {summary.status}: {summary.message}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_CANCELLED if summary.status == "cancelled" else EXIT_OK
+
+
+def _run_experiment(exp, a, store) -> int:
+    """Run an experiment in this process (Ctrl-C cancels it) and print its summary."""
+    from mmoe.runs.experiments import run_experiment, summarize
+    from mmoe.tasks import headline_metric
+    from mmoe.views.experiments import experiment_report
+
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+
+    def progress(p) -> None:
+        if p.last is not None and not a.quiet:
+            m = "  ".join(f"{t}: {k}={_fmt(ms[k])}" for t, ms in p.last.metrics.items()
+                          if (k := headline_metric(ms)))
+            print(f"run {p.runs_done}/{p.runs_total} (#{p.run_id}) {p.last.status}: {m}", file=sys.stderr)
+
+    started = time.perf_counter()
+    try:
+        exp_id = run_experiment(exp, store, cancel_event=cancel, on_progress=progress)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    summary = summarize(store, exp_id)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    if a.json:
+        print(_json_line(summary))
+    else:
+        print("\n".join(experiment_report(summary)))
+    if summary["status"] == "cancelled":
+        return EXIT_CANCELLED
+    statuses = [st for c in summary["configs"] for st in c["statuses"]]
+    return EXIT_FAILED if any(st in ("failed", "diverged") for st in statuses) else EXIT_OK
+
+
+def cmd_experiment(a) -> int:
+    from mmoe.runs.experiments import grid_experiment, parse_grid
+    from mmoe.runs.runner import DataSource
+    from mmoe.runs.store import RunStore
+
+    path = _data_path(a.data)
+    if not 1 <= a.seeds <= 1000:
+        raise BadInput(f"--seeds {a.seeds}: give between 1 and 1000 seeds")
+    dc, mc, tc = _configs(a)
+    _check_device(tc.device)
+    exp = grid_experiment(DataSource(path, dc), mc, tc, parse_grid(a.grid), range(a.seed, a.seed + a.seeds),
+                          name=a.name, dataset=path.name, split_follows_seed=True)
+    return _run_experiment(exp, a, RunStore(a.store))
+
+
+def cmd_paper(a) -> int:
+    import dataclasses
+
+    from mmoe.runs.paper import CENSUS_DEFAULTS, CENSUS_TRAIN, PAPER_DEFAULTS, PAPER_TRAIN, census_experiment, \
+        paper_experiment
+    from mmoe.runs.store import RunStore
+
+    _check_device(a.device)
+    try:
+        if a.census is not None:
+            if a.rows is not None:
+                raise BadInput("--rows is for the synthetic experiment; the census experiment uses the whole file")
+            from mmoe.views.datasets import DATA_DIR
+            path = _data_path(a.census) if a.census else DATA_DIR / "census_sample.csv.gz"
+            tc = dataclasses.replace(CENSUS_TRAIN, device=a.device, threads=a.threads)
+            exp = census_experiment(path, seeds=a.seeds or CENSUS_DEFAULTS["seeds"],
+                                    epochs=a.epochs or CENSUS_DEFAULTS["epochs"], train=tc, name=a.name)
+        else:
+            corrs = _csv_list(a.correlations)
+            try:
+                corrs = [float(c) for c in corrs]
+            except ValueError:
+                raise BadInput(f"--correlations {a.correlations!r}: give numbers, e.g. 0.5,0.9,1.0") from None
+            tc = dataclasses.replace(PAPER_TRAIN, device=a.device, threads=a.threads)
+            exp = paper_experiment(corrs, seeds=a.seeds or PAPER_DEFAULTS["seeds"],
+                                   rows=a.rows or PAPER_DEFAULTS["rows"], epochs=a.epochs or PAPER_DEFAULTS["epochs"],
+                                   train=tc, name=a.name)
+    except ValueError as e:
+        raise BadInput(f"paper: {e}") from None
+    return _run_experiment(exp, a, RunStore(a.store))
 
 
 def _fmt(v) -> str:
@@ -226,11 +355,15 @@ def cmd_runs(a) -> int:
     from mmoe.runs.store import RunStore
     from mmoe.tasks import PRIMARY_METRIC
 
-    runs = RunStore(a.store).list_runs()
+    store = RunStore(a.store)
+    if a.experiments:
+        return _list_experiments(store, a.json)
+    runs = store.list_runs()
     if a.json:
         print(_json_line([{"run_id": r.id, "name": r.name, "dataset": r.dataset, "arch": r.arch,
                            "status": r.status, "created_at": r.created_at, "epochs": r.epochs,
-                           "train_seconds": r.train_seconds, "metrics": r.final_metrics, "error": r.error}
+                           "train_seconds": r.train_seconds, "metrics": r.final_metrics, "error": r.error,
+                           "stop_reason": r.stop_reason, "experiment_id": r.experiment_id}
                           for r in runs]))
         return EXIT_OK
     if not runs:
@@ -243,6 +376,23 @@ def cmd_runs(a) -> int:
                             for t, m in (r.final_metrics or {}).items())
         secs = f"{r.train_seconds:.1f}" if r.train_seconds else "-"
         print(f"{r.id:>4}  {r.status:<11} {r.arch:<13} {r.epochs or 0:>6} {secs:>8}  {r.name[:24]:<24} {metrics}")
+        if r.stop_reason:
+            print(f"{'':>6}{r.stop_reason}")
+    return EXIT_OK
+
+
+def _list_experiments(store, as_json: bool) -> int:
+    exps = store.list_experiments()
+    if as_json:
+        from mmoe.runs.experiments import summarize
+        print(_json_line([summarize(store, e.id) for e in exps]))
+        return EXIT_OK
+    if not exps:
+        print("no experiments yet; start one with: python -m mmoe experiment ... --grid KEY=V1,V2 --seeds N")
+    for e in exps:
+        grid = " x ".join(f"{k} ({len(v)})" for k, v in e.spec.get("grid", [])) or "one setting"
+        print(f"{e.id:>4}  {e.status:<11} {len(store.experiment_runs(e.id)):>4} runs  {grid} x {len(e.seeds)} seeds"
+              f"  {e.name[:40]}")
     return EXIT_OK
 
 
@@ -327,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_dashboard(a, extra)
         if extra:
             raise BadInput(f"python -m mmoe {a.command}: unrecognized arguments: {' '.join(extra)} (see --help)")
-        return {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "synth": cmd_synth}[a.command](a)
+        return {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "synth": cmd_synth,
+                "experiment": cmd_experiment, "paper": cmd_paper}[a.command](a)
     except (BadInput, ConfigError, DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

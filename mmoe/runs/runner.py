@@ -36,6 +36,7 @@ class RunSummary:
     samples_per_second: float = 0.0
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     message: str = ""
+    stop_reason: str = ""
 
 
 class StoreCallback(Callback):
@@ -96,11 +97,13 @@ class DataSource:
 def run_training(data: PreparedData | DataSource, model_config: ModelConfig, train_config: TrainConfig, *,
                  store: RunStore | None = None, name: str | None = None, dataset: str | None = None,
                  callbacks: Sequence[Callback] = (), cancel_event: threading.Event | None = None,
-                 on_run_created: Callable[[int], None] | None = None) -> RunSummary:
+                 on_run_created: Callable[[int], None] | None = None,
+                 experiment: tuple[int, int] | None = None) -> RunSummary:
     """Train and store one run on ``data`` (prepared, or a source with its config; the stored data
     settings are ``data.config``). Bad data raises ``DataError`` before any run is created; a failure
     during training is recorded in the run (status failed) and returned, not raised.
-    ``dataset``: the name shown for the data (default: the file's name)."""
+    ``dataset``: the name shown for the data (default: the file's name); ``experiment``: (experiment id,
+    point index) when the run belongs to an experiment."""
     store = store or RunStore()
     if isinstance(data, DataSource):
         dataset = dataset or data.name
@@ -117,7 +120,9 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     summary["device"] = str(device)
     run_id = store.create_run(name, dataset=dataset,
                               data_config=data_config.to_dict(), model_config=model_config.to_dict(),
-                              train_config=train_config.to_dict(), data_summary=summary)
+                              train_config=train_config.to_dict(), data_summary=summary,
+                              experiment_id=experiment[0] if experiment else None,
+                              experiment_point=experiment[1] if experiment else None)
     if on_run_created is not None:
         on_run_created(run_id)
     store.save_text(run_id, PREPROCESSOR, data.preprocessor.to_json())
@@ -135,9 +140,9 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
         store.finish(run_id, result.status, final_metrics=result.metrics, epochs=result.epochs,
                      train_seconds=result.train_seconds, samples_per_second=result.samples_per_second,
                      error=result.message if result.status in ENDED_BADLY else None,
-                     best_epoch=result.best_epoch)
+                     best_epoch=result.best_epoch, stop_reason=result.stop_reason)
         return RunSummary(run_id, result.status, result.epochs, result.train_seconds, result.samples_per_second,
-                          result.metrics, result.message)
+                          result.metrics, result.message, result.stop_reason)
     except Exception as e:  # recorded, not raised: the caller reports the run's status
         msg = f"{type(e).__name__}: {e}"
         epochs = result.epochs if result else 0
@@ -145,8 +150,9 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
             return RunSummary(run_id, store.get_run(run_id).status, epochs, message=msg)
         store.finish(run_id, "failed", final_metrics=result.metrics if result else {}, epochs=epochs,
                      train_seconds=result.train_seconds if result else 0.0,
-                     samples_per_second=result.samples_per_second if result else 0.0, error=msg)
-        return RunSummary(run_id, "failed", epochs, message=msg)
+                     samples_per_second=result.samples_per_second if result else 0.0, error=msg,
+                     stop_reason=f"failed: {msg}")
+        return RunSummary(run_id, "failed", epochs, message=msg, stop_reason=f"failed: {msg}")
 
 
 def load_run(store: RunStore, run_id: int) -> tuple[TabularModel, Preprocessor]:

@@ -36,10 +36,11 @@ import pandas as pd
 
 from mmoe.runs.artifacts import ArtifactIO
 from mmoe.runs.errors import StoreError, dumps, final_value, loads, metric_value
+from mmoe.runs.experiment_store import EXPERIMENTS_SCHEMA, ExperimentIO
 from mmoe.runs.liveness import HOST, pid_alive, proc_start
 from mmoe.runs.status import ACTIVE, STATUSES, TERMINAL, TRANSITIONS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "runs.sqlite"
 BUSY_TIMEOUT_MS = 15_000
 
@@ -65,7 +66,10 @@ CREATE TABLE IF NOT EXISTS runs (
     final_metrics      TEXT,
     owner_pid          INTEGER,
     owner_host         TEXT,
-    owner_start        TEXT
+    owner_start        TEXT,
+    stop_reason        TEXT,
+    experiment_id      INTEGER,
+    experiment_point   INTEGER
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id  INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -77,9 +81,12 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (run_id, epoch, split, task, metric)
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
-"""
-# Future migrations: {from_version: sql}; applied in order by _migrate().
-_MIGRATIONS: dict[int, str] = {}
+""" + EXPERIMENTS_SCHEMA
+# {from_version: sql}; applied in order by _migrate() (then the schema above, IF NOT EXISTS, adds new tables)
+_MIGRATIONS: dict[int, str] = {
+    1: "ALTER TABLE runs ADD COLUMN stop_reason TEXT; ALTER TABLE runs ADD COLUMN experiment_id INTEGER;"
+       " ALTER TABLE runs ADD COLUMN experiment_point INTEGER",
+}
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,9 @@ class RunRecord:
     artifact_dir: Path
     owner_pid: int | None = None
     owner_host: str | None = None
+    stop_reason: str | None = None         # why it ended, in words (all epochs, early stopping, ...)
+    experiment_id: int | None = None       # the experiment it belongs to (see ``experiment_store``)
+    experiment_point: int | None = None    # which of the experiment's settings (its index)
 
     @property
     def active(self) -> bool:
@@ -139,7 +149,7 @@ class _Conn:
 
 # ----------------------------------------------------------------------------- store
 
-class RunStore(ArtifactIO):
+class RunStore(ArtifactIO, ExperimentIO):
     """SQLite-backed run registry with one artifact folder per run. Thread-safe."""
 
     def __init__(self, home: str | os.PathLike | None = None):
@@ -209,14 +219,14 @@ class RunStore(ArtifactIO):
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.db_path} was written by a newer MMoE Lab (schema {version}, "
                                  f"this one knows {SCHEMA_VERSION}); upgrade mmoe or use another --store")
+            if version:
+                self._migrate(c, version)
             # statement by statement: executescript() would COMMIT the open transaction
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
             if version == 0:
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            else:
-                self._migrate(c, version)
 
     @staticmethod
     def _migrate(c: sqlite3.Connection, version: int) -> None:
@@ -230,8 +240,10 @@ class RunStore(ArtifactIO):
     # -- runs ------------------------------------------------------------------------
 
     def create_run(self, name: str | None, *, dataset: str, data_config: dict, model_config: dict,
-                   train_config: dict, data_summary: dict | None = None, status: str = "queued") -> int:
-        """Register a new run (status queued or running) and return its id."""
+                   train_config: dict, data_summary: dict | None = None, status: str = "queued",
+                   experiment_id: int | None = None, experiment_point: int | None = None) -> int:
+        """Register a new run (status queued or running) and return its id; ``experiment_id`` /
+        ``experiment_point``: the experiment and the point of its grid the run belongs to."""
         status = str(status)
         if status not in ACTIVE:
             raise StoreError(f"a new run starts as queued or running, not {status!r}")
@@ -241,12 +253,12 @@ class RunStore(ArtifactIO):
         with self._tx() as c:
             cur = c.execute(
                 "INSERT INTO runs (name, dataset, arch, status, created_at, started_at, data_config,"
-                " model_config, train_config, data_summary, final_metrics, owner_pid, owner_host, owner_start)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " model_config, train_config, data_summary, final_metrics, owner_pid, owner_host, owner_start,"
+                " experiment_id, experiment_point) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (name.strip() if name else "", str(dataset), (model_config or {}).get("arch"), status, now,
                  now if status == "running" else None, dumps(dict(data_config)), dumps(dict(model_config)),
                  dumps(dict(train_config)), dumps(data_summary), dumps({}), os.getpid(), HOST,
-                 proc_start(os.getpid())))
+                 proc_start(os.getpid()), experiment_id, experiment_point))
             run_id = int(cur.lastrowid)
             if not name:
                 c.execute("UPDATE runs SET name = ? WHERE id = ?", (f"run-{run_id}", run_id))
@@ -307,8 +319,9 @@ class RunStore(ArtifactIO):
 
     def finish(self, run_id: int, status: str, *, final_metrics: Mapping[str, Mapping[str, float]],
                epochs: int, train_seconds: float, samples_per_second: float, error: str | None = None,
-               best_epoch: int | None = None) -> None:
-        """End a run: terminal status plus summary (final_metrics[task][metric] = value)."""
+               best_epoch: int | None = None, stop_reason: str | None = None) -> None:
+        """End a run: terminal status plus summary (final_metrics[task][metric] = value) and, in
+        words, why it stopped."""
         status = str(status)
         if status not in TERMINAL:
             raise StoreError(f"run {run_id}: finish() needs a final status "
@@ -320,10 +333,10 @@ class RunStore(ArtifactIO):
             old = self._status_of(c, run_id)
             self._check_transition(run_id, old, status)
             c.execute("UPDATE runs SET status=?, error=?, finished_at=?, final_metrics=?, epochs=?,"
-                      " train_seconds=?, samples_per_second=?, best_epoch=? WHERE id=?",
+                      " train_seconds=?, samples_per_second=?, best_epoch=?, stop_reason=? WHERE id=?",
                       (status, error, now, dumps(fm), int(epochs or 0), metric_value(train_seconds, "train_seconds"),
                        metric_value(samples_per_second, "samples_per_second"),
-                       None if best_epoch is None else int(best_epoch), int(run_id)))
+                       None if best_epoch is None else int(best_epoch), stop_reason, int(run_id)))
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
         return RunRecord(
@@ -334,7 +347,8 @@ class RunStore(ArtifactIO):
             data_config=loads(row["data_config"], {}), model_config=loads(row["model_config"], {}),
             train_config=loads(row["train_config"], {}), data_summary=loads(row["data_summary"]),
             final_metrics=loads(row["final_metrics"], {}), artifact_dir=self.artifact_dir(row["id"]),
-            owner_pid=row["owner_pid"], owner_host=row["owner_host"])
+            owner_pid=row["owner_pid"], owner_host=row["owner_host"], stop_reason=row["stop_reason"],
+            experiment_id=row["experiment_id"], experiment_point=row["experiment_point"])
 
     def get_run(self, run_id: int) -> RunRecord:
         try:
@@ -378,11 +392,11 @@ class RunStore(ArtifactIO):
 
         Columns: id, name, status, arch, dataset, tasks, created_at, started_at, finished_at,
         epochs, best_epoch, train_seconds, samples_per_second, error, experts, top_k,
-        expert_hidden, lr, batch_size, then ``metric:<task>:<name>`` for every final metric.
+        expert_hidden, lr, batch_size, stop_reason, experiment_id, then ``metric:<task>:<name>`` for every final metric.
         """
         base = ["id", "name", "status", "arch", "dataset", "tasks", "created_at", "started_at",
                 "finished_at", "epochs", "best_epoch", "train_seconds", "samples_per_second", "error",
-                "experts", "top_k", "expert_hidden", "lr", "batch_size"]
+                "experts", "top_k", "expert_hidden", "lr", "batch_size", "stop_reason", "experiment_id"]
         rows = []
         metric_cols: set[str] = set()
         for r in self.list_runs():
@@ -394,7 +408,8 @@ class RunStore(ArtifactIO):
                    "train_seconds": r.train_seconds, "samples_per_second": r.samples_per_second,
                    "error": r.error, "experts": mc.get("num_experts"), "top_k": mc.get("top_k"),
                    "expert_hidden": ",".join(map(str, eh)) if isinstance(eh, (list, tuple)) else eh,
-                   "lr": tc.get("lr"), "batch_size": tc.get("batch_size")}
+                   "lr": tc.get("lr"), "batch_size": tc.get("batch_size"), "stop_reason": r.stop_reason,
+                   "experiment_id": r.experiment_id}
             for task, named in (r.final_metrics or {}).items():
                 for metric, value in named.items():
                     col = f"metric:{task}:{metric}"
@@ -405,7 +420,7 @@ class RunStore(ArtifactIO):
         df = pd.DataFrame(rows, columns=cols)
         for col in sorted(metric_cols) + ["train_seconds", "samples_per_second", "lr"]:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-        for col in ("epochs", "best_epoch", "experts", "top_k", "batch_size"):
+        for col in ("epochs", "best_epoch", "experts", "top_k", "batch_size", "experiment_id"):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
         df["id"] = df["id"].astype("int64")
         return df
@@ -463,10 +478,11 @@ class RunStore(ArtifactIO):
             with self._tx() as c:
                 for r in dead:
                     cur = c.execute(
-                        "UPDATE runs SET status='interrupted', finished_at=?, error=COALESCE(error, ?)"
-                        " WHERE id=? AND status=? AND owner_pid IS ?",
+                        "UPDATE runs SET status='interrupted', finished_at=?, error=COALESCE(error, ?),"
+                        " stop_reason=COALESCE(stop_reason, ?) WHERE id=? AND status=? AND owner_pid IS ?",
                         (now, f"the process that ran it (pid {r['owner_pid']}) ended before the run finished",
-                         r["id"], r["status"], r["owner_pid"]))
+                         "interrupted: the process that ran it ended", r["id"], r["status"], r["owner_pid"]))
                     if cur.rowcount:
                         marked.append(int(r["id"]))
+        self.mark_interrupted_experiments()
         return marked

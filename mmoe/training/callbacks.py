@@ -110,8 +110,8 @@ class EarlyStopping(Callback):
         else:
             self.stale += 1
         if self.patience and self.stale >= self.patience:
-            state.request_stop(f"early stopping: validation loss did not improve for {self.stale} epochs; "
-                               f"restored epoch {state.best_epoch}")
+            state.request_stop(f"early stopping at epoch {state.epoch}: the {state.monitor_split} loss did not "
+                               f"improve for {self.stale} epochs; best epoch {state.best_epoch} restored")
 
     def on_train_end(self, state: TrainState) -> None:
         if self.best_state is not None and state.status in ("finished", "cancelled"):
@@ -127,4 +127,4 @@ class TimeBudget(Callback):
 
     def on_batch_end(self, state: TrainState) -> None:
         if state.train_seconds > self.max_seconds and not state.stop_requested:
-            state.request_stop(f"stopped after the time budget of {self.max_seconds:g} s")
+            state.request_stop(f"time budget of {self.max_seconds:g} s reached in epoch {state.epoch}")

@@ -38,6 +38,17 @@ class FitResult:
     device: str
     step: str = "fused"                # fused: mmoe.nn.fused's hand-written step; else "autograd (<why>)"
     placement: str = "resident"        # resident: the data lived on the device; streamed: batches copied from host memory
+    stop_reason: str = ""              # why it ended, in words: all epochs done, early stopping at ..., cancelled, ...
+
+
+def stop_reason(state: TrainState) -> str:
+    """Why a run ended, in one line (stored with the run and shown wherever it is listed)."""
+    if state.status == "finished" and not state.stop_requested:
+        return f"all {len(state.history)} epochs done"
+    reason = state.message or state.status
+    if state.status == "cancelled" and state.restored_epoch:
+        reason += f"; best epoch {state.restored_epoch} restored"
+    return reason
 
 
 def _finite_or_raise(x: float, where: str) -> None:
@@ -195,4 +206,4 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                      samples_per_second=state.samples_per_second, metrics=final,
                      history=state.history, device=str(device),
                      step="fused" if step.fused is not None else f"autograd ({step.fused_unsupported})",
-                     placement="resident" if resident else "streamed")
+                     placement="resident" if resident else "streamed", stop_reason=stop_reason(state))
