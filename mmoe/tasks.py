@@ -18,7 +18,10 @@ from torch import Tensor
 
 # metric -> "max" or "min" (which direction is better); used to highlight the best run
 METRIC_DIRECTIONS = {"auc": "max", "logloss": "min", "accuracy": "max", "rmse": "min", "mae": "min",
-                     "r2": "max", "macro_f1": "max", "loss": "min", "gate_entropy": "max"}
+                     "r2": "max", "macro_f1": "max", "loss": "min"}
+# what a run logs or shows about itself that is no score: no direction, never marked "best"
+# (gate entropy and expert utilisation describe the routing, uncertainty_log_var the loss weighting)
+DIAGNOSTIC_METRICS = frozenset({"gate_entropy", "utilisation", "uncertainty_log_var"})
 PRIMARY_METRIC = {"binary": "auc", "regression": "rmse", "multiclass": "accuracy"}
 
 

@@ -329,13 +329,15 @@ def test_metrics_frame_and_best_per_metric():
             _rec(3, metrics={"a": {"auc": 0.9, "loss": 0.3}})]
     m = A.metrics_frame(recs, ["x", "y", "z"])
     assert list(m.index) == ["x", "y", "z"]
+    assert list(m.columns)[0] == "a (binary) · auc"  # the task's kind in the name; its primary metric first
     best = A.best_per_metric(m)
-    assert best["a · auc"] == ["y", "z"]             # ties all win
-    assert best["a · loss"] == ["z"]                  # lower is better
-    assert "a · rmse" not in best                     # no finite value
+    assert best["a (binary) · auc"] == ["y", "z"]             # ties all win
+    assert best["a (binary) · loss"] == ["z"]                  # lower is better
+    assert "a (binary) · rmse" not in best                     # no finite value
     m["a · custom"] = [1, 2, 3]
     assert "a · custom" not in A.best_per_metric(m)  # unknown direction
     assert A.best_per_metric(m, {"a · custom": "min"})["a · custom"] == ["x"]
+    assert A.best_per_metric(m.iloc[:1]) == {}       # one run: nothing to beat
 
 
 def test_metric_direction():
@@ -387,11 +389,12 @@ def test_metrics_frame_coerces_none_and_drops_the_duplicate_loss():
                                                          "r": {"rmse": 1.1, "loss": 1.0}}, data_config=dc)
     m = A.metrics_frame([mmoe, sb], ["x", "y"])
     assert (m.dtypes == np.float64).all()
-    assert math.isnan(m.loc["y", "a · gate_entropy"])          # None -> NaN, shown as "—"
-    assert "a · loss" not in m.columns and "a · logloss" in m.columns
-    reg = f"r · {A.REGRESSION_LOSS}"
-    assert "r · loss" not in m.columns and m[reg].tolist() == [0.9, 1.0]
+    assert math.isnan(m.loc["y", "a (binary) · gate_entropy"])          # None -> NaN, shown as "—"
+    assert "a (binary) · loss" not in m.columns and "a (binary) · logloss" in m.columns
+    reg = f"r (regression) · {A.REGRESSION_LOSS}"
+    assert "r (regression) · loss" not in m.columns and m[reg].tolist() == [0.9, 1.0]
     assert A.metric_direction(reg) == "min" and A.best_per_metric(m)[reg] == ["x"]
+    assert "a (binary) · gate_entropy" not in A.best_per_metric(m)      # a diagnostic: never "best"
 
 
 @pytest.mark.parametrize("value,text", [(9999.39, "9,999.39"), (10900.041, "10,900.04"), (0.123456, "0.1235"),
