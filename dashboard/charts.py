@@ -5,6 +5,7 @@ axis titles, units, a legend where there is more than one trace, and a fixed hei
 """
 from __future__ import annotations
 
+import html
 import math
 from typing import Mapping, Sequence
 
@@ -147,8 +148,16 @@ def loss_curve_figure(curves: pd.DataFrame, title: str) -> go.Figure:
     return fig
 
 
-def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss") -> go.Figure:
-    """Runs overlaid for one task. ``series``: dicts run_id, label, split, epoch, value (already smoothed)."""
+def plain(text) -> str:
+    """User text (a run or column name) for a plotly title, legend or hover label: plotly reads a
+    little HTML (``<b>``, ``<br>``, entities) and ``%{...}`` in hover templates, so both are defused."""
+    return html.escape(str(text), quote=False).replace("%{", "%\u200b{")
+
+
+def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss", y_title: str | None = None) -> go.Figure:
+    """Runs overlaid for one task. ``series``: dicts run_id, label, split, epoch, value (already smoothed).
+    ``task`` names the chart (a task, or a task group such as ``quality (regression)``); ``y_title``
+    says what the metric is when the task's kind decides it (the loss: log loss or MSE)."""
     fig = go.Figure()
     shown = set()
     for s in series:
@@ -156,16 +165,17 @@ def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss") -> g
             continue
         first = s["run_id"] not in shown
         shown.add(s["run_id"])
+        label = plain(s["label"])
         fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode=curve_mode(len(s["epoch"])),
-                                 name=s["label"], legendgroup=str(s["run_id"]), showlegend=first,
+                                 name=label, legendgroup=str(s["run_id"]), showlegend=first,
                                  marker=dict(size=4), line=dict(color=run_color(s["run_id"]), dash=SPLIT_DASH[s["split"]]),
-                                 hovertemplate=f"{s['label']} ({SPLIT_NAME[s['split']]})<br>epoch %{{x}}<br>"
+                                 hovertemplate=f"{label} ({SPLIT_NAME[s['split']]})<br>epoch %{{x}}<br>"
                                                f"{metric} %{{y:.4g}}<extra></extra>"))
     if not fig.data:
-        return empty_figure(f"no {metric} history for {task}")
+        return empty_figure(f"no {metric} history for {plain(task)}")
     _epoch_axis(fig, np.concatenate([np.asarray(s["epoch"]) for s in series]))
-    fig.update_yaxes(title_text=_metric_title(metric))
-    return _layout(fig, title=f"{task}: {_metric_title(metric)} (solid validation, dotted train)", height=380)
+    fig.update_yaxes(title_text=y_title or _metric_title(metric))
+    return _layout(fig, title=f"{plain(task)}: {_metric_title(metric)} (solid validation, dotted train)", height=380)
 
 
 # ----------------------------------------------------------------------------- binary

@@ -8,13 +8,22 @@ derived from its id (``charts.run_color``).
 from __future__ import annotations
 
 import hashlib
-import html
 
 import pandas as pd
 import streamlit as st
 
 from mmoe import views as A
 from mmoe.runs.store import RunRecord, RunStore, StoreError
+from mmoe.views.comparing import (
+    MetricColumn,
+    compare_metrics,
+    curve_title,
+    experiment_members,
+    experiment_order,
+    group_members,
+    group_notes,
+    primary_columns,
+)
 from mmoe.views.jobview import run_label
 from mmoe_dashboard import charts
 from mmoe_dashboard.state import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store
@@ -36,41 +45,68 @@ def _label(r: RunRecord) -> str:
     return run_label(r.id, r.name)
 
 
+_HTML_TEXT = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'\\`*_[]~$#|"})
+
+
+def _html_text(text) -> str:
+    """User text inside ``st.markdown(..., unsafe_allow_html=True)``: HTML escaped, and the Markdown
+    marks (emphasis, code, links, math) written as character references, so it shows as typed."""
+    return str(text).translate(_HTML_TEXT)
+
+
 def _swatch(r: RunRecord) -> str:
     return (f"<span style='color:{charts.run_color(r.id)};font-size:1.2em'>■</span> "
-            f"<b>{html.escape(_label(r))}</b> · {html.escape(str(r.arch))} · {html.escape(r.status)}")
+            f"<b>{_html_text(_label(r))}</b> · {_html_text(r.arch)} · {_html_text(r.status)}")
 
 
-def _kinds(runs: list[RunRecord]) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _tasks(runs: list[RunRecord]) -> list[str]:
+    out: list[str] = []
     for r in runs:
-        for t, k in A.task_kinds(r.data_config).items():
-            out.setdefault(t, k)
+        out += [t for t in A.task_kinds(r.data_config) if t not in out]
     return out
+
+
+def _notes(notes: list[str]) -> None:
+    """Why a task's numbers are shown apart (plain text: the notes hold column and class names)."""
+    for note in notes:
+        st.text("ⓘ " + note)
+
+
+def _metric_config(cols: list[MetricColumn]) -> dict:
+    return {c.name: st.column_config.NumberColumn(c.header, format="%.4f", help=c.help) for c in cols}
+
+
+def _experiments(s: RunStore) -> dict[int, str]:
+    """experiment id -> its label ("#2 lr-sweep"); empty where the store keeps no experiments."""
+    try:
+        return {int(e.id): f"#{e.id} {e.name}" for e in getattr(s, "list_experiments", list)()}
+    except StoreError:
+        return {}
 
 
 # ----------------------------------------------------------------------------- table
 
-def runs_table(s: RunStore, runs: list[RunRecord]) -> tuple[pd.DataFrame, dict]:
-    """The table rows (one per run) with key metrics, and its column config."""
+def runs_table(s: RunStore, runs: list[RunRecord], experiments: dict[int, str]) -> tuple[pd.DataFrame, dict]:
+    """The table rows (one per run) with each task's primary metric, and its column config.
+
+    A task that is a different kind (or has a different positive class) in some runs gets one
+    column per kind, so a sort never ranks a log loss against an RMSE."""
     df = s.runs_frame()
-    kinds = _kinds(runs)
-    show = pd.DataFrame({"id": df["id"], "name": df["name"], "status": df["status"], "dataset": df["dataset"],
-                         "arch": df["arch"], "tasks": df["tasks"], "experts": df["experts"],
-                         "epochs": df["epochs"]})
-    cfg: dict = {"id": st.column_config.NumberColumn("id", format="%d", width="small"),
-                 "experts": st.column_config.NumberColumn("experts", width="small"),
-                 "epochs": st.column_config.NumberColumn("epochs", width="small")}
-    for task, kind in kinds.items():
-        for metric in (A.primary_metric(kind), "loss"):
-            col = f"metric:{task}:{metric}"
-            if col in df:
-                name = f"{task} · {metric}"
-                show[name] = df[col]
-                arrow = "↑" if A.metric_direction(metric) == "max" else "↓"
-                cfg[name] = st.column_config.NumberColumn(f"{name} {arrow}", format="%.4f",
-                                                          help=f"final validation {metric} of {task} "
-                                                               f"({'higher' if arrow == '↑' else 'lower'} is better)")
+    show = pd.DataFrame({"id": df["id"], "name": df["name"]})
+    cfg: dict = {"id": st.column_config.NumberColumn("id", format="%d", width="small")}
+    if "experiment_id" in df and df["experiment_id"].notna().any():
+        show["experiment"] = [None if pd.isna(e) else experiments.get(int(e), f"#{int(e)}")
+                              for e in df["experiment_id"]]
+        cfg["experiment"] = st.column_config.TextColumn("experiment", help="the experiment the run belongs to")
+    show["status"] = df["status"]
+    metrics, cols = primary_columns(runs, df)
+    for c in cols:
+        show[c.name] = metrics[c.name]
+    cfg.update(_metric_config(cols))
+    for col in ("dataset", "arch", "tasks", "experts", "epochs"):
+        show[col] = df[col]
+    cfg["experts"] = st.column_config.NumberColumn("experts", width="small")
+    cfg["epochs"] = st.column_config.NumberColumn("epochs", width="small")
     show["train s"] = df["train_seconds"]
     cfg["train s"] = st.column_config.NumberColumn("train s", format="%.1f", help="training time in seconds")
     show["created"] = pd.to_datetime(df["created_at"], utc=True, errors="coerce").dt.tz_convert(None)
@@ -86,7 +122,7 @@ def filters(table: pd.DataFrame) -> pd.DataFrame:
                              placeholder="any dataset")
     arch = c3.multiselect("Architecture", sorted(table["arch"].dropna().astype(str).unique()), key="compare.f_arch",
                           placeholder="any architecture")
-    text = c4.text_input("Search", key="compare.f_text", placeholder="name, id, task or error text")
+    text = c4.text_input("Search", key="compare.f_text", placeholder="name, id, task, dataset or experiment")
     out = table
     if status:
         out = out[out["status"].isin(status)]
@@ -97,10 +133,11 @@ def filters(table: pd.DataFrame) -> pd.DataFrame:
     if text.strip():
         needle = text.strip().lower()
         hay = (out["id"].astype(str) + " " + out["name"].astype(str) + " " + out["tasks"].astype(str) + " "
-               + out["dataset"].astype(str) + " " + out["arch"].astype(str)).str.lower()
+               + out["dataset"].astype(str) + " " + out["arch"].astype(str) + " "
+               + (out["experiment"].astype(str) if "experiment" in out else "")).str.lower()
         out = out[hay.str.contains(needle, regex=False)]
     c5, c6, _ = st.columns([2, 1, 3])
-    sortable = [c for c in out.columns if c not in ("tasks",)]
+    sortable = [c for c in out.columns if c not in ("tasks", "experiment")]
     by = c5.selectbox("Sort by", sortable, index=sortable.index("created"), key="compare.sort")
     desc = c6.toggle("Descending", value=True, key="compare.desc")
     return out.sort_values(by, ascending=not desc, na_position="last", kind="stable").reset_index(drop=True)
@@ -137,7 +174,19 @@ def _labelled_key(base: str, labels: list[str]) -> str:
 
 def _on_pick_change(key: str) -> None:
     """The multiselect changed: store it and tick the same rows in the table."""
-    ids = _ids(st.session_state.get(key))
+    _set_selection(_ids(st.session_state.get(key)))
+
+
+def _on_add_experiment(key: str, members: dict[int, list[int]]) -> None:
+    """An experiment was picked: add all its runs to the selection, then clear the box."""
+    exp = st.session_state.get(key)
+    if exp is not None:
+        _set_selection(sorted(set(_ids(st.session_state.get(COMPARE_RUNS_KEY))) | set(members.get(exp, [])),
+                              reverse=True))
+    st.session_state[key] = None
+
+
+def _set_selection(ids: list[int]) -> None:
     st.session_state[COMPARE_RUNS_KEY] = ids
     tkey, shown = st.session_state.get("compare.table_key"), st.session_state.get("compare.shown_ids", [])
     if tkey:
@@ -145,7 +194,8 @@ def _on_pick_change(key: str) -> None:
                                                 "columns": []}}
 
 
-def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[int, str]) -> list[int]:
+def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[int, str],
+              experiments: dict[int, tuple[str, list[int]]] | None = None) -> list[int]:
     """Render the runs table (tick rows to compare) and the selected-runs box; return the ids.
 
     ``st.session_state[COMPARE_RUNS_KEY]`` is the one source of truth; the table and the
@@ -179,8 +229,15 @@ def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[in
     pkey = _labelled_key(PICK, [fmt(i) for i in all_ids])
     if _ids(st.session_state.get(pkey)) != chosen or pkey not in st.session_state:
         st.session_state[pkey] = chosen
-    st.multiselect("Selected runs", all_ids, key=pkey, on_change=_on_pick_change, args=(pkey,),
-                   format_func=fmt, placeholder="tick runs in the table above")
+    box = st.columns([3, 1]) if experiments else [st.container()]
+    box[0].multiselect("Selected runs", all_ids, key=pkey, on_change=_on_pick_change, args=(pkey,),
+                       format_func=fmt, placeholder="tick runs in the table above")
+    if experiments:
+        members = {e: ids for e, (_, ids) in experiments.items()}
+        box[1].selectbox("Add an experiment's runs", list(experiments), index=None, key="compare.add_experiment",
+                         format_func=lambda e: f"{experiments[e][0]} ({len(experiments[e][1])} runs)",
+                         on_change=_on_add_experiment, args=("compare.add_experiment", members),
+                         placeholder="pick an experiment", help="selects every run of the experiment")
     if chosen:
         st.query_params["runs"] = ",".join(map(str, chosen))
     elif "runs" in st.query_params:
@@ -190,7 +247,7 @@ def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[in
 
 # ----------------------------------------------------------------------------- comparisons
 
-def curves_section(s: RunStore, runs: list[RunRecord]) -> None:
+def curves_section(s: RunStore, runs: list[RunRecord], notes: list[str]) -> None:
     hist = {r.id: s.history(r.id) for r in runs}
     metrics: list[str] = []
     for h in hist.values():
@@ -203,25 +260,26 @@ def curves_section(s: RunStore, runs: list[RunRecord]) -> None:
     smooth = c2.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="compare.smooth",
                        help="Exponential moving average of each curve; 0 shows the raw values.")
     splits = ["val"] + (["train"] if c3.toggle("Training curves", value=True, key="compare.train_curves") else [])
-    tasks = list(_kinds(runs))
+    _notes(notes)
     figs = []
-    for task in tasks:
+    for group, members in group_members(runs).items():   # one chart per task and kind: never one y-axis
         series = []
-        for r in runs:
+        for r in members:
             c = A.curves(hist[r.id], metric)
             for split in splits:
-                d = c[(c["task"] == task) & (c["split"] == split)]
+                d = c[(c["task"] == group.task) & (c["split"] == split)]
                 if not d.empty:
                     series.append({"run_id": r.id, "label": _label(r), "split": split, "epoch": d["epoch"].to_numpy(),
                                    "value": A.ema(d["value"].to_numpy(), smooth)})
         if series:
-            figs.append((task, charts.overlay_curves(series, task, metric)))
+            figs.append((group.label, charts.overlay_curves(series, group.label, metric,
+                                                            y_title=curve_title(metric, group.kind))))
     if not figs:
         st.info(f"No {metric} curves for the selected runs.")
     for i in range(0, len(figs), 2):
         cols = st.columns(2)
-        for col, (task, fig) in zip(cols, figs[i:i + 2]):
-            col.plotly_chart(fig, key=f"compare.curve.{task}")
+        for col, (name, fig) in zip(cols, figs[i:i + 2]):
+            col.plotly_chart(fig, key=f"compare.curve.{name}")
 
 
 def _highlight(df: pd.DataFrame, best: dict[str, list]) -> pd.DataFrame:
@@ -232,20 +290,37 @@ def _highlight(df: pd.DataFrame, best: dict[str, list]) -> pd.DataFrame:
     return css
 
 
-def tables_section(runs: list[RunRecord]) -> None:
+def _metrics_table(cmp, names: list[str], key: str, experiments: dict[str, str]) -> None:
+    m = cmp.frame[names]
+    best = {c: rows for c, rows in cmp.best().items() if c in names}
+    cfg = _metric_config([c for c in cmp.columns if c.name in names])
+    if experiments and any(experiments.values()):
+        m = m.copy()
+        m.insert(0, "experiment", [experiments.get(label) for label in m.index])
+        cfg["experiment"] = st.column_config.TextColumn("experiment")
+    styled = m.style.format("{:.4f}", na_rep=NA, subset=names).apply(lambda d: _highlight(d, best), axis=None)
+    st.dataframe(styled, key=key, placeholder=NA, column_config=cfg)
+
+
+def tables_section(runs: list[RunRecord], notes: list[str], experiments: dict[int, str]) -> None:
     labels = [_label(r) for r in runs]
     st.subheader("Final metrics")
-    m = A.metrics_frame(runs, labels)
-    if m.empty or m.columns.empty:
+    cmp = compare_metrics(runs, labels)
+    if cmp.frame.empty or cmp.frame.columns.empty:
         st.caption("None of the selected runs recorded final metrics.")
     else:
-        best = A.best_per_metric(m) if len(runs) > 1 else {}
-        styled = m.style.format("{:.4f}", na_rep=NA).apply(lambda d: _highlight(d, best), axis=None)
-        st.dataframe(styled, key="compare.metrics", placeholder=NA)
-        st.caption("Best value per metric highlighted (higher is better for auc, accuracy, macro F1, R² and gate "
-                   "entropy; lower for loss, log loss, RMSE and MAE). Validation split. For binary and multiclass "
-                   "tasks the training loss is the log loss; for regression it is the MSE on the standardised "
-                   "target.")
+        _notes(notes)
+        exp = {_label(r): experiments.get(r.experiment_id, f"#{r.experiment_id}")
+               for r in runs if getattr(r, "experiment_id", None) is not None}
+        _metrics_table(cmp, cmp.main, "compare.metrics", exp)
+        st.caption("Each task's primary metric (↑ higher is better, ↓ lower is better), validation split. The best "
+                   "value per column is highlighted, ranked only among runs in which the task has the same kind "
+                   "(and positive class).")
+        with st.expander(f"All final metrics ({len(cmp.columns)} columns)"):
+            _metrics_table(cmp, list(cmp.frame.columns), "compare.metrics_all", exp)
+            st.caption("For binary and multiclass tasks the training loss is the log loss (shown once, as "
+                       "logloss); for regression it is the MSE on the standardised target. Diagnostics such as "
+                       "gate entropy describe the model and are no score: they are never highlighted.")
     st.subheader("Settings")
     only = st.toggle("Differences only", value=True, key="compare.diff_only")
     d = A.settings_diff(runs, labels, only_differences=only)
@@ -260,7 +335,7 @@ def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
     gated = [r for r in runs if frames[r.id] is not None and A.has_gates(frames[r.id])]
     utils = {r.id: A.utilisation(frames[r.id]) for r in gated}
     ymax = max([float(u["weight"].max()) for u in utils.values() if not u.empty] or [1.0]) * 1.1
-    tasks = list(_kinds(gated)) if gated else []
+    tasks = _tasks(gated)
     task = st.selectbox("Heatmap task", tasks, key="compare.heat_task") if len(tasks) > 1 else (tasks[0] if tasks else None)
     for i in range(0, len(runs), MAX_SIDE_BY_SIDE):
         cols = st.columns(min(MAX_SIDE_BY_SIDE, len(runs)))
@@ -385,18 +460,21 @@ def main() -> None:
         return
     by_id = {r.id: r for r in runs}
     labels = {r.id: f"{_label(r)} ({r.arch}, {r.status})" for r in runs}
-    table, cfg = runs_table(s, runs)
+    names = _experiments(s)
+    experiments = {e: (names.get(e, f"#{e}"), ids) for e, ids in experiment_members(runs).items()}
+    table, cfg = runs_table(s, runs, names)
     view = filters(table)
-    chosen = [by_id[i] for i in selection(view, cfg, list(by_id), labels) if i in by_id]
+    chosen = experiment_order([by_id[i] for i in selection(view, cfg, list(by_id), labels, experiments) if i in by_id])
 
     if not chosen:
         st.info("Tick one or more runs in the table to compare their curves, settings, metrics and gates.")
     else:
         if len(chosen) > 8:
             st.warning(f"{len(chosen)} runs selected: the charts get crowded beyond about 8.")
+        notes = group_notes(chosen)
         st.header("Curves")
-        curves_section(s, chosen)
-        tables_section(chosen)
+        curves_section(s, chosen, notes)
+        tables_section(chosen, notes, names)
         st.header("Gates")
         gates_section(s, chosen)
     st.header("Manage runs")

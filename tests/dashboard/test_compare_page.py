@@ -2,6 +2,7 @@
 settings, highlighted metrics and gates side by side; runs can be renamed and deleted."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mmoe.config import DataConfig, ModelConfig, TrainConfig
+from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
 from mmoe.runs.runner import DataSource, run_training
 from mmoe.runs.store import RunStore
 
@@ -18,6 +19,8 @@ from helpers import HIGHER_IS_BETTER, TASKS, best_rows, chart, figure, highlight
 
 PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "compare.py")
 SEED = 0
+CLICK, SCORE, KIND = "click (binary=yes)", "score (regression)", "kind (multiclass)"   # TASKS, as Compare names them
+DIAGNOSTICS = {"gate_entropy"}          # written out here, not imported: no direction, never "best"
 
 
 def make_runs(home: Path) -> dict[str, int]:
@@ -84,6 +87,17 @@ def select_rows(at: AppTest, ids: list[int]) -> AppTest:
     return at
 
 
+def task_of(column: str) -> str:
+    """The task of a metrics column "<task> (<kind>) · <metric>"."""
+    return column.split(" · ")[0].rsplit(" (", 1)[0]
+
+
+def headers(table) -> dict[str, str]:
+    """column -> the title the browser shows (its column_config label)."""
+    cfg = json.loads(table.proto.columns or "{}")
+    return {c: cfg.get(c, {}).get("label", c) for c in table.value.columns}
+
+
 def stored_value(rec, task: str, metric: str) -> float:
     return float((rec.final_metrics or {}).get(task, {}).get(metric, np.nan))
 
@@ -99,16 +113,18 @@ def test_table_lists_all_runs_with_their_stored_metrics(page):
     at = open_page()
     t = table(at)
     assert sorted(t["id"]) == sorted(ids.values())
-    assert {"name", "status", "dataset", "arch", "click · auc", "score · rmse", "kind · accuracy",
+    assert {"name", "status", "dataset", "arch", CLICK + " · auc", SCORE + " · rmse", KIND + " · accuracy",
             "train s", "created"} <= set(t.columns)
+    # each task's primary metric comes right after the status, so it is on screen without scrolling
+    assert list(t.columns)[:6] == ["id", "name", "status", CLICK + " · auc", SCORE + " · rmse", KIND + " · accuracy"]
     assert any("Tick one or more runs" in i.value for i in at.info)
     store = RunStore(home)
     for row in t.to_dict("records"):
         rec = store.get_run(int(row["id"]))
         assert (row["name"], row["status"], row["arch"], row["dataset"]) == (rec.name, rec.status, rec.arch,
                                                                               rec.dataset)
-        for col in ("click · auc", "click · loss", "score · rmse", "kind · accuracy"):
-            want = stored_value(rec, *col.split(" · "))
+        for col in (CLICK + " · auc", SCORE + " · rmse", KIND + " · accuracy"):
+            want = stored_value(rec, task_of(col), col.split(" · ")[-1])
             assert (np.isnan(want) and pd.isna(row[col])) or row[col] == pytest.approx(want, rel=1e-9), (rec.id, col)
     store.close()
 
@@ -128,10 +144,10 @@ def test_filters_and_sort(page):
     at.multiselect(key="compare.f_dataset").set_value(["other.csv"]).run()
     assert list(table(at)["id"]) == [ids["failed"]]
     at.multiselect(key="compare.f_dataset").set_value([]).run()
-    at.selectbox(key="compare.sort").set_value("click · auc").run()
+    at.selectbox(key="compare.sort").set_value(CLICK + " · auc").run()
     at.toggle(key="compare.desc").set_value(False).run()
-    aucs = table(at)["click · auc"].dropna().tolist()
-    assert aucs == sorted(aucs) and pd.isna(table(at)["click · auc"].iloc[-1])   # NaN last
+    aucs = table(at)[CLICK + " · auc"].dropna().tolist()
+    assert aucs == sorted(aucs) and pd.isna(table(at)[CLICK + " · auc"].iloc[-1])   # NaN last
     assert not at.exception
 
 
@@ -142,8 +158,7 @@ def test_selecting_runs_shows_comparisons(page):
     at = select_rows(at, chosen)
     assert sorted(at.session_state["mmoe.compare_runs"]) == sorted(chosen)
     assert sorted(at.multiselect(key=w(at, "compare.pick")).value) == sorted(chosen)
-    headers = [h.value for h in at.header]
-    assert headers[:2] == ["Curves", "Gates"]
+    assert [h.value for h in at.header][:2] == ["Curves", "Gates"]
     charts = at.get("plotly_chart")
     # 3 curve charts (one per task) + per gated run: utilisation + heatmap (shared-bottom: none)
     assert len(charts) == 3 + 2 * 2
@@ -151,11 +166,16 @@ def test_selecting_runs_shows_comparisons(page):
     metrics = at.dataframe[1]
     assert list(metrics.value.index) == [f"#{i} {n}-run" for i, n in
                                          sorted(((ids[a], a) for a in ("mmoe", "omoe", "shared-bottom")), reverse=True)]
-    m = metrics.value
-    assert "click · logloss" in m.columns and "click · loss" not in m.columns      # the loss *is* the log loss
-    assert "score · loss (MSE, standardised target)" in m.columns                   # regression keeps it, named
+    # the main table: each task's primary metric only, with its direction; the rest in "All final metrics"
+    assert list(metrics.value.columns) == [CLICK + " · auc", SCORE + " · rmse", KIND + " · accuracy"]
+    assert list(headers(metrics).values()) == [CLICK + " · auc ↑", SCORE + " · rmse ↓", KIND + " · accuracy ↑"]
+    assert any(e.label.startswith("All final metrics") for e in at.expander)
+    m = at.dataframe[2].value
+    assert CLICK + " · logloss" in m.columns and CLICK + " · loss" not in m.columns   # the loss *is* the log loss
+    assert SCORE + " · loss (MSE, standardised target)" in m.columns                   # regression keeps it, named
     sb = f"#{ids['shared-bottom']} shared-bottom-run"
-    assert m["click · gate_entropy"].dtype == np.float64 and np.isnan(m.loc[sb, "click · gate_entropy"])
+    assert m[CLICK + " · gate_entropy"].dtype == np.float64 and np.isnan(m.loc[sb, CLICK + " · gate_entropy"])
+    assert not at.text                                     # every task is the same kind in every run: no note
     # no table shows the word "None" for a missing value
     assert all(d.proto.placeholder == "—" for d in at.dataframe)
     # what is drawn is what is stored: validation loss curves, gate weights per sample, utilisation
@@ -163,9 +183,9 @@ def test_selecting_runs_shows_comparisons(page):
     for arch in ("mmoe", "omoe", "shared-bottom"):
         rec = store.get_run(ids[arch])
         hist = store.history(rec.id)
-        for task in ("click", "score", "kind"):
+        for task, group in (("click", CLICK), ("score", SCORE), ("kind", KIND)):
             want = hist[(hist.task == task) & (hist.split == "val") & (hist.metric == "loss")].sort_values("epoch")
-            got = val_trace(figure(chart(at, f"compare.curve.{task}")), f"#{rec.id} {rec.name}")
+            got = val_trace(figure(chart(at, f"compare.curve.{group}")), f"#{rec.id} {rec.name}")
             assert list(got["x"]) == want["epoch"].tolist()
             np.testing.assert_allclose(np.asarray(got["y"], float), want["value"].to_numpy(), rtol=1e-9)
         if arch == "shared-bottom":
@@ -192,39 +212,46 @@ def test_the_best_run_is_highlighted_per_metric_in_the_right_direction(page):
     at = open_page()
     chosen = [ids["mmoe"], ids["omoe"], ids["shared-bottom"]]
     at = select_rows(at, chosen)
-    m = at.dataframe[1]
-    df = m.value
     store = RunStore(home)
     recs = {f"#{i} {store.get_run(i).name}": store.get_run(i) for i in chosen}
     store.close()
-    expected, directions = set(), set()
-    for col in df.columns:
-        task, metric = col.split(" · ")
-        metric = metric.split(" ")[0]                      # "loss (MSE, standardised target)" -> "loss"
-        for label, rec in recs.items():                     # the table holds the stored values
-            want = stored_value(rec, task, metric)
-            assert (np.isnan(want) and np.isnan(df.at[label, col])) or df.at[label, col] == pytest.approx(want), \
-                (label, col)
-        if df[col].notna().any():
-            best = best_rows(df[col], metric)
-            expected |= {(label, col) for label in best}
-            if df[col].nunique() > 1:
-                directions.add("max" if metric in HIGHER_IS_BETTER else "min")
-    assert highlighted(m) == expected
-    # the fixture's runs differ on metrics of both directions, so a flipped direction shows here
-    assert directions == {"max", "min"}
-    rmse = df["score · rmse"]                               # lower is better: the smallest RMSE is marked
-    assert rmse.nunique() == 3 and {c for c in highlighted(m) if c[1] == "score · rmse"} == {(rmse.idxmin(), "score · rmse")}
+    for m in (at.dataframe[1], at.dataframe[2]):            # the main table and "All final metrics"
+        df = m.value
+        expected, directions = set(), set()
+        for col in df.columns:
+            task, metric = task_of(col), col.split(" · ")[-1].split(" ")[0]   # "loss (MSE, ...)" -> "loss"
+            for label, rec in recs.items():                 # the table holds the stored values
+                want = stored_value(rec, task, metric)
+                assert (np.isnan(want) and np.isnan(df.at[label, col])) or df.at[label, col] == pytest.approx(want), \
+                    (label, col)
+            if metric in DIAGNOSTICS:                       # gate entropy is no score: never "best"
+                continue
+            if df[col].notna().any():
+                best = best_rows(df[col], metric)
+                expected |= {(label, col) for label in best}
+                if df[col].nunique() > 1:
+                    directions.add("max" if metric in HIGHER_IS_BETTER else "min")
+        assert highlighted(m) == expected
+        # the fixture's runs differ on metrics of both directions, so a flipped direction shows here
+        assert directions == {"max", "min"}
+        rmse = df[SCORE + " · rmse"]                        # lower is better: the smallest RMSE is marked
+        assert rmse.nunique() == 3 and {c for c in highlighted(m) if c[1] == SCORE + " · rmse"} == {
+            (rmse.idxmin(), SCORE + " · rmse")}
+    full = at.dataframe[2]
+    entropy = [c for c in full.value.columns if c.endswith("gate_entropy")]
+    assert len(entropy) == 3 and full.value[entropy].notna().sum().min() == 2   # two gated runs to compare ...
+    assert not {c for c in highlighted(full) if c[1] in entropy}                 # ... and neither is "best"
+    assert all("diagnostic" in headers(full)[c] and "↑" not in headers(full)[c] for c in entropy)
 
 
 def test_settings_differences_only_toggle(page):
     open_page, ids, _ = page
     at = open_page()
     at = select_rows(at, [ids["mmoe"], ids["shared-bottom"]])
-    diff = at.dataframe[2].value
+    diff = at.dataframe[3].value
     assert "model.arch" in diff.index and "train.lr" in diff.index and "train.epochs" not in diff.index
     at.toggle(key="compare.diff_only").set_value(False).run()
-    full = at.dataframe[2].value
+    full = at.dataframe[3].value
     assert "train.epochs" in full.index and len(full) > len(diff)
 
 
@@ -252,16 +279,16 @@ def test_curve_controls(page):
         return h.sort_values("epoch")["value"].to_numpy()
 
     at.slider(key="compare.smooth").set_value(0.5).run()
-    fig = figure(chart(at, "compare.curve.click"))
+    fig = figure(chart(at, f"compare.curve.{CLICK}"))
     np.testing.assert_allclose(np.asarray(val_trace(fig, label)["y"], float), debiased_ema(stored("loss", "val"), 0.5))
     np.testing.assert_allclose(np.asarray(val_trace(fig, label, "training")["y"], float),
                                debiased_ema(stored("loss", "train"), 0.5))
     at.toggle(key="compare.train_curves").set_value(False).run()
-    fig = figure(chart(at, "compare.curve.click"))
+    fig = figure(chart(at, f"compare.curve.{CLICK}"))
     assert not [t for t in fig["data"] if "(train)" in t.get("hovertemplate", "")]
     at.selectbox(key="compare.metric").set_value("gate_entropy").run()
     assert not at.exception
-    fig = figure(chart(at, "compare.curve.click"))
+    fig = figure(chart(at, f"compare.curve.{CLICK}"))
     np.testing.assert_allclose(np.asarray(val_trace(fig, label)["y"], float),
                                debiased_ema(stored("gate_entropy", "val"), 0.5))
 
@@ -392,3 +419,144 @@ def test_empty_store(tmp_path, monkeypatch):
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     assert not at.exception and "no stored runs" in at.info[0].value
+
+
+# ----------------------------------------------------------------------------- tasks of different kinds
+
+QUALITY_REG = {"rmse": 0.9, "mae": 0.7, "r2": 0.5, "loss": 0.30, "gate_entropy": 1.0}
+QUALITY_MULTI = {"accuracy": 0.6, "macro_f1": 0.5, "logloss": 0.20, "loss": 0.20, "gate_entropy": 1.3}
+
+
+def make_mixed_runs(home: Path) -> dict[str, int]:
+    """quality: regression in two runs, multiclass in one (whose log loss, 0.20, is below both
+    regression losses); click: positive class "yes" in two runs, "no" in one."""
+    store = RunStore(home)
+    specs = [("reg-a", "regression", "yes", QUALITY_REG, 0.80),
+             ("multi", "multiclass", "yes", QUALITY_MULTI, 0.85),
+             ("reg-b", "regression", "no", {**QUALITY_REG, "rmse": 0.8, "loss": 0.25, "gate_entropy": 0.4}, 0.95)]
+    ids = {}
+    for name, kind, pos, quality, auc in specs:
+        dc = DataConfig(tasks=(TaskSpec("quality", kind), TaskSpec("click", "binary", positive=pos)))
+        rid = store.create_run(name, dataset="wine.csv", data_config=dc.to_dict(), model_config=ModelConfig().to_dict(),
+                               train_config=TrainConfig().to_dict())
+        store.set_status(rid, "running")
+        click = {"auc": auc, "logloss": 0.5, "accuracy": 0.7, "loss": 0.5, "gate_entropy": 0.9}
+        for epoch in (1, 2):
+            store.log_epoch(rid, epoch, {split: {"quality": {"loss": quality["loss"] * (3 - epoch)},
+                                                 "click": {"loss": 0.5 * (3 - epoch)}} for split in ("train", "val")})
+        store.finish(rid, "finished", final_metrics={"quality": quality, "click": click}, epochs=2, train_seconds=1.0,
+                     samples_per_second=1.0)
+        ids[name] = rid
+    store.close()
+    return ids
+
+
+@pytest.fixture
+def mixed(tmp_path, monkeypatch):
+    home = tmp_path / "runs"
+    ids = make_mixed_runs(home)
+    monkeypatch.setenv("MMOE_HOME", str(home))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return select_rows(at, list(ids.values())), ids
+
+
+def test_a_task_of_two_kinds_is_never_ranked_across_kinds(mixed):
+    """The regression and the multiclass runs of one column get separate columns, charts and rankings,
+    and a note says why (before, one "quality · loss" column held an MSE next to a log loss)."""
+    at, ids = mixed
+    reg, multi = "quality (regression)", "quality (multiclass)"
+    a, b, c = (f"#{ids[n]} {n}" for n in ("reg-a", "multi", "reg-b"))
+    # the runs table: one column per kind, a run's value only in its own
+    t = table(at).set_index("name")
+    assert f"{reg} · rmse" in t and f"{multi} · accuracy" in t and not [x for x in t if x.startswith("quality ·")]
+    assert pd.isna(t.at["multi", f"{reg} · rmse"]) and pd.isna(t.at["reg-a", f"{multi} · accuracy"])
+    # the main metrics table: one primary metric per task and kind, with its direction
+    main = at.dataframe[1]
+    assert list(main.value.columns) == [f"{reg} · rmse", f"{multi} · accuracy", "click (binary=no) · auc",
+                                        "click (binary=yes) · auc"]
+    assert headers(main)[f"{reg} · rmse"] == f"{reg} · rmse ↓" and headers(main)[f"{multi} · accuracy"].endswith("↑")
+    # ranked within a kind only; a column held by one run has no "best"
+    assert highlighted(main) == {(c, f"{reg} · rmse"), (b, "click (binary=yes) · auc")}
+    full = at.dataframe[2]
+    loss = f"{reg} · loss (MSE, standardised target)"
+    assert full.value[loss].notna().tolist() == [True, False, True] and f"{multi} · logloss" in full.value
+    assert (c, loss) in highlighted(full) and not {x for x in highlighted(full) if x[0] == b and "quality" in x[1]}
+    assert not {x for x in highlighted(full) if x[1].endswith("gate_entropy")}
+    # the note, as plain text
+    notes = [x.value for x in at.text]
+    assert (f"ⓘ quality is a regression task in runs #{ids['reg-a']}, #{ids['reg-b']} and a multiclass task in run "
+            f"#{ids['multi']}: their losses and metrics are different quantities, so they are shown apart.") in notes
+    assert any(n.startswith("ⓘ click is a binary task with positive class “no”") for n in notes)
+    # separate curve charts, each with the loss it really is on its y-axis
+    fig_reg, fig_multi = figure(chart(at, f"compare.curve.{reg}")), figure(chart(at, f"compare.curve.{multi}"))
+    assert {t["name"] for t in fig_reg["data"]} == {a, c} and {t["name"] for t in fig_multi["data"]} == {b}
+    assert fig_reg["layout"]["yaxis"]["title"]["text"] == "MSE on the standardised target"
+    assert fig_multi["layout"]["yaxis"]["title"]["text"].startswith("log loss")
+
+
+def test_run_and_task_names_are_plain_text(tmp_path, monkeypatch):
+    home = tmp_path / "runs"
+    store = RunStore(home)
+    for name in ("<b>bold</b>", "*star*"):      # a name is shown as typed: not bold, not italic
+        dc = DataConfig(tasks=(TaskSpec("<i>q</i>", "regression"),))
+        rid = store.create_run(name, dataset="d.csv", data_config=dc.to_dict(), model_config=ModelConfig().to_dict(),
+                               train_config=TrainConfig().to_dict())
+        store.set_status(rid, "running")
+        store.log_epoch(rid, 1, {"val": {"<i>q</i>": {"loss": 0.5}}})
+        store.finish(rid, "finished", final_metrics={"<i>q</i>": {"rmse": 1.0 + rid}}, epochs=1, train_seconds=1.0,
+                     samples_per_second=1.0)
+    store.close()
+    monkeypatch.setenv("MMOE_HOME", str(home))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    at = select_rows(at, list(table(at)["id"]))
+    fig = figure(chart(at, "compare.curve.<i>q</i> (regression)"))
+    assert "&lt;i&gt;q&lt;/i&gt;" in fig["layout"]["title"]["text"]
+    assert {t["name"] for t in fig["data"]} == {"#1 &lt;b&gt;bold&lt;/b&gt;", "#2 *star*"}
+    swatches = " ".join(m.value for m in at.markdown if "■" in m.value)
+    assert "&#60;b&#62;bold&#60;/b&#62;" in swatches and "<b>bold" not in swatches
+    assert "*star*" not in swatches and "&#42;star&#42;" in swatches       # no italics: shown as typed
+
+
+# ----------------------------------------------------------------------------- experiments
+
+def test_an_experiments_runs_are_picked_and_shown_together(tmp_path, monkeypatch):
+    home = tmp_path / "runs"
+    store = RunStore(home)
+    if not hasattr(store, "create_experiment"):
+        pytest.skip("this run store keeps no experiments")
+    exp = store.create_experiment("lr-sweep", kind="grid", dataset="d.csv", spec={})
+    dc = DataConfig(tasks=(TaskSpec("q", "regression"),)).to_dict()
+    ids = []
+    for i, e in enumerate((exp, None, exp)):
+        rid = store.create_run(f"r{i}", dataset="d.csv", data_config=dc, model_config=ModelConfig().to_dict(),
+                               train_config=TrainConfig().to_dict(), experiment_id=e)
+        store.set_status(rid, "running")
+        store.finish(rid, "finished", final_metrics={"q": {"rmse": 1.0 + i}}, epochs=1, train_seconds=1.0,
+                     samples_per_second=1.0)
+        ids.append(rid)
+    store.close()
+    monkeypatch.setenv("MMOE_HOME", str(home))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    t = table(at).set_index("id")
+    label = f"#{exp} lr-sweep"
+    assert t.at[ids[0], "experiment"] == label == t.at[ids[2], "experiment"] and pd.isna(t.at[ids[1], "experiment"])
+    box = at.selectbox(key="compare.add_experiment")
+    assert box.options == [f"{label} (2 runs)"]
+    box.set_value(exp).run()
+    assert not at.exception, at.exception
+    assert sorted(at.session_state["mmoe.compare_runs"]) == [ids[0], ids[2]]
+    assert at.selectbox(key="compare.add_experiment").value is None             # ready for the next one
+    at.run()                                       # the table ticked them too: they stay selected
+    assert sorted(at.session_state["mmoe.compare_runs"]) == [ids[0], ids[2]]
+    at.multiselect(key=w(at, "compare.pick")).set_value(ids).run()
+    m = at.dataframe[1].value
+    # the experiment's runs are labelled and next to each other, the other run after them
+    assert list(m.index) == [f"#{ids[2]} r2", f"#{ids[0]} r0", f"#{ids[1]} r1"]
+    assert m["experiment"].tolist()[:2] == [label, label] and pd.isna(m["experiment"].iloc[2])
+    at.run()                                       # the table's ticks agree: the selection holds
+    assert sorted(at.session_state["mmoe.compare_runs"]) == sorted(ids)
