@@ -351,3 +351,56 @@ def summarize(store: RunStore, exp_id: int) -> dict:
     return {"experiment_id": exp.id, "name": exp.name, "kind": exp.kind, "status": exp.status,
             "dataset": exp.dataset, "error": exp.error, "grid": exp.spec.get("grid", []),
             "runs": [r.id for r in runs], "configs": configs, "differences": differences}
+
+
+# ----------------------------------------------------------------------------- as a background job
+
+def submit_experiment(manager, exp: Experiment, *, store_home=None):
+    """Queue the whole experiment as one job on its device's queue (what the dashboard's buttons do).
+
+    The job's progress covers every run: ``epoch``/``epochs`` count the epochs of all runs, ``extra``
+    holds experiment_id, runs_done, runs_total and current (the run in progress); ``run_id`` is the
+    run in progress. Cancelling the job cancels the run in progress and starts no more."""
+    from mmoe.training import resolve_device
+
+    device = str(resolve_device(exp.points[0].train_config.device))
+    total = exp.total_epochs
+    planned = {i: p.train_config.epochs for i, p in enumerate(exp.points)}
+
+    def work(ctx) -> str:
+        store = RunStore(store_home)
+        before = {"epochs": 0, "point": 0}
+
+        class Progress(Callback):
+            def _publish(self, state, done: bool = False) -> None:
+                ctx.update(epoch=before["epochs"] + state.epoch - (0 if done else 1), epochs=total,
+                           batch=0 if done else state.batch, batches=state.batches)
+
+            def on_batch_end(self, state) -> None:
+                if state.batch == 1 or state.batch % 50 == 0:
+                    self._publish(state)
+
+            def on_epoch_end(self, state) -> None:
+                self._publish(state, done=True)
+                ctx.update(last_metrics=state.epoch_metrics)
+
+        def progress(p: ExperimentProgress) -> None:
+            if p.last is not None:   # a run ended: its planned epochs count as done (also after early stopping)
+                before["epochs"] += planned[before["point"] % len(planned)]
+                before["point"] += 1
+            ctx.update(run_id=p.run_id, epoch=before["epochs"], epochs=total, batch=0,
+                       message=f"run {min(p.runs_done + 1, p.runs_total)} of {p.runs_total}: {p.current}"
+                       if p.current else f"{p.runs_done} of {p.runs_total} runs done",
+                       extra={"experiment_id": p.experiment_id, "runs_done": p.runs_done,
+                              "runs_total": p.runs_total, "current": p.current})
+
+        exp_id = run_experiment(exp, store, cancel_event=ctx.cancel_event, on_progress=progress,
+                                run_callbacks=lambda: [Progress()],
+                                on_created=lambda i: ctx.update(extra={"experiment_id": i, "runs_done": 0,
+                                                                       "runs_total": exp.total_runs}))
+        record = store.get_experiment(exp_id)
+        if record.error:
+            ctx.update(message=record.error)
+        return "cancelled" if record.status == "cancelled" else "finished"
+
+    return manager.submit(work, name=exp.name or f"experiment on {exp.dataset}", device=device)

@@ -32,7 +32,7 @@ CENSUS_TASKS = (TaskSpec("income_50k", "binary", positive="50000+."),
 CENSUS_DROP = ("instance_weight",)
 # the paper's synthetic setting (sec. 5.2 of our reading): 8 one-layer experts, small towers
 PAPER_MODEL = ModelConfig(arch="mmoe", num_experts=8, expert_hidden=(16,), gate_hidden=(), tower_hidden=(8,))
-PAPER_DEFAULTS = {"correlations": (0.5, 0.9, 1.0), "seeds": 5, "rows": 10_000, "epochs": 30}
+PAPER_DEFAULTS = {"correlations": (0.5, 0.9, 1.0), "seeds": 20, "rows": 10_000, "epochs": 30}
 PAPER_TRAIN = TrainConfig(epochs=30, batch_size=128, lr=1e-3)
 CENSUS_DEFAULTS = {"seeds": 3, "epochs": 10}
 CENSUS_TRAIN = TrainConfig(epochs=10, batch_size=1024, lr=1e-3)

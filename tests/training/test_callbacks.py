@@ -21,6 +21,7 @@ def test_divergence_is_detected(data):
     res = fit(model, data, cfg, callbacks=[rec])
     assert res.status == "diverged"
     assert "NaN" in res.message and "learning rate" in res.message
+    assert res.stop_reason == res.message
     assert rec.events[-1] == "end:diverged"
 
 
@@ -41,7 +42,8 @@ def test_early_stopping_restores_best(data):
     model, cfg = _fit(data, epochs=200, lr=5e-2, early_stopping_patience=3)
     res = fit(model, data, cfg)
     assert res.epochs < 200
-    assert "early stopping" in res.message
+    assert res.stop_reason == (f"early stopping at epoch {res.epochs}: the val loss did not improve for 3 epochs; "
+                               f"best epoch {res.best_epoch} restored")
     best = res.history[res.best_epoch - 1]["val"]
     assert res.metrics == best
 
@@ -71,7 +73,7 @@ def test_time_budget_stops_after_the_batch_that_passes_it(data):
     model, cfg = _fit(data, epochs=50, max_seconds=0.0)
     res = fit(model, data, cfg, callbacks=[rec])
     assert res.status == "finished" and res.epochs == 1
-    assert rec.events.count("batch") == 1 and "time budget" in res.message
+    assert rec.events.count("batch") == 1 and res.stop_reason == "time budget of 0 s reached in epoch 1"
     assert "val" in res.history[0] and res.metrics == res.history[0]["val"]
 
 
@@ -83,4 +85,24 @@ def test_a_callback_can_stop_the_run(data):
 
     model, cfg = _fit(data, epochs=10)
     res = fit(model, data, cfg, callbacks=[StopAtEpoch2()])
-    assert (res.status, res.epochs, res.message) == ("finished", 2, "enough")
+    assert (res.status, res.epochs, res.message, res.stop_reason) == ("finished", 2, "enough", "enough")
+
+
+def test_why_a_run_stopped(data):
+    import threading
+
+    model, cfg = _fit(data, epochs=2)
+    assert fit(model, data, cfg).stop_reason == "all 2 epochs done"
+
+    class CancelInEpoch2(Callback):
+        def __init__(self):
+            self.event = threading.Event()
+
+        def on_epoch_end(self, s):
+            self.event.set()
+
+    cb = CancelInEpoch2()
+    model, cfg = _fit(data, epochs=5, early_stopping_patience=2)
+    res = fit(model, data, cfg, callbacks=[cb], cancel_event=cb.event)
+    assert res.status == "cancelled"
+    assert res.stop_reason == "cancelled by the user in epoch 2; best epoch 1 restored"
