@@ -68,8 +68,10 @@ def _tasks(runs: list[RunRecord]) -> list[str]:
 
 def _notes(notes: list[str]) -> None:
     """Why a task's numbers are shown apart (plain text: the notes hold column and class names)."""
-    for note in notes:
-        st.text("ⓘ " + note)
+    if notes:
+        with st.container(border=True):
+            for note in notes:
+                st.text(note)
 
 
 def _metric_config(cols: list[MetricColumn]) -> dict:
@@ -320,7 +322,7 @@ def tables_section(runs: list[RunRecord], notes: list[str], experiments: dict[in
             _metrics_table(cmp, list(cmp.frame.columns), "compare.metrics_all", exp)
             st.caption("For binary and multiclass tasks the training loss is the log loss (shown once, as "
                        "logloss); for regression it is the MSE on the standardised target. Diagnostics such as "
-                       "gate entropy describe the model and are no score: they are never highlighted.")
+                       "gate entropy describe the model rather than score it, so they are never highlighted.")
     st.subheader("Settings")
     only = st.toggle("Differences only", value=True, key="compare.diff_only")
     d = A.settings_diff(runs, labels, only_differences=only)

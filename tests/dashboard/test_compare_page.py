@@ -486,9 +486,9 @@ def test_a_task_of_two_kinds_is_never_ranked_across_kinds(mixed):
     assert not {x for x in highlighted(full) if x[1].endswith("gate_entropy")}
     # the note, as plain text
     notes = [x.value for x in at.text]
-    assert (f"ⓘ quality is a regression task in runs #{ids['reg-a']}, #{ids['reg-b']} and a multiclass task in run "
+    assert (f"quality is a regression task in runs #{ids['reg-a']}, #{ids['reg-b']} and a multiclass task in run "
             f"#{ids['multi']}: their losses and metrics are different quantities, so they are shown apart.") in notes
-    assert any(n.startswith("ⓘ click is a binary task with positive class “no”") for n in notes)
+    assert any(n.startswith("click is a binary task with positive class “no”") for n in notes)
     # separate curve charts, each with the loss it really is on its y-axis
     fig_reg, fig_multi = figure(chart(at, f"compare.curve.{reg}")), figure(chart(at, f"compare.curve.{multi}"))
     assert {t["name"] for t in fig_reg["data"]} == {a, c} and {t["name"] for t in fig_multi["data"]} == {b}
