@@ -329,7 +329,7 @@ def test_metrics_frame_and_best_per_metric():
             _rec(3, metrics={"a": {"auc": 0.9, "loss": 0.3}})]
     m = A.metrics_frame(recs, ["x", "y", "z"])
     assert list(m.index) == ["x", "y", "z"]
-    assert list(m.columns)[0] == "a (binary) · auc"  # the task's kind in the name; its primary metric first
+    assert m.columns[0] == "a (binary) · auc"  # the task's kind in the name; its primary metric first
     best = A.best_per_metric(m)
     assert best["a (binary) · auc"] == ["y", "z"]             # ties all win
     assert best["a (binary) · loss"] == ["z"]                  # lower is better
