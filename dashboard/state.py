@@ -21,6 +21,8 @@ PAGES = {
     "train": ("Model & training", ":material/model_training:"),
     "inspect": ("Inspect", ":material/search_insights:"),
     "compare": ("Compare", ":material/compare:"),
+    "experiments": ("Experiments", ":material/science:"),
+    "paper": ("Paper lab", ":material/article:"),
 }
 
 
@@ -77,6 +79,7 @@ def predictions(run_id: int) -> pd.DataFrame | None:
 DATA_KEY = "mmoe.dataset"          # dict: name, frame, data_config (DataConfig), prepared (PreparedData | None)
 INSPECT_RUN_KEY = "mmoe.inspect_run"
 COMPARE_RUNS_KEY = "mmoe.compare_runs"
+EXPERIMENT_KEY = "mmoe.experiment"
 
 # what every table shows in a cell with no value (st.dataframe's own default is the word "None")
 NA = "—"
@@ -87,3 +90,9 @@ def open_in_inspect(run_id: int) -> None:
     """Go to the Inspect page showing run ``run_id`` (Inspect reads ?run= first, then session_state)."""
     st.session_state[INSPECT_RUN_KEY] = int(run_id)
     st.switch_page(page("inspect"), query_params={"run": str(int(run_id))})
+
+
+def open_experiment(exp_id: int) -> None:
+    """Go to the Experiments page showing experiment ``exp_id`` (?experiment= works too)."""
+    st.session_state[EXPERIMENT_KEY] = int(exp_id)
+    st.switch_page(page("experiments"), query_params={"experiment": str(int(exp_id))})

@@ -4,12 +4,14 @@
     model_widgets()               -> ModelConfig            (raises ConfigError with a clear message)
     train_widgets(device_info)    -> TrainConfig
     task_weight_widgets(tasks)    -> ("fixed" | "uncertainty", {task: weight})
+    experiment_widgets()          -> (seeds, grid): repeat with N seeds, sweep up to two settings
 """
 from __future__ import annotations
 
 import streamlit as st
 
 from mmoe.config import ModelConfig, TaskSpec, TrainConfig
+from mmoe.runs.experiments import parse_grid
 from mmoe.views.presets import DEFAULT_PRESET, PRESETS, widths_text
 
 KEEP = "session"
@@ -129,3 +131,28 @@ def task_weight_widgets(tasks: tuple[TaskSpec, ...]) -> tuple[str, dict[str, flo
                 f"weight of {t.column}", 0.0, 100.0, value=float(t.weight), step=0.1, key=K + f"w.{t.column}",
                 persist_state=KEEP))
     return mode, weights
+
+
+# what the Train page can sweep (the CLI's --grid keys), with a starting list of values
+SWEEPS = {"arch": ("architecture", "mmoe, omoe, shared-bottom"), "experts": ("number of experts", "4, 8, 16"),
+          "expert-hidden": ("expert layers", "32 / 64,32 / 128,64"), "gate-hidden": ("gate layers", " / 16"),
+          "top-k": ("top-k (0 = dense)", "0, 2, 4"), "lr": ("learning rate", "0.0003, 0.001, 0.003"),
+          "batch-size": ("batch size", "256, 1024"), "task-weighting": ("task weighting", "fixed, uncertainty")}
+
+
+def experiment_widgets() -> tuple[int, list]:
+    """Repeat with N seeds and sweep up to two settings -> (seeds, grid); a bad value raises ConfigError."""
+    c1, c2 = st.columns([1, 3])
+    seeds = c1.number_input("Repeat with N seeds", 1, 100, value=1, key=K + "seeds", persist_state=KEEP,
+                            help="train every setting with seeds seed, seed+1, ...: the results come with 95% "
+                                 "intervals, and settings are compared seed by seed (paired)")
+    keys = c2.multiselect("Sweep (up to two settings)", list(SWEEPS), format_func=lambda k: SWEEPS[k][0],
+                          max_selections=2, key=K + "sweep", persist_state=KEEP,
+                          help="train every combination of the values below, each with the same seeds")
+    items = []
+    cols = st.columns(max(1, len(keys)))
+    for col, key in zip(cols, keys):
+        text = col.text_input(f"Values of {SWEEPS[key][0]}", value=SWEEPS[key][1], key=K + f"sweep.{key}",
+                              persist_state=KEEP, help="separate values with commas; layer lists with /")
+        items.append(f"{key}={text.replace(' ', '')}")
+    return int(seeds), parse_grid(items)

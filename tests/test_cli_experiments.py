@@ -57,7 +57,7 @@ def test_experiment_text_report_and_runs_listing(csv, mmoe_home, capsys):
                              "--seeds", 2, "--name", "lr sweep", "--quiet")
     assert code == 0, err
     assert "mean over seeds [95% interval]" in out and "paired differences" in out
-    assert "lr=0.01  vs  lr=0.001" in out and "took" in out
+    assert "lr=0.01 vs lr=0.001" in out and "took" in out
     code, out, _ = run_cli(capsys, "runs", "--experiments")
     assert code == 0 and "lr sweep" in out and "4 runs" in out and "lr (2) x 2 seeds" in out
     code, out, _ = run_cli(capsys, "runs", "--experiments", "--json")

@@ -8,6 +8,7 @@ derived from its id (``charts.run_color``).
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pandas as pd
 import streamlit as st
@@ -281,7 +282,7 @@ def curves_section(s: RunStore, runs: list[RunRecord], notes: list[str]) -> None
     for i in range(0, len(figs), 2):
         cols = st.columns(2)
         for col, (name, fig) in zip(cols, figs[i:i + 2]):
-            col.plotly_chart(fig, key=f"compare.curve.{name}")
+            col.plotly_chart(fig, key="compare.curve." + re.sub(r"[^A-Za-z0-9_]+", "-", name).strip("-"))
 
 
 def _highlight(df: pd.DataFrame, best: dict[str, list]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from mmoe.config import ConfigError
 from mmoe.nn import build_model, count_parameters
+from mmoe.runs.experiments import grid_experiment, submit_experiment
 from mmoe.runs.runner import submit_training
 from mmoe.views.datasets import with_task_weights
 from mmoe.views.jobview import (
@@ -21,9 +22,10 @@ from mmoe.views.jobview import (
 )
 from mmoe.views.presets import PRESETS, compare_configs
 from mmoe_dashboard.charts import loss_curve_figure
-from mmoe_dashboard.state import DATA_KEY, NA, manager, open_in_inspect, page, store
+from mmoe_dashboard.state import DATA_KEY, NA, manager, open_experiment, open_in_inspect, page, store
 from mmoe_dashboard.widgets import (
     apply_preset,
+    experiment_widgets,
     init_defaults,
     model_widgets,
     task_weight_widgets,
@@ -72,6 +74,16 @@ def main() -> None:
             run_name = st.text_input("Run name (optional)", key="train.name", persist_state="session",
                                      placeholder=f"e.g. {dataset['name']} baseline")
 
+        seeds, grid = 1, []
+        with st.container(border=True):
+            st.markdown("**Repeat and sweep** · one run says little: differences between two seeds are often "
+                        "as large as between two architectures")
+            try:
+                seeds, grid = experiment_widgets()
+            except ConfigError as e:
+                st.error(str(e))
+                train_config = None
+
         data = with_task_weights(prepared, weights)
         if train_config is not None:
             train_config = dataclasses.replace(train_config, task_weighting=weighting)
@@ -84,12 +96,33 @@ def main() -> None:
                 model_config = None
 
         ready = model_config is not None and train_config is not None
+        experiment = None
+        if ready and (seeds > 1 or grid):
+            try:
+                experiment = grid_experiment(data, model_config, train_config, grid,
+                                             range(train_config.seed, train_config.seed + seeds),
+                                             name=run_name.strip() or None, dataset=dataset["name"])
+            except ConfigError as e:
+                st.error(str(e))
+                ready = False
         c1, c2, _ = st.columns([1, 2, 2])
-        train_clicked = c1.button("Train", type="primary", disabled=not ready, key="train.go")
-        compare_clicked = c2.button("Train MMoE, OMoE and Shared-Bottom", disabled=not ready, key="train.go3",
-                                    help="queue the same data and settings once per architecture, to compare them")
+        label = (f"Run experiment: {len(experiment.points)} setting(s) x {seeds} seed(s) = {experiment.total_runs} "
+                 "runs" if experiment is not None else "Train")
+        train_clicked = c1.button(label, type="primary", disabled=not ready, key="train.go")
+        compare_clicked = c2.button("Train MMoE, OMoE and Shared-Bottom", disabled=not ready or experiment is not None,
+                                    key="train.go3",
+                                    help="queue the same data and settings once per architecture, to compare them "
+                                         "(with seeds or a sweep, sweep the architecture instead)")
         slot_submit = st.empty()
-        if ready and (train_clicked or compare_clicked):
+        if experiment is not None and train_clicked:
+            try:
+                submit_experiment(manager(), experiment, store_home=str(store().home))
+            except (ValueError, RuntimeError) as e:
+                slot_submit.error(str(e))
+            else:
+                slot_submit.success(f"Queued an experiment of {experiment.total_runs} runs; its progress is shown "
+                                    "below and its results on the Experiments page.")
+        elif ready and (train_clicked or compare_clicked):
             configs = compare_configs(model_config) if compare_clicked else [model_config]
             try:
                 for mc in configs:
@@ -124,21 +157,30 @@ def main() -> None:
         for p in order[:SHOWN_JOBS]:
             with st.container(border=True):
                 head, b1, b2 = st.columns([5, 1, 1])
-                run = f" · run {p.run_id}" if p.run_id is not None else ""
-                head.markdown(f"**{p.name}** · job {p.job_id}{run} · `{p.status}` on {p.device}")
+                exp_id = (p.extra or {}).get("experiment_id")
+                run = f" · experiment {exp_id}" if exp_id is not None else (
+                    f" · run {p.run_id}" if p.run_id is not None else "")
+                head.text(f"{p.name} · job {p.job_id}{run} · {p.status} on {p.device}")
                 if not p.done:
                     # a callback, not `if st.button(): cancel; st.rerun(scope="fragment")`: it runs before the
                     # rerun the click causes, so this card already shows "cancelling…", and it works when
                     # that rerun is a full one (where scope="fragment" raises an exception)
-                    b1.button("Cancel", key=f"train.cancel.{p.job_id}", disabled=p.cancel_requested,
-                              on_click=_cancel, args=(p.job_id,))
-                if p.run_id is not None and b2.button("Inspect", key=f"train.inspect.{p.job_id}"):
+                    b1.button("Cancel all" if exp_id is not None else "Cancel", key=f"train.cancel.{p.job_id}",
+                              disabled=p.cancel_requested, on_click=_cancel, args=(p.job_id,))
+                if exp_id is not None:
+                    if b2.button("Results", key=f"train.exp.{p.job_id}"):
+                        open_experiment(exp_id)
+                elif p.run_id is not None and b2.button("Inspect", key=f"train.inspect.{p.job_id}"):
                     open_in_inspect(p.run_id)
                 st.progress(p.fraction, text=progress_text(p) + (" · cancelling…" if p.cancel_requested and not p.done
                                                                    else ""))
                 why = outcome(p)
                 if why:
                     (st.warning if p.status == "cancelled" else st.error)(why)
+                elif p.done and exp_id is None and p.run_id is not None and store().exists(p.run_id):
+                    st.caption(f"Why it stopped: {store().get_run(p.run_id).stop_reason or p.status}")
+                elif p.done and exp_id is not None and p.message:
+                    st.caption(p.message)
                 curves = curves_frame(p)
                 if not curves.empty:
                     c1, c2 = st.columns([3, 2])

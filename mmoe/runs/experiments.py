@@ -33,13 +33,13 @@ from mmoe.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from mmoe.data import PreparedData, prepare
 from mmoe.runs.runner import DataSource, RunSummary, run_training
 from mmoe.runs.store import RunStore
-from mmoe.tasks import METRIC_DIRECTIONS, PRIMARY_METRIC
+from mmoe.tasks import DIAGNOSTIC_METRICS, METRIC_DIRECTIONS, PRIMARY_METRIC
 from mmoe.training import Callback
 
 # what a point reads: a prepared table, a table with its DataConfig, or seed -> table (the paper
 # draws fresh data for every seed)
 PointData = Union[PreparedData, DataSource, Callable[[int], DataSource]]
-DIAGNOSTICS = ("gate_entropy", "uncertainty_log_var")   # described, never ranked or differenced
+DIAGNOSTICS = tuple(sorted(DIAGNOSTIC_METRICS))   # described, never ranked or differenced
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def run_experiment(exp: Experiment, store: RunStore, *, cancel_event: threading.
                         on_progress(ExperimentProgress(exp_id, done, exp.total_runs, label, run_id))
 
                 summary = run_training(data, point.model_config, tc, store=store,
-                                       name=f"{exp.name or f'experiment {exp_id}'} · {label}",
+                                       name=f"exp {exp_id} · {label}",
                                        dataset=exp.dataset, callbacks=list(run_callbacks() if run_callbacks else ()),
                                        cancel_event=cancel_event, on_run_created=created,
                                        experiment=(exp_id, p_i))

@@ -85,13 +85,22 @@ def sweep_frame(summary: Mapping, task: str, metric: str) -> pd.DataFrame:
     return df
 
 
+def compared_text(a: Mapping, b: Mapping) -> str:
+    """'omoe vs mmoe · correlation=0.5': what differs (b's value vs a's), then what is held equal."""
+    diff = [k for k in b if a.get(k) != b.get(k)]
+    same = {k: b[k] for k in b if k not in diff}
+    head = ", ".join(f"{b[k]}" if k == "arch" else f"{k}={b[k]}" for k in diff) + " vs " + \
+        ", ".join(f"{a.get(k)}" if k == "arch" else f"{k}={a.get(k)}" for k in diff)
+    return head + (f" · {settings_text(same)}" if same else "")
+
+
 def differences_frame(summary: Mapping) -> pd.DataFrame:
     """One row per paired difference: compared (b vs a), task, metric, mean difference with its
     interval and, in words, what it says."""
     rows = []
     for d in summary.get("differences", []):
         arrow = ARROW.get(d.get("direction") or "", "")
-        rows.append({"compared": f"{settings_text(d['b'])}  vs  {settings_text(d['a'])}", "task": d["task"],
+        rows.append({"compared": compared_text(d["a"], d["b"]), "task": d["task"],
                      "metric": f"{d['metric']} {arrow}".strip(), "difference (b − a)": interval_text(d),
                      "paired seeds": d.get("n", 0), "what it says": d.get("verdict", ""),
                      "mean": d.get("mean"), "lo": (d.get("ci95") or [None, None])[0],
@@ -147,3 +156,59 @@ def estimate_seconds(runs: int, train_rows: int, epochs: int, samples_per_second
     """Wall time of an experiment: its training samples at a measured rate, plus a fixed cost per run
     (preparing, validating, saving)."""
     return runs * (train_rows * epochs / max(samples_per_second, 1.0) + per_run_overhead)
+
+
+def members_frame(summary: Mapping, store: RunStore) -> pd.DataFrame:
+    """One row per member run: id, settings, seed, status, why it stopped, each task's primary metric."""
+    primary = primary_metrics(summary)
+    rows = []
+    for c in summary.get("configs", []):
+        for seed, rid, status in zip(c["seeds"], c["runs"], c.get("statuses", [])):
+            if rid is None:
+                continue
+            row = {"run": rid, "settings": settings_text(c["settings"]), "seed": seed, "status": status}
+            rec = store.get_run(rid) if store.exists(rid) else None
+            row["why it stopped"] = (rec.stop_reason or "") if rec else "deleted"
+            for task, metric in primary.items():
+                row[f"{task} · {metric}"] = (rec.final_metrics.get(task, {}).get(metric) if rec else None)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metric_choices(summary: Mapping, task: str) -> list[str]:
+    """The metrics of a task an experiment can be read by: its primary metric first, no diagnostics."""
+    from mmoe.runs.experiments import DIAGNOSTICS
+
+    names: list[str] = []
+    for c in summary.get("configs", []):
+        for m in c.get("metrics", {}).get(task, {}):
+            if m not in names and m not in DIAGNOSTICS:
+                names.append(m)
+    first = primary_metrics(summary).get(task)
+    return ([first] if first in names else []) + [m for m in names if m != first]
+
+
+def estimate_experiment(exp) -> dict:
+    """Measure, don't guess: train the experiment's first point for one epoch into a throw-away store
+    and scale: {"seconds", "per_run_overhead", "seconds_per_epoch", "runs"}."""
+    import dataclasses
+    import tempfile
+    import time
+
+    from mmoe.runs.experiments import _data_for
+    from mmoe.runs.runner import run_training
+
+    point, seed = exp.points[0], exp.seeds[0]
+    _, data = _data_for(point, seed, exp.split_follows_seed)
+    with tempfile.TemporaryDirectory(prefix="mmoe-estimate-") as home:
+        store = RunStore(home)
+        t0 = time.perf_counter()
+        summary = run_training(data, point.model_config, dataclasses.replace(point.train_config, epochs=1, seed=seed),
+                               store=store)
+        wall = time.perf_counter() - t0
+        store.close()
+    per_epoch = summary.train_seconds
+    overhead = max(wall - per_epoch, 0.0)
+    seconds = sum(overhead + per_epoch * p.train_config.epochs for p in exp.points) * len(exp.seeds)
+    return {"seconds": seconds, "per_run_overhead": overhead, "seconds_per_epoch": per_epoch,
+            "runs": exp.total_runs}

@@ -56,7 +56,12 @@ def progress_text(p: Progress) -> str:
     if p.status == "queued":
         return "queued: waiting for the device to be free"
     parts = []
-    if p.epochs:
+    exp = p.extra or {}
+    if "runs_total" in exp:   # an experiment: its runs, not one run's epochs
+        running = p.status == "running" and bool(exp.get("current"))
+        parts.append(f"run {min(exp.get('runs_done', 0) + running, exp['runs_total'])} of {exp['runs_total']}"
+                     + (f" ({exp['current']})" if running else ""))
+    elif p.epochs:
         shown = min(p.epoch + (1 if p.status == "running" else 0), p.epochs)
         parts.append(f"epoch {max(shown, 1) if p.status == 'running' else p.epoch}/{p.epochs}")
         if p.status == "running" and p.batches:
@@ -146,6 +151,10 @@ def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
         "epochs": df["epochs"], "training s": df["train_seconds"].round(1),
         "created": df["created_at"].astype(str).str[:19].str.replace("T", " "),
     })
+    if "stop_reason" in df:
+        out["why it stopped"] = df["stop_reason"].fillna("")
+    if "experiment_id" in df and df["experiment_id"].notna().any():
+        out["experiment"] = df["experiment_id"]
     if df["error"].notna().any():
         out["error"] = df["error"].fillna("")
     metric_cols = [c for c in df.columns if c.startswith("metric:")]

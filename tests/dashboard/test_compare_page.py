@@ -23,6 +23,12 @@ CLICK, SCORE, KIND = "click (binary=yes)", "score (regression)", "kind (multicla
 DIAGNOSTICS = {"gate_entropy"}          # written out here, not imported: no direction, never "best"
 
 
+def curve_key(label: str) -> str:
+    """The widget key of the curve chart of a task group (its label, reduced to letters, digits and -)."""
+    import re
+    return "compare.curve." + re.sub(r"[^A-Za-z0-9_]+", "-", label).strip("-")
+
+
 def make_runs(home: Path) -> dict[str, int]:
     store = RunStore(home)
     df = make_frame()
@@ -185,7 +191,7 @@ def test_selecting_runs_shows_comparisons(page):
         hist = store.history(rec.id)
         for task, group in (("click", CLICK), ("score", SCORE), ("kind", KIND)):
             want = hist[(hist.task == task) & (hist.split == "val") & (hist.metric == "loss")].sort_values("epoch")
-            got = val_trace(figure(chart(at, f"compare.curve.{group}")), f"#{rec.id} {rec.name}")
+            got = val_trace(figure(chart(at, curve_key(group))), f"#{rec.id} {rec.name}")
             assert list(got["x"]) == want["epoch"].tolist()
             np.testing.assert_allclose(np.asarray(got["y"], float), want["value"].to_numpy(), rtol=1e-9)
         if arch == "shared-bottom":
@@ -279,16 +285,16 @@ def test_curve_controls(page):
         return h.sort_values("epoch")["value"].to_numpy()
 
     at.slider(key="compare.smooth").set_value(0.5).run()
-    fig = figure(chart(at, f"compare.curve.{CLICK}"))
+    fig = figure(chart(at, curve_key(CLICK)))
     np.testing.assert_allclose(np.asarray(val_trace(fig, label)["y"], float), debiased_ema(stored("loss", "val"), 0.5))
     np.testing.assert_allclose(np.asarray(val_trace(fig, label, "training")["y"], float),
                                debiased_ema(stored("loss", "train"), 0.5))
     at.toggle(key="compare.train_curves").set_value(False).run()
-    fig = figure(chart(at, f"compare.curve.{CLICK}"))
+    fig = figure(chart(at, curve_key(CLICK)))
     assert not [t for t in fig["data"] if "(train)" in t.get("hovertemplate", "")]
     at.selectbox(key="compare.metric").set_value("gate_entropy").run()
     assert not at.exception
-    fig = figure(chart(at, f"compare.curve.{CLICK}"))
+    fig = figure(chart(at, curve_key(CLICK)))
     np.testing.assert_allclose(np.asarray(val_trace(fig, label)["y"], float),
                                debiased_ema(stored("gate_entropy", "val"), 0.5))
 
@@ -490,7 +496,7 @@ def test_a_task_of_two_kinds_is_never_ranked_across_kinds(mixed):
             f"#{ids['multi']}: their losses and metrics are different quantities, so they are shown apart.") in notes
     assert any(n.startswith("click is a binary task with positive class “no”") for n in notes)
     # separate curve charts, each with the loss it really is on its y-axis
-    fig_reg, fig_multi = figure(chart(at, f"compare.curve.{reg}")), figure(chart(at, f"compare.curve.{multi}"))
+    fig_reg, fig_multi = figure(chart(at, curve_key(reg))), figure(chart(at, curve_key(multi)))
     assert {t["name"] for t in fig_reg["data"]} == {a, c} and {t["name"] for t in fig_multi["data"]} == {b}
     assert fig_reg["layout"]["yaxis"]["title"]["text"] == "MSE on the standardised target"
     assert fig_multi["layout"]["yaxis"]["title"]["text"].startswith("log loss")
@@ -512,7 +518,7 @@ def test_run_and_task_names_are_plain_text(tmp_path, monkeypatch):
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     at = select_rows(at, list(table(at)["id"]))
-    fig = figure(chart(at, "compare.curve.<i>q</i> (regression)"))
+    fig = figure(chart(at, curve_key("<i>q</i> (regression)")))
     assert "&lt;i&gt;q&lt;/i&gt;" in fig["layout"]["title"]["text"]
     assert {t["name"] for t in fig["data"]} == {"#1 &lt;b&gt;bold&lt;/b&gt;", "#2 *star*"}
     swatches = " ".join(m.value for m in at.markdown if "■" in m.value)

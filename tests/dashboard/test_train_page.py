@@ -78,7 +78,9 @@ def test_train_runs_in_the_background_and_is_stored(at, mmoe_home, process_manag
     run = store.get_run(p.run_id)
     assert (run.status, run.name, run.epochs, run.dataset) == ("finished", "my run", 3, "tiny")
     assert (run.train_config["epochs"], run.train_config["seed"]) == (3, 7)      # the settings on screen
-    assert any(f"job {p.job_id} · run {p.run_id} · `finished`" in m.value for m in at.markdown)
+    # the card's header is plain text (a run name is never Markdown) and says why the run stopped
+    assert any(t.value.startswith(f"my run · job {p.job_id} · run {p.run_id} · finished") for t in at.text)
+    assert any(c.value == "Why it stopped: all 3 epochs done" for c in at.caption)
     table = at.dataframe[-1].value   # stored runs
     assert table["id"].tolist() == [p.run_id]
     # the job card's curve and metrics are the run's stored history
@@ -161,3 +163,37 @@ def test_inspect_button_switches_page_with_the_run_id(at, process_manager):
     assert not at.exception
     assert at.session_state["mmoe.inspect_run"] == run_id
     assert at.query_params.get("run") in (str(run_id), [str(run_id)])
+
+
+def test_repeat_with_seeds_and_a_sweep_is_one_experiment(at, mmoe_home, process_manager):
+    at.number_input(key="train.epochs").set_value(2).run()
+    at.number_input(key="train.seed").set_value(5).run()
+    at.number_input(key="train.seeds").set_value(2).run()
+    at.multiselect(key="train.sweep").set_value(["arch"]).run()
+    at.text_input(key="train.sweep.arch").set_value("mmoe, shared-bottom").run()
+    assert not at.exception
+    go = at.button(key="train.go")
+    assert go.label == "Run experiment: 2 setting(s) x 2 seed(s) = 4 runs"
+    assert at.button(key="train.go3").disabled
+    go.click().run()
+    assert not at.exception
+    [job] = process_manager.jobs()
+    wait_all_done(at, process_manager)
+    p = job.snapshot()
+    assert p.status == "finished" and p.extra["runs_done"] == 4
+    store = RunStore(mmoe_home)
+    [exp] = store.list_experiments()
+    runs = store.experiment_runs(exp.id)
+    assert exp.status == "finished" and exp.seeds == [5, 6]
+    assert [(r.arch, r.train_config["seed"]) for r in runs] == [("mmoe", 5), ("shared-bottom", 5), ("mmoe", 6),
+                                                                ("shared-bottom", 6)]
+    assert any(t.value.startswith(f"experiment on tiny · job {job.id} · experiment {exp.id} · finished")
+               for t in at.text)
+    assert [b for b in at.button if b.key == f"train.exp.{job.id}"]   # one click to the results
+
+
+def test_a_bad_sweep_value_says_so(at, process_manager):
+    at.multiselect(key="train.sweep").set_value(["lr"]).run()
+    at.text_input(key="train.sweep.lr").set_value("0.001, fast").run()
+    assert not at.exception and any("float" in e.value for e in at.error)
+    assert at.button(key="train.go").disabled

@@ -114,10 +114,13 @@ def shown(locator):
     return locator
 
 
-def chart(page, key: str):
-    """The plotly chart of the element with widget key ``key`` (dots become dashes in the class).
-    During a rerun Streamlit keeps the previous element too (``data-stale="true"``): skip it."""
-    box = shown(page.locator(f".st-key-{key.replace('.', '-')}:not([data-stale='true'])").first)
+def chart(page, key: str, prefix: bool = False):
+    """The plotly chart of the element with widget key ``key`` (dots become dashes in the class; with
+    ``prefix``, the first key that starts so). During a rerun Streamlit keeps the previous element too
+    (``data-stale="true"``): skip it."""
+    cls = key.replace(".", "-")
+    sel = f"[class*='st-key-{cls}']" if prefix else f".st-key-{cls}"
+    box = shown(page.locator(f"{sel}:not([data-stale='true'])").first)
     return box.get_by_test_id("stPlotlyChart")
 
 
@@ -239,9 +242,10 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     goto_page(page, "Compare", "Compare runs")
     for rid in (1, 2):
         pick_option(page, "Selected runs", f"#{rid} ", re.compile(rf"^#{rid} "))
-    expect(chart(page, "compare.curve.click")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    expect(chart(page, "compare.curve.like")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    names = trace_names(chart(page, "compare.curve.click"))
+    # one curve chart per task and kind, keyed by its label ("click (binary=...)")
+    expect(chart(page, "compare.curve.click-binary", prefix=True)).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(chart(page, "compare.curve.like-binary", prefix=True)).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    names = trace_names(chart(page, "compare.curve.click-binary", prefix=True))
     assert any(n.startswith("#1 ") for n in names) and any(n.startswith("#2 ") for n in names), names
     expect(page.get_by_role("heading", name="Final metrics")).to_be_visible()
     expect(table_after(page, "final-metrics")).to_be_visible(timeout=PAGE_TIMEOUT_MS)

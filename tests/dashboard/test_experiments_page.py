@@ -1,0 +1,113 @@
+"""Experiments and Paper lab pages (AppTest): intervals and paired differences as stored, the chart
+with bands, mean curves, member runs, deleting; the Paper lab's estimate and its Start button."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mmoe.config import DataConfig, ModelConfig, TrainConfig
+from mmoe.runs.experiments import grid_experiment, run_experiment, summarize
+from mmoe.runs.runner import DataSource
+from mmoe.runs.store import RunStore
+
+from helpers import TASKS, chart, figure, make_frame
+
+PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "app_pages"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    home = tmp_path_factory.mktemp("experiments") / "runs"
+    store = RunStore(home)
+    exp = grid_experiment(DataSource(make_frame(), DataConfig(tasks=TASKS)),
+                          ModelConfig(num_experts=3, expert_hidden=(8,), tower_hidden=(4,)),
+                          TrainConfig(epochs=3, batch_size=32, threads=1), [("lr", [0.001, 0.01])], (0, 1, 2),
+                          name="lr sweep", dataset="tiny.csv")
+    exp_id = run_experiment(exp, store)
+    store.close()
+    return home, exp_id
+
+
+@pytest.fixture
+def open_page(built, tmp_path, monkeypatch):
+    src, exp_id = built
+    home = tmp_path / "runs"
+    shutil.copytree(src, home)
+    monkeypatch.setenv("MMOE_HOME", str(home))
+
+    def run(name: str = "experiments") -> AppTest:
+        at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=90)
+        at.run()
+        assert not at.exception, at.exception
+        return at
+
+    return run, RunStore(home), exp_id
+
+
+def test_the_page_shows_the_stored_intervals_and_differences(open_page):
+    run, store, exp_id = open_page
+    at = run()
+    s = summarize(store, exp_id)
+    table = at.dataframe[0].value
+    assert list(table["lr"]) == [0.001, 0.01] and list(table["finished runs"]) == ["3 of 3", "3 of 3"]
+    stat = s["configs"][1]["metrics"]["click"]["auc"]
+    assert table["click · auc ↑"].iloc[1] == f"{stat['mean']:.4f} [{stat['ci95'][0]:.4f}, {stat['ci95'][1]:.4f}]"
+    # the sweep chart: the mean per lr, with its interval as the band's edges
+    fig = figure(chart(at, "exp.sweep"))
+    line = [t for t in fig["data"] if t.get("mode") == "lines+markers"][0]
+    assert list(line["y"]) == pytest.approx([c["metrics"]["click"]["auc"]["mean"] for c in s["configs"]])
+    band = [t for t in fig["data"] if t.get("fill") == "toself"][0]
+    assert max(band["y"]) == pytest.approx(max(c["metrics"]["click"]["auc"]["ci95"][1] for c in s["configs"]))
+    # the paired differences, in words, one per task
+    diffs = at.dataframe[1].value
+    assert set(diffs["task"]) == {"click", "score", "kind"}
+    d = next(x for x in s["differences"] if x["task"] == "click")
+    assert diffs.set_index("task").at["click", "what it says"] == d["verdict"]
+    assert any("95% interval" in m.value for m in at.info) or any("outside noise" in m.value for m in at.success)
+    # mean curves: one per setting
+    curves = figure(chart(at, "exp.curves"))
+    assert {t["name"] for t in curves["data"] if t.get("fill") != "toself"} == {"lr=0.001", "lr=0.01"}
+    # the member runs, each with why it stopped
+    members = at.dataframe[2].value
+    assert sorted(members["run"]) == sorted(s["runs"]) and set(members["why it stopped"]) == {"all 3 epochs done"}
+
+
+def test_choosing_another_metric_redraws(open_page):
+    run, store, exp_id = open_page
+    at = run()
+    at.selectbox(key="exp.task").set_value("score").run()
+    assert at.selectbox(key="exp.metric.score").value == "rmse"      # the primary metric first
+    assert "gate_entropy" not in at.selectbox(key="exp.metric.score").options
+    at.selectbox(key="exp.metric.score").set_value("r2").run()
+    assert not at.exception
+    assert "R²" in figure(chart(at, "exp.sweep"))["layout"]["yaxis"]["title"]["text"]
+
+
+def test_deleting_the_experiment_removes_its_runs(open_page):
+    run, store, exp_id = open_page
+    at = run()
+    at.checkbox(key=f"exp.sure.{exp_id}").check().run()
+    at.button(key=f"exp.delete.{exp_id}").click().run()
+    assert not at.exception
+    assert store.list_experiments() == [] and store.list_runs() == []
+    assert any("No experiments yet" in m.value for m in at.info)
+
+
+def test_paper_lab_estimates_then_starts(open_page, process_manager):
+    run, store, _ = open_page
+    at = run("paper")
+    at.number_input(key="paper.rows").set_value(300)
+    at.number_input(key="paper.seeds").set_value(1)
+    at.number_input(key="paper.epochs").set_value(1).run()
+    estimate = next(m.value for m in at.info if "runs**" in m.value)
+    assert "**9 runs**" in estimate and "measured just now" in estimate
+    at.button(key="paper.start.synth").click().run()
+    assert not at.exception
+    assert any("Experiment started" in m.value for m in at.success)
+    job = process_manager.jobs()[0]
+    assert job.wait(120) and job.snapshot().status == "finished"
+    newest = store.list_experiments()[0]
+    assert newest.kind == "paper" and len(store.experiment_runs(newest.id)) == 9
