@@ -19,7 +19,7 @@ from mmoe.runs.status import ENDED_BADLY
 from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.jobview import duration_text, run_label
 from mmoe_dashboard import charts
-from mmoe_dashboard.state import INSPECT_RUN_KEY, NA, predictions, predictions_version, store
+from mmoe_dashboard.state import INSPECT_RUN_KEY, NA, open_experiment, predictions, predictions_version, store
 
 STATUS_BADGE = {"finished": "green", "running": "blue", "queued": "gray", "cancelled": "orange",
                 "diverged": "red", "failed": "red", "interrupted": "orange"}
@@ -102,6 +102,14 @@ def header(rec: RunRecord) -> None:
     if rec.samples_per_second:
         line += f" · {rec.samples_per_second:,.0f} samples/s"
     st.markdown(line)
+    if rec.stop_reason:
+        st.text(f"Why it stopped: {rec.stop_reason}")
+    if rec.experiment_id is not None and store().exists(rec.id):
+        c1, c2 = st.columns([4, 1])
+        c1.text(f"One of the runs of experiment #{rec.experiment_id} (its seed: {tc.get('seed')}); the experiment "
+                "shows how much seeds alone change these numbers.")
+        if c2.button("Open experiment", key="inspect.experiment"):
+            open_experiment(rec.experiment_id)
     if rec.status in ENDED_BADLY:
         st.error(f"**This run {rec.status}.** {rec.error or 'No error message was recorded.'}", icon="🚨")
     elif rec.status == "interrupted":

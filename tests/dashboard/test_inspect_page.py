@@ -302,3 +302,30 @@ def test_empty_store(tmp_path, monkeypatch):
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     assert not at.exception and "no stored runs" in at.info[0].value
+
+
+def test_the_header_says_why_the_run_stopped(page):
+    open_page, ids = page
+    at = open_page(ids["mmoe"])
+    assert "Why it stopped: all 2 epochs done" in [t.value for t in at.text]
+
+
+def test_a_member_of_an_experiment_links_to_it(tmp_path, monkeypatch):
+    from mmoe.runs.experiments import grid_experiment, run_experiment
+
+    home = tmp_path / "runs"
+    store = RunStore(home)
+    exp = grid_experiment(DataSource(make_frame(), DataConfig(tasks=TASKS)),
+                          ModelConfig(num_experts=3, expert_hidden=(8,), tower_hidden=(4,)),
+                          TrainConfig(epochs=1, batch_size=64, threads=1), [], (3,))
+    exp_id = run_experiment(exp, store)
+    [member] = store.experiment_runs(exp_id)
+    monkeypatch.setenv("MMOE_HOME", str(home))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(member.id)
+    at.run()
+    assert not at.exception
+    assert any(t.value.startswith(f"One of the runs of experiment #{exp_id} (its seed: 3)") for t in at.text)
+    at.button(key="inspect.experiment").click().run()
+    assert not at.exception
+    assert at.session_state["mmoe.experiment"] == exp_id
