@@ -10,6 +10,9 @@ import torch
 from mmoe.config import ConfigError
 
 RESIDENT_SHARE = 0.5   # keep the data on the GPU when it takes at most this share of its free memory
+# deterministic cuBLAS (fixed workspaces, no split-K races): must be set before cuBLAS starts; a
+# setting the user made is kept
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def fits_on_device(data, device: torch.device) -> bool:

@@ -8,6 +8,7 @@ runs, also when the run is cancelled, diverges or raises.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import threading
@@ -56,6 +57,21 @@ def _finite_or_raise(x: float, where: str) -> None:
         raise FloatingPointError(where)
 
 
+@contextlib.contextmanager
+def deterministic_cuda():
+    """Deterministic CUDA kernels for the run (one seed, one result on the GPU too), then back to the
+    caller's setting. What is not deterministic on CUDA otherwise: the atomics of the embedding and
+    top-k scatter backward (index_add_) and cuBLAS's split-K reductions (fixed by the workspace setting
+    ``CUBLAS_WORKSPACE_CONFIG``, see ``device``). An op with no deterministic kernel warns, it does not fail."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
 def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback] = (),
         cancel_event: threading.Event | None = None) -> FitResult:
     """Train ``model`` on ``data`` (a ``PreparedData``). Never returns without calling on_train_end.
@@ -63,7 +79,8 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
     On the CPU, torch's intra-op threads are set for the run (``config.threads`` or
     ``auto_threads()``) and put back to what they were afterwards."""
     if resolve_device(config.device).type != "cpu":   # (a GPU run leaves the CPU threads alone)
-        return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
+        with deterministic_cuda():
+            return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
     threads = torch.get_num_threads()
     try:
         return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
