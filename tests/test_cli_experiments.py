@@ -1,25 +1,13 @@
 """python -m mmoe experiment | paper | runs --experiments: the JSON the issue gives, paired seeds, a
 member run reproduced alone with train, bad grids, why a run stopped."""
-import json
-
 import pytest
 from frames import make_tiny_frame
+from test_cli import run_cli, strict_json
 
-from mmoe.cli import main
 from mmoe.runs.store import RunStore
 
 TASKS = ("--task", "click:binary=yes", "--task", "score:regression")
 SMALL = ("--epochs", 2, "--batch-size", 32, "--expert-hidden", 8, "--experts", 3, "--threads", 1)
-
-
-def strict_json(line: str):
-    return json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def _job_of(exp_id: int):
 
 def _pick(exps) -> int:
     ids = [e.id for e in exps]
-    names = {e.id: f"#{e.id} {e.name} ({e.status})" for e in exps}
+    names = {e.id: f"#{e.id} {e.name} · {e.kind}" for e in exps}   # its status is the live line below
     wanted = st.query_params.get("experiment") or st.session_state.get(EXPERIMENT_KEY)
     try:
         wanted = int(wanted)
@@ -137,20 +137,18 @@ def results_section(summary: dict) -> None:
 
 
 def members_section(summary: dict) -> None:
-    st.markdown("**Member runs**")
+    st.markdown("**Member runs** · click a row to open that run in Inspect")
     members = members_frame(summary, store())
     if members.empty:
         st.caption("No runs yet.")
         return
-    st.dataframe(members, hide_index=True, width="stretch", placeholder=NA,
-                 height=min(420, 38 + 35 * len(members)))
-    c1, c2, c3 = st.columns([2, 1, 1])
     ids = members["run"].tolist()
-    labels = {r["run"]: f"#{r['run']} {r['settings']} · seed {r['seed']}" for r in members.to_dict("records")}
-    pick = c1.selectbox("Run", ids, format_func=labels.get, key="exp.run", label_visibility="collapsed")
-    if c2.button("Open in Inspect", key="exp.inspect"):
-        open_in_inspect(int(pick))
-    if c3.button("Compare all", key="exp.compare", help="open every member run in Compare, as one group"):
+    event = st.dataframe(members, hide_index=True, width="stretch", placeholder=NA, on_select="rerun",
+                         selection_mode="single-row", key="exp.members", height=min(420, 38 + 35 * len(members)))
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        open_in_inspect(int(ids[rows[0]]))
+    if st.button("Compare all", key="exp.compare", help="open every member run in Compare, as one group"):
         st.session_state[COMPARE_RUNS_KEY] = [int(i) for i in ids]
         st.switch_page(page("compare"), query_params={"runs": ",".join(str(int(i)) for i in ids)})
 

@@ -291,7 +291,10 @@ def _baseline_index(points: list[dict], grid: list) -> list[int | None]:
 
 def _differing(a: Mapping, b: Mapping) -> tuple[str, str]:
     keys = [k for k in b if a.get(k) != b.get(k)] or list(b)
-    return settings_text({k: a.get(k) for k in keys}), settings_text({k: b.get(k) for k in keys})
+
+    def text(s: Mapping) -> str:   # an architecture by its name alone ("omoe"), other settings as key=value
+        return ", ".join(str(s.get(k)) if k == "arch" else f"{k}={s.get(k)}" for k in keys)
+    return text(a), text(b)
 
 
 def verdict(diff: dict, direction: str | None, n_seeds: int) -> str:
