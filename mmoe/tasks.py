@@ -22,6 +22,9 @@ METRIC_DIRECTIONS = {"auc": "max", "logloss": "min", "accuracy": "max", "rmse": 
 # what a run logs or shows about itself that is no score: no direction, never marked "best"
 # (gate entropy and expert utilisation describe the routing, uncertainty_log_var the loss weighting)
 DIAGNOSTIC_METRICS = frozenset({"gate_entropy", "utilisation", "uncertainty_log_var"})
+# the range a metric can take (None: unbounded): an interval over seeds is clipped to it
+METRIC_BOUNDS = {"auc": (0.0, 1.0), "accuracy": (0.0, 1.0), "macro_f1": (0.0, 1.0), "r2": (None, 1.0),
+                 "rmse": (0.0, None), "mae": (0.0, None), "logloss": (0.0, None), "loss": (0.0, None)}
 PRIMARY_METRIC = {"binary": "auc", "regression": "rmse", "multiclass": "accuracy"}
 
 

@@ -15,7 +15,8 @@ and reused by every point that reads it the same way, and an experiment stopped 
 comparable points. A run that diverges or fails is recorded and the others go on; cancelling stops
 the run in progress and starts no more.
 
-Intervals are Student-t intervals over seeds (scipy): mean +- t(0.975, n-1) * sd / sqrt(n).
+Intervals are Student-t intervals over seeds (scipy): mean +- t(0.975, n-1) * sd / sqrt(n), clipped to
+the range the metric can take (an AUC interval ends at 1); paired differences are not clipped.
 The baseline of a paired difference is the point with the first value of the first grid key and the
 same values of the other keys (for one grid key: the first point).
 """
@@ -33,7 +34,7 @@ from mmoe.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from mmoe.data import PreparedData, prepare
 from mmoe.runs.runner import DataSource, RunSummary, run_training
 from mmoe.runs.store import RunStore
-from mmoe.tasks import DIAGNOSTIC_METRICS, METRIC_DIRECTIONS, PRIMARY_METRIC
+from mmoe.tasks import DIAGNOSTIC_METRICS, METRIC_BOUNDS, METRIC_DIRECTIONS, PRIMARY_METRIC
 from mmoe.training import Callback
 
 # what a point reads: a prepared table, a table with its DataConfig, or seed -> table (the paper
@@ -333,7 +334,12 @@ def summarize(store: RunStore, exp_id: int) -> dict:
             values = [(members[s].final_metrics.get(task, {}).get(metric)
                        if s in members and members[s].status == "finished" else None) for s in seeds]
             values = [None if v is None or not math.isfinite(v) else float(v) for v in values]
-            metrics.setdefault(task, {})[metric] = {**mean_ci(values), "values": values}
+            stat = mean_ci(values)
+            lo, hi = METRIC_BOUNDS.get(metric, (None, None))
+            if stat["ci95"] is not None:   # e.g. an AUC interval never reaches above 1
+                stat["ci95"] = [max(stat["ci95"][0], lo) if lo is not None else stat["ci95"][0],
+                                min(stat["ci95"][1], hi) if hi is not None else stat["ci95"][1]]
+            metrics.setdefault(task, {})[metric] = {**stat, "values": values}
         configs.append({"settings": dict(p["settings"]), "seeds": list(seeds),
                         "runs": [members[s].id if s in members else None for s in seeds],
                         "statuses": [members[s].status if s in members else None for s in seeds],

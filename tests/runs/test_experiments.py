@@ -238,3 +238,16 @@ def test_paper_experiment_runs_and_summarises(mmoe_home):
     assert {(d["b"]["arch"], d["b"]["correlation"], d["task"]) for d in s["differences"]} == {
         (a, c, t) for a in ("omoe", "shared-bottom") for c in (0.5, 0.9) for t in ("y1", "y2")}
     assert all(d["a"] == {"arch": "mmoe", "correlation": d["b"]["correlation"]} for d in s["differences"])
+
+
+def test_an_interval_stays_inside_the_metric_range(tiny_frame, mmoe_home):
+    store = RunStore(mmoe_home)
+    s = summarize(store, run_experiment(_grid_exp(tiny_frame, grid=[("arch", ["mmoe"])], seeds=(0, 1)), store))
+    for task in s["configs"][0]["metrics"].values():
+        for name, stat in task.items():
+            lo, hi = stat["ci95"]
+            raw = mean_ci(stat["values"])["ci95"]
+            if name == "auc":
+                assert 0 <= lo <= hi <= 1 and (raw[1] <= 1 or hi == 1)
+            if name in ("rmse", "logloss"):
+                assert lo >= 0 and (raw[0] >= 0 or lo == 0)
