@@ -151,12 +151,6 @@ def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
         "epochs": df["epochs"], "training s": df["train_seconds"].round(1),
         "created": df["created_at"].astype(str).str[:19].str.replace("T", " "),
     })
-    if "stop_reason" in df:
-        out["why it stopped"] = df["stop_reason"].fillna("")
-    if "experiment_id" in df and df["experiment_id"].notna().any():
-        out["experiment"] = df["experiment_id"]
-    if df["error"].notna().any():
-        out["error"] = df["error"].fillna("")
     metric_cols = [c for c in df.columns if c.startswith("metric:")]
     by_task: dict[str, list[str]] = {}
     for c in metric_cols:
@@ -165,4 +159,11 @@ def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     keep = list(primary.values())
     for c in keep:
         out[c.removeprefix("metric:")] = df[c].round(4)
+    # after the metrics, so the primary metrics stay on screen
+    if "stop_reason" in df:
+        out["why it stopped"] = df["stop_reason"].fillna("")
+    if "experiment_id" in df and df["experiment_id"].notna().any():
+        out["experiment"] = df["experiment_id"]
+    if df["error"].notna().any():
+        out["error"] = df["error"].fillna("")
     return out.reset_index(drop=True)

@@ -74,3 +74,18 @@ def test_metrics_frame_train_rows_have_only_the_loss():
     assert list(mf.columns) == ["split", "task", "loss", "auc", "accuracy"]
     assert mf["auc"].dtype == "float64" and mf["accuracy"].dtype == "float64"
     assert mf["auc"].isna().tolist() == [True, False] and mf["accuracy"].isna().all()
+
+
+def test_runs_overview_puts_metrics_before_why_it_stopped(tmp_path):
+    from mmoe.runs.store import RunStore
+
+    s = RunStore(tmp_path)
+    rid = s.create_run("r", dataset="d", data_config={"tasks": [{"column": "click", "kind": "binary"}]},
+                       model_config={"arch": "mmoe"}, train_config={})
+    s.set_status(rid, "running")
+    s.finish(rid, "finished", final_metrics={"click": {"auc": 0.8, "accuracy": 0.7}}, epochs=3, train_seconds=1.0,
+             samples_per_second=1.0, stop_reason="early stopping at epoch 3: ...")
+    out = runs_overview(s.runs_frame())
+    cols = list(out.columns)
+    assert cols.index("click:auc") < cols.index("why it stopped")
+    assert out.at[0, "why it stopped"] == "early stopping at epoch 3: ..."
