@@ -205,3 +205,29 @@ def test_one_seed_one_result_across_fresh_processes(tmp_path, tiny_csv):
     assert runs["a"][0] == runs["b"][0]
     pd.testing.assert_frame_equal(runs["a"][1], runs["b"][1], check_exact=True)
     assert runs["a"][0] != runs["c"][0]
+
+
+def test_ctrl_c_cancels_an_experiment_and_starts_no_more_runs(tmp_path, mmoe_home):
+    """Ctrl-C during an experiment: exit 130, the run in progress cancelled, no later run started, the
+    experiment recorded as cancelled, and the JSON still printed."""
+    csv = tmp_path / "big.csv"
+    make_tiny_frame(3000, seed=1).to_csv(csv, index=False)
+    store = RunStore(mmoe_home)
+    proc = subprocess.Popen([sys.executable, "-m", "mmoe", "experiment", "--data", str(csv), *TASKS, "--epochs", "1000",
+                             "--batch-size", "8", "--expert-hidden", "8", "--grid", "arch=mmoe,omoe", "--seeds", "3",
+                             "--json", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        run_id = _wait_for_first_epoch(store, proc, deadline_s=90)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    summary = last_json(out, err)
+    assert summary["status"] == "cancelled" and summary["runs"] == [run_id]
+    [exp] = store.list_experiments()
+    assert exp.status == "cancelled" and [r.status for r in store.experiment_runs(exp.id)] == ["cancelled"]
