@@ -12,6 +12,7 @@ import streamlit as st
 
 from mmoe.config import ModelConfig, TaskSpec, TrainConfig
 from mmoe.runs.experiments import parse_grid
+from mmoe.training import auto_schedule, schedule_text, schedule_warnings
 from mmoe.views.presets import DEFAULT_PRESET, PRESETS, widths_text
 
 KEEP = "session"
@@ -28,8 +29,9 @@ def _preset_values(name: str) -> dict:
         "gate": "MLP" if m.gate_hidden else "linear", "gate_hidden": widths_text(m.gate_hidden) or "16",
         "sparse": m.top_k is not None, "top_k": m.top_k or 2, "aux": m.aux_loss_weight,
         "tower_hidden": widths_text(m.tower_hidden), "dropout": m.dropout,
-        "optimizer": t.optimizer, "lr": t.lr, "weight_decay": t.weight_decay, "epochs": t.epochs,
-        "batch_size": t.batch_size, "early": t.early_stopping_patience is not None,
+        "optimizer": t.optimizer, "lr": t.lr, "weight_decay": t.weight_decay, "epochs": t.epochs or 10,
+        "batch_size": t.batch_size or 512, "auto_schedule": t.batch_size is None and t.epochs is None,
+        "early": t.early_stopping_patience is not None,
         "patience": t.early_stopping_patience or 3,
     }
 
@@ -88,17 +90,25 @@ def device_options() -> tuple[list[str], str]:
     return ["auto", "cpu"], "No CUDA GPU on this machine: training runs on the CPU."
 
 
-def train_widgets() -> TrainConfig:
-    """Optimiser, schedule, stopping, device, seed -> TrainConfig (task weighting is added by the page)."""
+def train_widgets(n_train: int | None = None) -> TrainConfig:
+    """Optimiser, schedule, stopping, device, seed -> TrainConfig (task weighting is added by the page).
+    With "from the data" on, batch size and epochs are left to ``training.schedule`` (None) and the
+    inputs show what it will choose for ``n_train`` training rows."""
     c1, c2, c3 = st.columns(3)
     optimizer = c1.radio("Optimiser", ["adam", "adamw"], format_func={"adam": "Adam", "adamw": "AdamW"}.get,
                          key=K + "optimizer", horizontal=True, persist_state=KEEP)
     lr = c2.number_input("Learning rate", 1e-6, 1.0, step=1e-4, format="%.1e", key=K + "lr", persist_state=KEEP)
     wd = c3.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%.1e", key=K + "weight_decay",
                          persist_state=KEEP)
+    auto = st.checkbox("Batch size and epochs from the data", key=K + "auto_schedule", persist_state=KEEP,
+                       help="a batch small enough for at least 20 optimiser steps per epoch (16 to 1024) and "
+                            "epochs for about 1,000 steps in all (10 to 200); untick to set them yourself")
+    if auto and n_train:
+        st.session_state[K + "batch_size"], st.session_state[K + "epochs"] = auto_schedule(n_train)
     c1, c2, c3 = st.columns(3)
-    epochs = c1.number_input("Epochs", 1, 10_000, key=K + "epochs", persist_state=KEEP)
-    batch = c2.number_input("Batch size", 1, 1_000_000, step=128, key=K + "batch_size", persist_state=KEEP)
+    epochs = c1.number_input("Epochs", 1, 10_000, key=K + "epochs", persist_state=KEEP, disabled=auto)
+    batch = c2.number_input("Batch size", 1, 1_000_000, step=128, key=K + "batch_size", persist_state=KEEP,
+                            disabled=auto)
     with c3:
         early = st.checkbox("Early stopping", key=K + "early", persist_state=KEEP,
                             help="stop when the validation loss has not improved for this many epochs "
@@ -113,7 +123,12 @@ def train_widgets() -> TrainConfig:
                           format_func={"auto": "auto", "cuda": "GPU (cuda)", "cpu": "CPU"}.get)
     c2.caption(note)
     seed = c1.number_input("Seed", 0, 2**31 - 1, value=0, key=K + "seed", persist_state=KEEP)
-    return TrainConfig(epochs=int(epochs), batch_size=int(batch), lr=float(lr), weight_decay=float(wd),
+    chosen = TrainConfig(epochs=None if auto else int(epochs), batch_size=None if auto else int(batch))
+    if n_train:
+        st.caption(f"{'Chosen from the data' if auto else 'This schedule'}: {schedule_text(chosen, n_train)}.")
+        for w in schedule_warnings(chosen, n_train):
+            st.warning(w[0].upper() + w[1:] + ".")
+    return TrainConfig(epochs=chosen.epochs, batch_size=chosen.batch_size, lr=float(lr), weight_decay=float(wd),
                        optimizer=optimizer, early_stopping_patience=int(patience) if early else None,
                        device=device, seed=int(seed))
 

@@ -33,39 +33,42 @@ def _csv_list(text: str) -> tuple[str, ...]:
 
 
 def _train_options(t: argparse.ArgumentParser) -> None:
-    """The options of ``train`` (``experiment`` takes the same)."""
+    """The options of ``train`` (``experiment`` takes the same); --help shows every default."""
+    t.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     t.add_argument("--data", required=True, help="CSV file (.csv or .csv.gz; , ; or tab separated)")
     t.add_argument("--task", action="append", required=True, metavar="COL[:KIND]",
                    help="target column and kind: binary | regression | multiclass | binary=VALUE (repeat per task)")
     t.add_argument("--arch", default="mmoe", help="mmoe | omoe | shared-bottom")
-    t.add_argument("--experts", type=int, default=8)
-    t.add_argument("--expert-hidden", default="64,32")
-    t.add_argument("--gate-hidden", default="")
-    t.add_argument("--tower-hidden", default="16")
-    t.add_argument("--top-k", type=int, default=None)
-    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--experts", type=int, default=8, help="number of experts")
+    t.add_argument("--expert-hidden", default="64,32", help="expert layer widths (shared-bottom: the bottom MLP)")
+    t.add_argument("--gate-hidden", default="", help="gate MLP widths ('' : a linear gate, as in the paper)")
+    t.add_argument("--tower-hidden", default="16", help="tower layer widths")
+    t.add_argument("--top-k", type=int, default=None, help="route each row to its K best experts (None: dense)")
+    t.add_argument("--dropout", type=float, default=0.0, help="dropout in experts and towers")
     t.add_argument("--aux-weight", type=float, default=0.01, help="weight of the load-balancing loss (top-k)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=1024)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--epochs", type=int, default=None,
+                   help="epochs (None: from the training rows, for about 1,000 optimiser steps, 10 to 200 epochs)")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="rows per step (None: from the training rows, at least 20 steps per epoch, 16 to 1024)")
+    t.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    t.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
     t.add_argument("--optimizer", default="adam", help="adam | adamw")
     t.add_argument("--task-weighting", default="fixed", help="fixed | uncertainty")
     t.add_argument("--task-weight", action="append", default=[], metavar="COL=W", help="fixed loss weight of a task")
-    t.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (None: off)")
+    t.add_argument("--seed", type=int, default=0, help="seeds the split, the initial weights and the batch order")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    t.add_argument("--threads", type=int, default=None, help="CPU threads (default: the idle cores)")
+    t.add_argument("--threads", type=int, default=None, help="CPU threads (None: the idle cores, or $MMOE_THREADS)")
     t.add_argument("--precision", default="auto",
                    help="auto (bf16 autocast on CUDA and on CPUs with native bf16) | fp32 | bf16")
-    t.add_argument("--val-fraction", type=float, default=0.2)
-    t.add_argument("--test-fraction", type=float, default=0.0)
+    t.add_argument("--val-fraction", type=float, default=0.2, help="share of rows for validation")
+    t.add_argument("--test-fraction", type=float, default=0.0, help="share of rows held out as a test split")
     t.add_argument("--drop", type=_csv_list, default=(), help="columns not to use, comma separated")
-    t.add_argument("--features", type=_csv_list, default=None, help="use only these feature columns")
+    t.add_argument("--features", type=_csv_list, default=None, help="use only these feature columns (None: all usable)")
     t.add_argument("--kind", action="append", default=[], metavar="COL=KIND",
                    help="override a column's kind: numeric | categorical | identifier | constant")
-    t.add_argument("--store", default=None, help="run store folder (default $MMOE_HOME or ./runs)")
-    t.add_argument("--name", default=None)
+    t.add_argument("--store", default=None, help="run store folder (None: $MMOE_HOME or ./runs)")
+    t.add_argument("--name", default=None, help="run name (None: run-<id>)")
     t.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -250,6 +253,8 @@ def cmd_train(a) -> int:
                                callbacks=[_ProgressBar(not a.quiet and sys.stderr.isatty())], cancel_event=cancel)
     finally:
         signal.signal(signal.SIGINT, previous)
+    for w in summary.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     if not a.json:
         print(f"run {summary.run_id} {summary.status} after {summary.epochs} epochs "
               f"({summary.train_seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s): {summary.stop_reason}")
@@ -259,7 +264,8 @@ def cmd_train(a) -> int:
         print(_json_line({"run_id": summary.run_id, "status": summary.status, "epochs": summary.epochs,
                           "train_seconds": summary.train_seconds, "samples_per_second": summary.samples_per_second,
                           "metrics": summary.metrics, "message": summary.message,
-                          "stop_reason": summary.stop_reason}))
+                          "stop_reason": summary.stop_reason, "schedule": summary.schedule,
+                          "warnings": summary.warnings}))
     from mmoe.runs.status import ENDED_BADLY
 
     if summary.status in ENDED_BADLY:

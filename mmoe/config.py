@@ -216,10 +216,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: optimiser, schedule, stopping, device, seed."""
+    """How to train: optimiser, schedule, stopping, device, seed. ``epochs`` / ``batch_size`` None: chosen
+    from the number of training rows when the run starts (``mmoe.training.schedule``); the stored run
+    records the values used."""
 
-    epochs: int = 10
-    batch_size: int = 1024
+    epochs: int | None = None           # None: from the training rows (``training.schedule``)
+    batch_size: int | None = None       # None: from the training rows
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adam"
@@ -233,12 +235,14 @@ class TrainConfig:
     precision: str = "auto"             # auto: bf16 autocast on CUDA and on CPUs with native bf16 math; else fp32
 
     def __post_init__(self) -> None:
-        if int(self.epochs) < 1 or int(self.epochs) > 100_000:
-            raise ConfigError(f"train: epochs must be between 1 and 100000, got {self.epochs}")
-        object.__setattr__(self, "epochs", int(self.epochs))
-        if int(self.batch_size) < 1:
-            raise ConfigError(f"train: batch size must be >= 1, got {self.batch_size}")
-        object.__setattr__(self, "batch_size", int(self.batch_size))
+        if self.epochs is not None:
+            if int(self.epochs) < 1 or int(self.epochs) > 100_000:
+                raise ConfigError(f"train: epochs must be between 1 and 100000, got {self.epochs}")
+            object.__setattr__(self, "epochs", int(self.epochs))
+        if self.batch_size is not None:
+            if int(self.batch_size) < 1:
+                raise ConfigError(f"train: batch size must be >= 1, got {self.batch_size}")
+            object.__setattr__(self, "batch_size", int(self.batch_size))
         if not (0 < float(self.lr) < 10):
             raise ConfigError(f"train: learning rate must be in (0, 10), got {self.lr}")
         if float(self.weight_decay) < 0:

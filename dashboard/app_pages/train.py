@@ -67,7 +67,7 @@ def main() -> None:
         with st.container(border=True):
             st.markdown("**Training**")
             try:
-                train_config = train_widgets()
+                train_config = train_widgets(len(prepared.splits["train"]))
             except ConfigError as e:
                 st.error(str(e))
             weighting, weights = task_weight_widgets(tasks)

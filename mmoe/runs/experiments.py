@@ -35,7 +35,8 @@ from mmoe.data import PreparedData, prepare
 from mmoe.runs.runner import DataSource, RunSummary, run_training
 from mmoe.runs.store import RunStore
 from mmoe.tasks import DIAGNOSTIC_METRICS, METRIC_BOUNDS, METRIC_DIRECTIONS, PRIMARY_METRIC
-from mmoe.training import Callback
+from mmoe.training import Callback, resolve_schedule
+from mmoe.training.schedule import MAX_EPOCHS
 
 # what a point reads: a prepared table, a table with its DataConfig, or seed -> table (the paper
 # draws fresh data for every seed)
@@ -77,7 +78,14 @@ class Experiment:
 
     @property
     def total_epochs(self) -> int:
-        return sum(p.train_config.epochs for p in self.points) * len(self.seeds)
+        """All epochs of all runs (an automatic number of epochs counts as the most it can be)."""
+        return sum(p.train_config.epochs or MAX_EPOCHS for p in self.points) * len(self.seeds)
+
+    def resolved(self, n_train: int) -> "Experiment":
+        """The experiment with each point's automatic batch size / epochs chosen for ``n_train`` rows."""
+        points = tuple(dataclasses.replace(p, train_config=resolve_schedule(p.train_config, n_train))
+                       for p in self.points)
+        return dataclasses.replace(self, points=points)
 
     def spec(self) -> dict:
         """What the store keeps of it (JSON): the grid, the seeds and each point's settings and configs."""
@@ -131,7 +139,8 @@ def run_experiment(exp: Experiment, store: RunStore, *, cancel_event: threading.
     cache: dict = {}
     first_key, first = _data_for(exp.points[0], seeds[0], exp.split_follows_seed)
     if isinstance(first, DataSource):
-        cache[first_key] = prepare(first.source, first.config)
+        first = cache[first_key] = prepare(first.source, first.config)
+    exp = exp.resolved(len(first.splits["train"]))   # automatic schedules, from the first table
     exp_id = store.create_experiment(exp.name, kind=exp.kind, dataset=exp.dataset, spec=exp.spec())
     if on_created is not None:
         on_created(exp_id)
@@ -244,8 +253,9 @@ def grid_experiment(data: PreparedData | DataSource, model_config: ModelConfig, 
         dc, mc, tc = apply_settings(settings, base_dc, model_config, train_config)
         src = DataSource(data.source, dc) if isinstance(data, DataSource) else data
         points.append(Point(settings, src, mc, tc))
-    return Experiment(name, "grid", dataset, [(k, list(v)) for k, v in grid], tuple(seeds), points,
-                      split_follows_seed=split_follows_seed)
+    exp = Experiment(name, "grid", dataset, [(k, list(v)) for k, v in grid], tuple(seeds), points,
+                     split_follows_seed=split_follows_seed)
+    return exp.resolved(len(data.splits["train"])) if isinstance(data, PreparedData) else exp
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -374,7 +384,7 @@ def submit_experiment(manager, exp: Experiment, *, store_home=None):
 
     device = str(resolve_device(exp.points[0].train_config.device))
     total = exp.total_epochs
-    planned = {i: p.train_config.epochs for i, p in enumerate(exp.points)}
+    planned = {i: p.train_config.epochs or MAX_EPOCHS for i, p in enumerate(exp.points)}
 
     def work(ctx) -> str:
         store = RunStore(store_home)

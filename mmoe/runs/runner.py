@@ -22,7 +22,18 @@ from mmoe.runs.artifacts import PREDICTIONS, PREPROCESSOR
 from mmoe.runs.predictions import ROW, decorate_predictions
 from mmoe.runs.status import ACTIVE, ENDED_BADLY
 from mmoe.runs.store import RunStore
-from mmoe.training import Callback, FitResult, TrainState, evaluate, fit, predict, resolve_device
+from mmoe.training import (
+    Callback,
+    FitResult,
+    TrainState,
+    evaluate,
+    fit,
+    predict,
+    resolve_device,
+    resolve_schedule,
+    schedule_text,
+    schedule_warnings,
+)
 
 MAX_STORED_PREDICTION_ROWS = 200_000
 
@@ -37,6 +48,8 @@ class RunSummary:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     message: str = ""
     stop_reason: str = ""
+    warnings: list[str] = field(default_factory=list)   # e.g. a batch size that leaves too few steps
+    schedule: str = ""                                  # the batch size and epochs used, and why
 
 
 class StoreCallback(Callback):
@@ -110,6 +123,10 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
         data = prepare(data.source, data.config)
     dataset = dataset or data.source.get("filename") or "dataframe"
     data_config = data.config
+    # an automatic batch size / number of epochs is chosen now, from the training rows, and stored as used
+    n_train = len(data.splits["train"])
+    warnings = schedule_warnings(train_config, n_train)
+    train_config = resolve_schedule(train_config, n_train)
     device = resolve_device(train_config.device)
     # the initial weights are a function of the seed (one seed, one result); the caller's global RNG is left alone
     with torch.random.fork_rng(devices=[]):
@@ -118,6 +135,8 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     summary = dict(data.summary())
     summary["parameters"] = count_parameters(model)
     summary["device"] = str(device)
+    summary["schedule"] = schedule_text(train_config, n_train)
+    summary["warnings"] = warnings
     run_id = store.create_run(name, dataset=dataset,
                               data_config=data_config.to_dict(), model_config=model_config.to_dict(),
                               train_config=train_config.to_dict(), data_summary=summary,
@@ -142,7 +161,7 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
                      error=result.message if result.status in ENDED_BADLY else None,
                      best_epoch=result.best_epoch, stop_reason=result.stop_reason)
         return RunSummary(run_id, result.status, result.epochs, result.train_seconds, result.samples_per_second,
-                          result.metrics, result.message, result.stop_reason)
+                          result.metrics, result.message, result.stop_reason, warnings, summary["schedule"])
     except Exception as e:  # recorded, not raised: the caller reports the run's status
         msg = f"{type(e).__name__}: {e}"
         epochs = result.epochs if result else 0

@@ -23,6 +23,7 @@ from mmoe.config import TrainConfig
 from mmoe.training.callbacks import Callback, DivergenceGuard, EarlyStopping, TimeBudget, TrainState
 from mmoe.training.device import auto_threads, fits_on_device, resolve_device
 from mmoe.training.evaluate import baseline_loss, evaluate
+from mmoe.training.schedule import resolve_schedule
 from mmoe.training.step import TrainStep
 
 
@@ -107,6 +108,7 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
     train_idx = data.splits["train"].to(home)
     val_idx = data.splits.get("val")
     n_train = int(train_idx.numel())
+    config = resolve_schedule(config, n_train)   # an automatic batch size / number of epochs
     bs = min(config.batch_size, max(n_train, 1))
     batches = max(1, math.ceil(n_train / bs))
 

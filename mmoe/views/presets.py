@@ -21,9 +21,9 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("Quick look",
-           "Small MMoE, few epochs: a first result in seconds on a CPU.",
+           "Small MMoE, batch size and epochs from the table's size: a first result in seconds on a CPU.",
            ModelConfig(arch="mmoe", num_experts=4, expert_hidden=(32,), gate_hidden=(), tower_hidden=(8,)),
-           TrainConfig(epochs=5, batch_size=512, lr=2e-3)),
+           TrainConfig(lr=2e-3)),
     Preset("Paper (census)",
            "After the MMoE paper's census-income setup: 8 small experts with linear gates, "
            "Adam, batch 1024, early stopping on the validation loss.",
@@ -33,11 +33,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "8 experts, each row routed to its 2 best experts (with a load-balancing loss).",
            ModelConfig(arch="mmoe", num_experts=8, expert_hidden=(64, 32), gate_hidden=(), tower_hidden=(16,),
                        top_k=2, aux_loss_weight=0.01),
-           TrainConfig(epochs=15, batch_size=1024, lr=1e-3)),
+           TrainConfig(lr=1e-3)),
     Preset("Shared-Bottom baseline",
            "The classic hard-parameter-sharing baseline: one shared MLP and a tower per task.",
            ModelConfig(arch="shared-bottom", num_experts=1, expert_hidden=(128, 64), tower_hidden=(16,)),
-           TrainConfig(epochs=15, batch_size=1024, lr=1e-3)),
+           TrainConfig(lr=1e-3)),
 )}
 
 DEFAULT_PRESET = "Quick look"

@@ -32,6 +32,7 @@ def at(mmoe_home, dataset, process_manager):
     app.session_state[DATA_KEY] = dataset
     app.switch_page(TRAIN).run()
     assert not app.exception, app.exception
+    app.checkbox(key="train.auto_schedule").uncheck().run()   # the tests set epochs and batch themselves
     return app
 
 
@@ -197,3 +198,26 @@ def test_a_bad_sweep_value_says_so(at, process_manager):
     at.text_input(key="train.sweep.lr").set_value("0.001, fast").run()
     assert not at.exception and any("float" in e.value for e in at.error)
     assert at.button(key="train.go").disabled
+
+
+def test_batch_size_and_epochs_from_the_data_by_default(mmoe_home, dataset, process_manager):
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    app.session_state[DATA_KEY] = dataset
+    app.switch_page(TRAIN).run()
+    n_train = len(dataset["prepared"].splits["train"])       # 160 rows: batch 16 (10 steps), 100 epochs
+    assert app.checkbox(key="train.auto_schedule").value is True
+    assert (app.number_input(key="train.batch_size").value, app.number_input(key="train.epochs").value) == (16, 100)
+    assert app.number_input(key="train.epochs").disabled
+    assert any(c.value.startswith("Chosen from the data: batch 16 and 100 epochs") and f"{n_train} training rows"
+               in c.value for c in app.caption)
+    # a batch that does not fit the table is warned about
+    app.checkbox(key="train.auto_schedule").uncheck().run()
+    app.number_input(key="train.batch_size").set_value(1024).run()
+    assert any("at least the 160 training rows" in w.value for w in app.warning)
+    app.checkbox(key="train.auto_schedule").check().run()
+    app.button(key="train.go").click().run()
+    [job] = process_manager.jobs()
+    assert job.wait(120)
+    run = RunStore(mmoe_home).get_run(job.snapshot().run_id)
+    assert (run.train_config["batch_size"], run.train_config["epochs"]) == (16, 100)   # stored as used
