@@ -255,6 +255,11 @@ def cmd_train(a) -> int:
         signal.signal(signal.SIGINT, previous)
     for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if summary.run_id is not None and summary.status == "finished":
+        from mmoe.views.runinfo import no_better_than_baseline
+
+        for flag in no_better_than_baseline(store.get_run(summary.run_id)):
+            print(f"warning: no better than a constant prediction: {flag}", file=sys.stderr)
     if not a.json:
         print(f"run {summary.run_id} {summary.status} after {summary.epochs} epochs "
               f"({summary.train_seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s): {summary.stop_reason}")

@@ -21,6 +21,7 @@ from mmoe.views.jobview import (
     runs_overview,
 )
 from mmoe.views.presets import PRESETS, compare_configs
+from mmoe.views.runinfo import no_better_than_baseline
 from mmoe_dashboard.charts import loss_curve_figure
 from mmoe_dashboard.state import DATA_KEY, NA, manager, open_experiment, open_in_inspect, page, store
 from mmoe_dashboard.widgets import (
@@ -178,7 +179,11 @@ def main() -> None:
                 if why:
                     (st.warning if p.status == "cancelled" else st.error)(why)
                 elif p.done and exp_id is None and p.run_id is not None and store().exists(p.run_id):
-                    st.caption(f"Why it stopped: {store().get_run(p.run_id).stop_reason or p.status}")
+                    rec = store().get_run(p.run_id)
+                    st.caption(f"Why it stopped: {rec.stop_reason or p.status}")
+                    for flag in no_better_than_baseline(rec):
+                        st.warning(f"No better than a constant prediction: {flag}. Train longer, with a smaller "
+                                   "batch or a higher learning rate, or check that the features carry signal.")
                 elif p.done and exp_id is not None and p.message:
                     st.caption(p.message)
                 curves = curves_frame(p)

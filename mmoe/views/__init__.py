@@ -55,7 +55,7 @@ from mmoe.views.gates import (
     utilisation,
 )
 from mmoe.views.history import curves, ema, final_metrics_table, history_metrics
-from mmoe.views.runinfo import feature_columns, task_kinds
+from mmoe.views.runinfo import feature_columns, no_better_than_baseline, task_kinds
 
 __all__ = [
     "MAX_HEATMAP_ROWS",
@@ -100,5 +100,6 @@ __all__ = [
     "settings_diff",
     "task_gate_similarity",
     "task_kinds",
+    "no_better_than_baseline",
     "utilisation",
 ]

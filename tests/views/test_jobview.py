@@ -89,3 +89,22 @@ def test_runs_overview_puts_metrics_before_why_it_stopped(tmp_path):
     cols = list(out.columns)
     assert cols.index("click:auc") < cols.index("why it stopped")
     assert out.at[0, "why it stopped"] == "early stopping at epoch 3: ..."
+
+
+def test_a_run_no_better_than_a_constant_is_flagged():
+    from types import SimpleNamespace
+
+    from mmoe.views.runinfo import no_better_than_baseline
+
+    dc = {"tasks": [{"column": "y", "kind": "regression"}, {"column": "c", "kind": "binary"},
+                    {"column": "k", "kind": "multiclass"}]}
+    summ = {"tasks": {"k": {"class_counts": {"a": 70, "b": 20, "c": 10}}}}
+
+    def rec(metrics, status="finished"):
+        return SimpleNamespace(status=status, data_config=dc, data_summary=summ, final_metrics=metrics)
+
+    flags = no_better_than_baseline(rec({"y": {"r2": -0.01}, "c": {"auc": 0.51}, "k": {"accuracy": 0.70}}))
+    assert [f.split(":")[0] for f in flags] == ["y", "c", "k"]
+    assert "R² -0.010" in flags[0] and "chance" in flags[1] and "most frequent class (0.700" in flags[2]
+    assert no_better_than_baseline(rec({"y": {"r2": 0.4}, "c": {"auc": 0.8}, "k": {"accuracy": 0.75}})) == []
+    assert no_better_than_baseline(rec({"y": {"r2": -1.0}}, status="cancelled")) == []
