@@ -17,6 +17,7 @@ from mmoe.views.datasets import (
     builtin,
     check,
     column_table,
+    read_report_lines,
     summary_tables,
     target_choices,
     task_from_choice,
@@ -129,6 +130,12 @@ def main() -> None:
     c1.metric("Rows", f"{len(df):,}")
     c2.metric("Columns", f"{df.shape[1]:,}")
     c3.metric("Missing cells", f"{float(df.isna().to_numpy().mean()):.1%}")
+    lines, changed = read_report_lines(df.attrs.get("read_report"))
+    if lines:
+        with st.expander("How the file was read" + (" (rows dropped or values converted)" if changed else ""),
+                         expanded=changed):
+            for line in lines:
+                st.text(line)
     with st.expander("Preview (first 100 rows)", expanded=False):
         st.dataframe(df.head(100), width="stretch", height=260)
 

@@ -180,6 +180,9 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
     for magic, what in _MAGIC:
         if raw.startswith(magic):
             raise DataError(f"{name} is {what}")
+    compressed = len(raw)
+    compression = next((kind for magic, kind in ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+                        if raw.startswith(magic)), None)
     raw = _decompress(raw, name)
     for magic, what in _MAGIC:
         if raw.startswith(magic):
@@ -241,19 +244,31 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
         raise DataError(f"{name} cannot be parsed as CSV ({msg}); check that it is a delimited text file") from None
 
     df.attrs["delimiter"] = sep
+    parsed_rows = len(df)
+    blank_lines = sum(1 for _ in re.finditer(rb"\n(?=\r?\n)", data))   # skipped by the parser
     df = clean_frame(df)
+    index_dropped = False
     if drop_first:
         idx = pd.to_numeric(df["__index__"], errors="coerce")
         if idx.notna().all() and (idx.diff().iloc[1:] == 1).all():
             df = df.drop(columns="__index__")
+            index_dropped = True
         else:
             raise DataError(f"{name}: column 1 of the header has no name; give every column a name in line 1")
     df = df.dropna(how="all").reset_index(drop=True)
+    decimal_comma = list(df.attrs.get("decimal_comma", []))
     if len(df) == 0:
         raise DataError(f"{name} has a header but no data rows; add rows below the header line")
     if len(df) < min_rows:
         raise DataError(f"{name} has only {len(df)} data row(s); need at least {min_rows} rows")
     df.attrs.update(encoding=encoding, delimiter=sep, filename=name.strip("'"))
+    # what the reader did, for the Data page to say (never silent)
+    df.attrs["read_report"] = {
+        "delimiter": sep, "encoding": encoding, "compression": compression, "bytes": compressed,
+        "header_columns": len(names), "rows": len(df), "blank_lines_skipped": blank_lines,
+        "empty_rows_dropped": parsed_rows - len(df), "saved_index_dropped": index_dropped,
+        "decimal_comma_columns": decimal_comma,
+    }
     return df
 
 
@@ -273,6 +288,7 @@ def clean_frame(df: pd.DataFrame) -> pd.DataFrame:
     if dups:
         raise DataError(f"column name(s) {_q(dups)} appear more than once; rename them so every column name is unique")
     out = {}
+    converted: list[str] = []   # columns read with a decimal comma ("3,14" -> 3.14)
     decimal_comma = df.attrs.get("delimiter", ",") != ","
     for n, c in zip(names, df.columns):
         s = df[c]
@@ -292,8 +308,12 @@ def clean_frame(df: pd.DataFrame) -> pd.DataFrame:
         s = s.str.strip()
         s = s.where(~s.isin(MISSING_MARKERS))
         out[n] = _maybe_numeric(s, decimal_comma)
+        if decimal_comma and pd.api.types.is_numeric_dtype(out[n].dtype) and s.str.contains(",", regex=False).any():
+            converted.append(n)
     res = pd.DataFrame(out, index=df.index)
     res.attrs.update(df.attrs)
+    if converted:
+        res.attrs["decimal_comma"] = converted
     return res
 
 

@@ -225,6 +225,19 @@ def with_task_weights(data: PreparedData, weights: Mapping[str, float]) -> Prepa
     return dataclasses.replace(data, preprocessor=pre, config=config)
 
 
+def share_text(count: int, total: int) -> str:
+    """A share that never rounds a present class to '0%' (or all but one to '100%'): 1 of 5,000 -> '<0.1%',
+    40 of 800 -> '5.0%'."""
+    if not total:
+        return "–"
+    share = count / total
+    if 0 < share < 0.001:
+        return "<0.1%"
+    if 0.999 < share < 1:
+        return ">99.9%"
+    return f"{share:.1%}" if share < 0.1 else f"{share:.0%}"
+
+
 def summary_tables(summary: Mapping) -> dict[str, pd.DataFrame]:
     """PreparedData.summary() -> display tables: "splits", "ignored", "tasks"."""
     splits = pd.DataFrame({"split": list(summary["splits"]), "rows": list(summary["splits"].values())})
@@ -233,16 +246,58 @@ def summary_tables(summary: Mapping) -> dict[str, pd.DataFrame]:
     for name, d in summary["tasks"].items():
         if d["kind"] == "binary":
             rate = d.get("positive_rate")
-            detail = (f"positive = {d['positive']!r}: {rate:.1%} of labelled rows" if rate is not None
-                      else f"positive = {d['positive']!r}")
+            if rate is not None:
+                pos = int(round(rate * d["labelled"]))
+                detail = (f"positive = {d['positive']!r}: {pos:,} of {d['labelled']:,} labelled rows "
+                          f"({share_text(pos, d['labelled'])})")
+            else:
+                detail = f"positive = {d['positive']!r}"
         elif d["kind"] == "multiclass":
             counts = d.get("class_counts", {})
-            total = max(1, sum(counts.values()))
-            detail = f"{len(counts)} classes: " + ", ".join(f"{k} {v / total:.0%}" for k, v in list(counts.items())[:8])
+            total = sum(counts.values())
+            ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+            detail = f"{len(counts)} classes: " + ", ".join(f"{k} {v:,} ({share_text(v, total)})"
+                                                           for k, v in ordered[:8])
             if len(counts) > 8:
-                detail += ", ..."
+                detail += f", and {len(counts) - 8} more"
         else:
             detail = f"mean {d['mean']:.4g}, sd {d['std']:.4g}"
         rows.append({"task": name, "kind": d["kind"], "labelled rows": d["labelled"], "missing": d["missing"],
                      "details": detail})
     return {"splits": splits, "ignored": ignored, "tasks": pd.DataFrame(rows)}
+
+
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+
+
+def read_report_lines(report: Mapping | None) -> tuple[list[str], bool]:
+    """How a file was read, in sentences, and whether anything was changed or dropped (then the page
+    shows it open): delimiter, decimal mark, encoding, compression, header, blank and empty rows."""
+    if not report:
+        return [], False
+    lines = [f"{DELIMITER_NAMES.get(report.get('delimiter'), repr(report.get('delimiter')))}-separated, "
+             f"{report.get('encoding', '?')} text" + (f", {report['compression']}-compressed"
+                                                     if report.get("compression") else "")
+             + f"; a header line naming {report.get('header_columns', 0)} columns; "
+               f"{report.get('rows', 0):,} data rows kept."]
+    changed = False
+    dec = list(report.get("decimal_comma_columns") or [])
+    if dec:
+        changed = True
+        shown = ", ".join(dec[:8]) + (f" and {len(dec) - 8} more" if len(dec) > 8 else "")
+        lines.append(f"Decimal commas read as decimal points (\"3,5\" -> 3.5) in {len(dec)} column(s): {shown}.")
+    else:
+        lines.append("Decimal mark: a point.")
+    empty = int(report.get("empty_rows_dropped") or 0)
+    blank = int(report.get("blank_lines_skipped") or 0)
+    if empty:
+        changed = True
+        lines.append(f"Dropped {empty:,} row(s) with no value in any column (e.g. empty trailing rows of a "
+                     "spreadsheet export).")
+    if blank:
+        changed = True
+        lines.append(f"Skipped {blank:,} blank line(s).")
+    if report.get("saved_index_dropped"):
+        changed = True
+        lines.append("Dropped the first column: an unnamed row counter 0, 1, 2, ... (a saved pandas index).")
+    return lines, changed

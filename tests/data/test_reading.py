@@ -110,3 +110,19 @@ def test_clean_frame_is_idempotent(tiny_frame):
 
 def test_missing_markers_constant():
     assert {"", "NA", "NaN", "?", "null", "N/A", "None"} <= MISSING_MARKERS
+
+
+def test_the_reader_says_what_it_did(tmp_path):
+    """A European spreadsheet export: semicolons, decimal commas, empty trailing rows, blank lines, gzip."""
+    import gzip as _gzip
+
+    text = "a;b;c\n1,5;x;3\n2,25;y;4\n;;\n;;\n3,0;z;5\n\n\n"
+    path = tmp_path / "eu.csv.gz"
+    path.write_bytes(_gzip.compress(text.encode("latin-1")))
+    df = read_csv(path, min_rows=1)
+    r = df.attrs["read_report"]
+    assert (r["delimiter"], r["compression"], r["header_columns"], r["rows"]) == (";", "gzip", 3, 3)
+    assert r["decimal_comma_columns"] == ["a"] and r["empty_rows_dropped"] == 2 and r["blank_lines_skipped"] == 2
+    assert list(df["a"]) == [1.5, 2.25, 3.0]
+    plain = read_csv(b"a,b\n1.5,x\n2.5,y\n", min_rows=1).attrs["read_report"]
+    assert plain["decimal_comma_columns"] == [] and plain["empty_rows_dropped"] == 0 and plain["compression"] is None

@@ -103,3 +103,29 @@ def test_summary_tables(tiny_frame):
     assert t["splits"]["rows"].sum() == 200
     details = t["tasks"].set_index("task")["details"]
     assert "positive = 'yes'" in details["click"] and "3 classes" in details["kind"] and "mean" in details["score"]
+
+
+def test_read_report_in_words_and_shares_never_zero():
+    from mmoe.views.datasets import read_report_lines, share_text
+
+    lines, changed = read_report_lines({"delimiter": ";", "encoding": "cp1252", "compression": "gzip",
+                                        "header_columns": 3, "rows": 741, "blank_lines_skipped": 0,
+                                        "empty_rows_dropped": 527, "saved_index_dropped": False,
+                                        "decimal_comma_columns": ["X1", "Y1"]})
+    assert changed and lines[0].startswith("semicolon-separated, cp1252 text, gzip-compressed")
+    assert any("527 row(s) with no value" in line for line in lines)
+    assert any("Decimal commas" in line and "X1, Y1" in line for line in lines)
+    assert read_report_lines({"delimiter": ",", "encoding": "utf-8", "header_columns": 2, "rows": 5})[1] is False
+    assert (share_text(1, 5000), share_text(40, 800), share_text(500, 800), share_text(0, 10)) == \
+        ("<0.1%", "5.0%", "62%", "0.0%")
+
+
+def test_target_details_show_counts():
+    from mmoe.views.datasets import summary_tables
+
+    summary = {"splits": {"train": 8}, "ignored": {}, "tasks": {
+        "k": {"kind": "multiclass", "labelled": 5001, "missing": 0, "class_counts": {"rare": 1, "common": 5000}},
+        "c": {"kind": "binary", "labelled": 800, "missing": 0, "positive": "yes", "positive_rate": 0.05}}}
+    t = summary_tables(summary)["tasks"].set_index("task")["details"]
+    assert t["k"] == "2 classes: common 5,000 (>99.9%), rare 1 (<0.1%)"
+    assert t["c"] == "positive = 'yes': 40 of 800 labelled rows (5.0%)"
