@@ -13,7 +13,7 @@ import streamlit as st
 from mmoe.config import ModelConfig, TaskSpec, TrainConfig
 from mmoe.runs.experiments import parse_grid
 from mmoe.training import auto_schedule, schedule_text, schedule_warnings
-from mmoe.views.presets import DEFAULT_PRESET, PRESETS, widths_text
+from mmoe.views.presets import DEFAULT_PRESET, PRESETS, widget_values
 
 KEEP = "session"
 ARCH_LABELS = {"mmoe": "MMoE (a gate per task)", "omoe": "OMoE (one shared gate)",
@@ -23,17 +23,9 @@ K = "train."   # widget key prefix
 
 def _preset_values(name: str) -> dict:
     p = PRESETS[name]
-    m, t = p.model, p.train
-    return {
-        "arch": m.arch, "experts": m.num_experts, "expert_hidden": widths_text(m.expert_hidden),
-        "gate": "MLP" if m.gate_hidden else "linear", "gate_hidden": widths_text(m.gate_hidden) or "16",
-        "sparse": m.top_k is not None, "top_k": m.top_k or 2, "aux": m.aux_loss_weight,
-        "tower_hidden": widths_text(m.tower_hidden), "dropout": m.dropout,
-        "optimizer": t.optimizer, "lr": t.lr, "weight_decay": t.weight_decay, "epochs": t.epochs or 10,
-        "batch_size": t.batch_size or 512, "auto_schedule": t.batch_size is None and t.epochs is None,
-        "early": t.early_stopping_patience is not None,
-        "patience": t.early_stopping_patience or 3,
-    }
+    values = widget_values(p.model, p.train)
+    values.pop("weighting")   # the preset leaves the task weighting alone
+    return values
 
 
 def apply_preset(name: str | None = None) -> None:

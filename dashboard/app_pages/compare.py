@@ -27,6 +27,7 @@ from mmoe.views.comparing import (
 )
 from mmoe.views.jobview import run_label
 from mmoe_dashboard import charts
+from mmoe_dashboard.continuity import train_again
 from mmoe_dashboard.state import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store
 
 PICK = "compare.pick"
@@ -443,6 +444,14 @@ def manage_section(s: RunStore, runs: list[RunRecord], selected: list[int]) -> N
             if b2.button("Cancel", key="compare.delete_no"):
                 st.session_state.pop("compare.confirm_delete", None)
                 st.rerun()
+    st.markdown("**Train again with a run's settings** (its table, targets, model, training settings and seed)")
+    c1, c2 = st.columns([3, 1])
+    with c1:
+        again = _run_select("Run to train again", ids, default, "compare.again_run", lambda i: _label(by_id[i]))
+    if c2.button("Train again", key="compare.again"):
+        why = train_again(by_id[again])
+        if why:
+            st.warning(f"Cannot train again: {why}.")
 
 
 # ----------------------------------------------------------------------------- page

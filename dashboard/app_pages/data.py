@@ -24,9 +24,19 @@ from mmoe.views.datasets import (
     usable_features,
     value_options,
 )
-from mmoe_dashboard.state import DATA_KEY, page
+from mmoe.runs.datasets import runs_using
+from mmoe.runs.errors import StoreError
+from mmoe_dashboard.continuity import (
+    pending_features,
+    restore_data_choices,
+    save_data_choices,
+    select_source,
+    shelf,
+)
+from mmoe_dashboard.state import DATA_KEY, page, store
 
 KEEP = "session"   # widget values survive page switches
+SOURCES = ["Upload a CSV", "Recent dataset", "Built-in dataset"]
 
 
 # ------------------------------------------------------------------------------------- cached work
@@ -40,6 +50,52 @@ def parse_upload(data: bytes, name: str) -> tuple[pd.DataFrame | None, str | Non
         return None, str(e)
     except Exception as e:  # noqa: BLE001 - an unreadable upload must never show a traceback
         return None, f"{name!r} cannot be read as a CSV table ({type(e).__name__}: {e})"
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the dataset…")
+def load_recent(ds_id: str) -> tuple[pd.DataFrame | None, str | None]:
+    """A kept dataset -> (frame, None) or (None, why not); cached on its id (its bytes never change)."""
+    try:
+        entry = shelf().get(ds_id)
+        df, problem = parse_upload(shelf().read_bytes(ds_id), entry.name)
+    except StoreError as e:
+        return None, str(e)
+    if df is not None:
+        shelf().touch(ds_id, read=df.attrs.get("read_report"))
+    return df, problem
+
+
+def _keep_upload(n: int) -> None:
+    """The uploader's callback (it runs before the widgets): keep a readable upload in the store and show
+    it as the recent dataset; the uploader is then replaced by a fresh one, so the session holds no copy."""
+    up = st.session_state.get(f"data.upload.{n}")
+    if up is None:
+        return
+    _, problem = parse_upload(up.getvalue(), up.name)
+    if problem is None:
+        try:
+            entry = shelf().add(up.getvalue(), up.name)
+        except StoreError as e:
+            problem = str(e)
+        else:
+            st.session_state.update({"data.source": "Recent dataset", "data.recent": entry.id,
+                                     "data.upload_n": n + 1})
+    if problem:
+        st.session_state["data.upload_problem"] = problem
+
+
+def delete_dataset_control(entry) -> None:
+    with st.expander("Delete this dataset from the store"):
+        used = runs_using(store(), entry.id)
+        st.text(f"{len(used)} stored run(s) trained on it" + (": " + ", ".join(f"#{r.id}" for r in used[:20])
+                                                               + (" ..." if len(used) > 20 else "") if used else "")
+                + ". The runs stay (their models, metrics and predictions); only the table is removed.")
+        if st.button("Delete the dataset", key=f"data.delete.{entry.id}"):
+            shelf().delete(entry.id)
+            st.session_state.pop("data.recent", None)
+            st.session_state.pop(DATA_KEY, None)
+            st.query_params.pop("dataset", None)
+            st.rerun()
 
 
 @st.cache_data(max_entries=8, show_spinner="Loading the dataset…")
@@ -74,36 +130,53 @@ def main() -> None:
     st.title("Data")
     st.caption("Choose a table, the target columns (one task each) and the feature columns.")
 
-    source = st.radio("Source", ["Upload a CSV", "Built-in dataset"], horizontal=True, key="data.source",
-                      persist_state=KEEP)
+    if "data.source" not in st.session_state and st.query_params.get("dataset"):
+        try:   # a refresh, a new tab or a link: back to the dataset in the address
+            select_source(st.query_params["dataset"])
+        except (StopIteration, ValueError):
+            pass
+    if st.session_state.get("continuity.again") is not None:
+        st.info(f"Filled in from run #{st.session_state['continuity.again']}: its table, targets, features and "
+                "split here, its model and training settings on the Model & training page. Check them, then "
+                "press Train there.")
+    source = st.radio("Source", SOURCES, horizontal=True, key="data.source", persist_state=KEEP)
     df: pd.DataFrame | None = None
     name = key = ""
     suggested: dict = {}
     suggested_drop: tuple = ()
 
     if source == "Upload a CSV":
-        up = st.file_uploader("CSV file (comma, semicolon or tab separated; .csv or .csv.gz; up to 1 GB)",
-                              type=["csv", "gz", "tsv", "txt"], key="data.upload")
-        if up is not None:
-            st.session_state["data.uploaded"] = {"name": up.name, "id": up.file_id, "bytes": up.getvalue()}
-        stored = st.session_state.get("data.uploaded")
-        if stored is None:
-            st.info("Upload a CSV file, or choose a built-in dataset above.")
+        n = st.session_state.setdefault("data.upload_n", 0)
+        st.file_uploader("CSV file (comma, semicolon or tab separated; .csv or .csv.gz; up to 1 GB). It is kept "
+                         "in the run store, so a refresh or a new tab finds it again.",
+                         type=["csv", "gz", "tsv", "txt"], key=f"data.upload.{n}", on_change=_keep_upload, args=(n,))
+        problem = st.session_state.pop("data.upload_problem", None)
+        if problem:
+            st.error(problem, icon=":material/block:")
+            st.session_state.pop(DATA_KEY, None)
+        else:
+            st.info("Upload a CSV file, or choose a recent or a built-in dataset above.")
+        st.stop()
+    elif source == "Recent dataset":
+        entries = shelf().list()
+        if not entries:
+            st.info("No uploaded datasets kept yet: upload a CSV file first.")
             st.stop()
-        if up is None:
-            c1, c2 = st.columns([4, 1])
-            c1.caption(f"Using the file uploaded earlier: **{stored['name']}** "
-                       f"({len(stored['bytes']) / 1e6:,.1f} MB). Upload another to replace it.")
-            if c2.button("Forget it", key="data.forget"):
-                st.session_state.pop("data.uploaded", None)
-                st.session_state.pop(DATA_KEY, None)
-                st.rerun()
-        df, problem = parse_upload(stored["bytes"], stored["name"])
+        ids = [e.id for e in entries]
+        if st.session_state.get("data.recent") not in ids:
+            st.session_state["data.recent"] = ids[0]
+        by_id = {e.id: e for e in entries}
+        rid = st.selectbox("Recent dataset", ids, key="data.recent", persist_state=KEEP,
+                           format_func=lambda i: f"{by_id[i].name} · {by_id[i].bytes / 1e6:,.1f} MB · added "
+                                                 f"{by_id[i].added_at[:16].replace('T', ' ')}")
+        entry = by_id[rid]
+        df, problem = load_recent(rid)
         if problem:
             st.error(problem, icon=":material/block:")
             st.session_state.pop(DATA_KEY, None)
             st.stop()
-        name, key = stored["name"], f"upload:{stored['id']}"
+        name, key = entry.name, entry.key
+        delete_dataset_control(entry)
     else:
         options = [b.name for b in BUILTINS if b.available]
         choice = st.selectbox("Built-in dataset", options, key="data.builtin", persist_state=KEEP)
@@ -125,7 +198,10 @@ def main() -> None:
 
     # ------------------------------------------------------------------------------------- overview
 
+    df.attrs["dataset_key"] = key
+    st.query_params["dataset"] = key
     profiles = profile(key, df)
+    restore_data_choices(key, list(df.columns))
     c1, c2, c3 = st.columns(3)
     c1.metric("Rows", f"{len(df):,}")
     c2.metric("Columns", f"{df.shape[1]:,}")
@@ -212,6 +288,7 @@ def main() -> None:
     usable = usable_features(profiles, targets, overrides)
     default_features = [c for c in usable if c not in suggested_drop]
     feat_key, auto_key = f"data.features.{key}", f"data.features_auto.{key}"
+    pending_features(key, default_features, feature_options)
     if st.session_state.get(auto_key, True):
         st.session_state[feat_key] = default_features
     else:
@@ -236,6 +313,7 @@ def main() -> None:
         test_fraction = c2.slider("Test share (held out)", 0.0, 0.4, 0.0, 0.05, key="data.test", persist_state=KEEP)
         split_seed = c3.number_input("Split seed", 0, 1_000_000, 0, key="data.seed", persist_state=KEEP)
     slot_split = st.empty()
+    save_data_choices(key)   # a refresh or a new tab comes back to these choices
 
     # ------------------------------------------------------------------------------------- check
 

@@ -23,6 +23,7 @@ from mmoe.views.jobview import (
 from mmoe.views.presets import PRESETS, compare_configs
 from mmoe.views.runinfo import no_better_than_baseline
 from mmoe_dashboard.charts import loss_curve_figure
+from mmoe_dashboard.continuity import restore_train_settings, save_train_settings
 from mmoe_dashboard.state import DATA_KEY, NA, manager, open_experiment, open_in_inspect, page, store
 from mmoe_dashboard.widgets import (
     apply_preset,
@@ -52,6 +53,7 @@ def main() -> None:
         st.caption(f"Dataset **{dataset['name']}** · tasks: "
                    + ", ".join(f"`{t.label()}`" for t in tasks)
                    + f" · {len(prepared.splits['train']):,} training rows")
+        restore_train_settings(dataset["key"])   # a refresh: the settings last used with this dataset
         init_defaults()
         c1, c2 = st.columns([1, 2])
         c1.selectbox("Preset", list(PRESETS), key="train.preset", on_change=apply_preset, persist_state="session",
@@ -85,6 +87,7 @@ def main() -> None:
                 st.error(str(e))
                 train_config = None
 
+        save_train_settings(dataset["key"])
         data = with_task_weights(prepared, weights)
         if train_config is not None:
             train_config = dataclasses.replace(train_config, task_weighting=weighting)

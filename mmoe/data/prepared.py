@@ -215,7 +215,8 @@ def prepare(source: Any, config: DataConfig, *, filename: str | None = None) -> 
                 raise DataError(f"target {t.column!r}: the training split has no rows of class {lacking!r}; "
                                 "a binary task needs both classes in training — add rows of that class, "
                                 "or change the split seed", field=f"target:{t.column}")
-    source_info = {k: df.attrs[k] for k in ("filename", "encoding", "delimiter") if k in df.attrs}
+    source_info = {k: df.attrs[k] for k in ("filename", "encoding", "delimiter", "dataset_id", "dataset_key")
+                   if k in df.attrs}
     return PreparedData(x_num=x_num, x_cat=x_cat, y=y, mask=mask, splits=splits, preprocessor=pre,
                         frame=df, config=config, source=source_info)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import hashlib
 import io
 import lzma
 import re
@@ -165,6 +166,12 @@ def _ragged(name: str, line: int, got: int, want: int) -> None:
     raise DataError(f"{name}: line {line} has {got} fields but the header has {want}; {how}")
 
 
+def content_id(data: bytes) -> str:
+    """A table's id: the first 16 hex digits of the SHA-256 of its bytes as given (the same file is the
+    same dataset whether it was uploaded or read from a path)."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_ROWS) -> pd.DataFrame:
     """Read a CSV (path, bytes or binary file-like) into a clean DataFrame.
 
@@ -174,6 +181,7 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
     and drops rows that are entirely empty. ``min_rows`` data rows are required (1 for scoring).
     """
     raw, name = _source_bytes(source, filename)
+    content = content_id(raw)
     name = repr(name) if not name.startswith("the ") else name
     if not raw.strip():
         raise DataError(f"{name} is empty; choose a CSV file with a header line and data rows")
@@ -261,7 +269,7 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
         raise DataError(f"{name} has a header but no data rows; add rows below the header line")
     if len(df) < min_rows:
         raise DataError(f"{name} has only {len(df)} data row(s); need at least {min_rows} rows")
-    df.attrs.update(encoding=encoding, delimiter=sep, filename=name.strip("'"))
+    df.attrs.update(encoding=encoding, delimiter=sep, filename=name.strip("'"), dataset_id=content)
     # what the reader did, for the Data page to say (never silent)
     df.attrs["read_report"] = {
         "delimiter": sep, "encoding": encoding, "compression": compression, "bytes": compressed,

@@ -67,3 +67,46 @@ def compare_configs(model: ModelConfig) -> list[ModelConfig]:
             d["top_k"] = None
         out.append(ModelConfig.from_dict(d))
     return out
+
+
+def widget_values(model: ModelConfig, train: TrainConfig) -> dict:
+    """The Model & training page's widget values (without their key prefix) for these settings: what a
+    preset fills in, and what "train again with these settings" restores."""
+    m, t = model, train
+    return {
+        "arch": m.arch, "experts": m.num_experts, "expert_hidden": widths_text(m.expert_hidden),
+        "gate": "MLP" if m.gate_hidden else "linear", "gate_hidden": widths_text(m.gate_hidden) or "16",
+        "sparse": m.top_k is not None, "top_k": m.top_k or 2, "aux": m.aux_loss_weight,
+        "tower_hidden": widths_text(m.tower_hidden), "dropout": m.dropout,
+        "optimizer": t.optimizer, "lr": t.lr, "weight_decay": t.weight_decay, "epochs": t.epochs or 10,
+        "batch_size": t.batch_size or 512, "auto_schedule": t.batch_size is None and t.epochs is None,
+        "early": t.early_stopping_patience is not None, "patience": t.early_stopping_patience or 3,
+        "weighting": t.task_weighting,
+    }
+
+
+def run_widget_values(record) -> dict:
+    """A stored run's settings as widget values: the batch size and epochs it used (never "automatic",
+    so training again is exactly the same run), its seed, device and per-task loss weights."""
+    model, train = ModelConfig.from_dict(record.model_config), TrainConfig.from_dict(record.train_config)
+    values = widget_values(model, train)
+    values.update(auto_schedule=False, seed=train.seed, device=train.device)
+    for t in (record.data_config or {}).get("tasks", []):
+        values[f"w.{t['column']}"] = float(t.get("weight", 1.0))
+    return values
+
+
+def run_data_choices(record) -> dict:
+    """A stored run's Data page choices: targets with their kinds (and positive values), features
+    (None: the default ones), kind overrides and the split."""
+    from mmoe.views.datasets import IS_VALUE
+
+    dc = record.data_config or {}
+    tasks = dc.get("tasks", [])
+    return {"targets": [t["column"] for t in tasks],
+            "kinds": {t["column"]: IS_VALUE if t.get("positive") is not None else t.get("kind", "binary")
+                      for t in tasks},
+            "values": {t["column"]: t["positive"] for t in tasks if t.get("positive") is not None},
+            "features": list(dc["features"]) if dc.get("features") is not None else None,
+            "drop": list(dc.get("drop") or []), "overrides": dict(dc.get("kind_overrides") or {}),
+            "val": dc.get("val_fraction", 0.2), "test": dc.get("test_fraction", 0.0), "seed": dc.get("seed", 0)}

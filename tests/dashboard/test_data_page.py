@@ -23,7 +23,9 @@ def at(mmoe_home, process_manager):
 
 
 def upload(at: AppTest, name: str, data: bytes) -> AppTest:
-    at.file_uploader(key="data.upload").set_value((name, data, "text/csv")).run()
+    """Upload through the widget (its key changes after each kept upload, which resets it)."""
+    n = at.session_state["data.upload_n"] if "data.upload_n" in at.session_state else 0
+    at.file_uploader(key=f"data.upload.{n}").set_value((name, data, "text/csv")).run()
     assert not at.exception, at.exception
     return at
 

@@ -147,7 +147,7 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     # -- Data: upload, choose the two targets, wait for the "ready" summary
     page.goto(server.url)
     expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    expect(page.get_by_text("Upload a CSV file, or choose a built-in dataset")).to_be_visible()
+    expect(page.get_by_text("Upload a CSV file, or choose a recent or a built-in dataset")).to_be_visible()
     page.set_input_files("input[type=file]", str(csv))
     expect(page.get_by_text("Pick at least one target column.")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     for col in ("click", "like"):
