@@ -45,6 +45,8 @@ def current_data_choices(key: str) -> dict:
     return {"targets": targets,
             "kinds": {c: ss.get(data_keys(key, c)["kind"]) for c in targets if data_keys(key, c)["kind"] in ss},
             "values": {c: ss.get(data_keys(key, c)["value"]) for c in targets if data_keys(key, c)["value"] in ss},
+            "thresholds": {c: f"{ss[f'data.op.{key}.{c}']}{ss[f'data.cut.{key}.{c}']:g}" for c in targets
+                           if f"data.op.{key}.{c}" in ss and f"data.cut.{key}.{c}" in ss},
             "features": None if ss.get(k["auto"], True) else list(ss.get(k["features"], [])),
             "overrides": dict(ss.get(k["overrides"], {})),
             "val": ss.get(k["val"], 0.2), "test": ss.get(k["test"], 0.0), "seed": ss.get(k["seed"], 0)}
@@ -78,6 +80,10 @@ def restore_data_choices(key: str, columns: list[str]) -> dict | None:
             ss[ck["kind"]] = choices["kinds"][col]
         if col in choices.get("values", {}):
             ss[ck["value"]] = choices["values"][col]
+        rule = (choices.get("thresholds") or {}).get(col)
+        if rule:   # ">=7" -> the rule and the number widgets
+            op = next(o for o in (">=", "<=", ">", "<") if rule.startswith(o))
+            ss[f"data.op.{key}.{col}"], ss[f"data.cut.{key}.{col}"] = op, float(rule[len(op):])
     ss[k["overrides"]] = {c: v for c, v in (choices.get("overrides") or {}).items() if c in columns}
     for name in ("val", "test", "seed"):
         if choices.get(name) is not None:

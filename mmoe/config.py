@@ -11,6 +11,7 @@ field and how to fix it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -47,6 +48,24 @@ def _ints(value: Any, name: str, allow_empty: bool = True) -> tuple[int, ...]:
     return out
 
 
+THRESHOLD_OPS = (">=", ">", "<=", "<")
+
+
+def normalise_threshold(text: str, column: str = "") -> str:
+    """'>= 7' -> '>=7'; anything but OP NUMBER with OP one of >= > <= < raises ConfigError."""
+    m = re.fullmatch(r"\s*(>=|>|<=|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*", str(text))
+    if not m:
+        raise ConfigError(f"task {column!r}: threshold {text!r} is not OP NUMBER; write e.g. >=7, >0.5, <=3 or <10")
+    return f"{m.group(1)}{float(m.group(2)):g}"
+
+
+def threshold_holds(op_value: str, values):
+    """Element-wise: does ``values OP number`` hold (a numpy/pandas array)."""
+    m = re.fullmatch(r"(>=|>|<=|<)(.+)", op_value)
+    op, v = m.group(1), float(m.group(2))
+    return {">=": values >= v, ">": values > v, "<=": values <= v, "<": values < v}[op]
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One target column and how to learn it.
@@ -59,6 +78,7 @@ class TaskSpec:
     kind: str = "binary"
     positive: str | None = None
     weight: float = 1.0
+    threshold: str | None = None    # binary from a number: ">=7", ">7", "<=7" or "<7" (positive when true)
 
     def __post_init__(self) -> None:
         if not isinstance(self.column, str) or not self.column.strip():
@@ -71,6 +91,11 @@ class TaskSpec:
             raise ConfigError(f"task {self.column!r}: a positive value only makes sense for kind binary")
         if not (self.weight >= 0):
             raise ConfigError(f"task {self.column!r}: loss weight must be >= 0, got {self.weight}")
+        if self.threshold is not None:
+            if self.kind != "binary" or self.positive is not None:
+                raise ConfigError(f"task {self.column!r}: a threshold makes a binary task of a number; "
+                                  "it cannot be combined with another kind or a positive value")
+            object.__setattr__(self, "threshold", normalise_threshold(self.threshold, self.column))
 
     @property
     def name(self) -> str:
@@ -89,16 +114,21 @@ class TaskSpec:
             t = tail.strip()
             if t in TASK_KINDS:
                 col, kind = head, t
+            elif re.match(r"binary\s*(>=|>|<=|<)", t):
+                return cls(column=head.strip(), kind="binary", threshold=t[len("binary"):].strip())
             elif t.startswith("binary="):
                 col, kind, positive = head, "binary", t[len("binary="):].strip()
                 if not positive:
                     raise ConfigError(f"--task {text!r}: binary= needs a value, e.g. {head}:binary=yes")
             else:
                 raise ConfigError(
-                    f"--task {text!r}: kind {t!r} is unknown; use binary, regression, multiclass or binary=VALUE")
+                    f"--task {text!r}: kind {t!r} is unknown; use binary, regression, multiclass, binary=VALUE "
+                    "or a threshold such as binary>=7")
         return cls(column=col.strip(), kind=kind, positive=positive)
 
     def label(self) -> str:
+        if self.threshold is not None:
+            return f"{self.column}:binary{self.threshold}"
         return f"{self.column}:binary={self.positive}" if self.positive is not None else f"{self.column}:{self.kind}"
 
 

@@ -395,3 +395,19 @@ def test_predict_output_is_readable(capsys, tmp_path, tiny_csv, mmoe_home):
     scored = pd.read_csv(tmp_path / "o.csv")
     assert set(scored["target:kind"]) <= {"hi", "lo", "mid"}
     assert (scored["target:score"] == df["score"]).all()
+
+
+def test_a_threshold_task_trains_and_scores(tmp_path, mmoe_home, capsys):
+    df = make_tiny_frame(300, seed=2)
+    csv = tmp_path / "t.csv"
+    df.to_csv(csv, index=False)
+    code, out, err = run_cli(capsys, "train", "--data", csv, "--task", "score:binary>1", "--epochs", 3, "--json",
+                             "--quiet")
+    assert code == 0, err
+    s = strict_json(out.strip().splitlines()[-1])
+    assert "auc" in s["metrics"]["score"]
+    rec = RunStore(mmoe_home).get_run(s["run_id"])
+    assert rec.data_config["tasks"][0]["threshold"] == ">1"
+    assert run_cli(capsys, "predict", "--run", s["run_id"], "--data", csv, "--out", tmp_path / "p.csv")[0] == 0
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert set(pred.filter(like="prob:score").columns) and len(pred) == 300

@@ -6,13 +6,14 @@ import json
 import pandas as pd
 import streamlit as st
 
-from mmoe.config import ConfigError
+from mmoe.config import THRESHOLD_OPS, ConfigError
 from mmoe.data import DataError, profile_columns, read_csv
 from mmoe.synthetic import paper_synthetic
 from mmoe.views.datasets import (
     BUILTINS,
     IS_VALUE,
     OVERRIDABLE_KINDS,
+    THRESHOLD,
     build_config,
     builtin,
     check,
@@ -262,9 +263,21 @@ def main() -> None:
         c1, c2, c3 = st.columns([2, 2, 3])
         c1.markdown(f"**{col}**")
         kind = c2.selectbox(f"Kind of {col}", choices, key=kind_key, persist_state=KEEP, label_visibility="collapsed",
-                            format_func=lambda k: "is VALUE (binary)" if k == IS_VALUE else k)
+                            format_func=lambda k: {IS_VALUE: "is VALUE (binary)",
+                                                   THRESHOLD: "above/below a threshold (binary)"}.get(k, k))
         value = None
-        if kind == IS_VALUE:
+        if kind == THRESHOLD:
+            o1, o2 = c3.columns([1, 2])
+            num = pd.to_numeric(df[col], errors="coerce")
+            op = o1.selectbox(f"Rule of {col}", THRESHOLD_OPS, key=f"data.op.{key}.{col}", persist_state=KEEP,
+                              label_visibility="collapsed")
+            if f"data.cut.{key}.{col}" not in st.session_state:
+                st.session_state[f"data.cut.{key}.{col}"] = float(num.median())
+            cut = o2.number_input(f"Threshold of {col}", key=f"data.cut.{key}.{col}", persist_state=KEEP,
+                                  label_visibility="collapsed", format="%g",
+                                  help=f"positive where {col} {op} this number ({col}: {num.min():g} to {num.max():g})")
+            value = f"{op}{cut:g}"
+        elif kind == IS_VALUE:
             values = value_options(df[col])
             if value_key not in st.session_state or st.session_state[value_key] not in values:
                 st.session_state[value_key] = (default_value if default_value in values else values[0]) if values else None

@@ -202,7 +202,7 @@ class Preprocessor:
 
 
 def _task_dict(t: TaskSpec) -> dict:
-    return {"column": t.column, "kind": t.kind, "positive": t.positive, "weight": t.weight}
+    return {"column": t.column, "kind": t.kind, "positive": t.positive, "weight": t.weight, "threshold": t.threshold}
 
 
 def _task_name(task: str | TaskSpec) -> str:

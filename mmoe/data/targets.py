@@ -34,15 +34,17 @@ class TargetEncoding:
     negative: str | None = None
     mean: float = 0.0
     std: float = 1.0
+    threshold: str | None = None     # binary from a number: positive where ``value OP number`` holds
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "classes": list(self.classes), "positive": self.positive,
-                "negative": self.negative, "mean": self.mean, "std": self.std}
+                "negative": self.negative, "mean": self.mean, "std": self.std, "threshold": self.threshold}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TargetEncoding":
         return cls(kind=d["kind"], classes=tuple(d.get("classes", ())), positive=d.get("positive"),
-                   negative=d.get("negative"), mean=float(d.get("mean", 0.0)), std=float(d.get("std", 1.0)))
+                   negative=d.get("negative"), mean=float(d.get("mean", 0.0)), std=float(d.get("std", 1.0)),
+                   threshold=d.get("threshold"))
 
     def scaled(self, values: np.ndarray) -> "TargetEncoding":
         """Regression: with the mean and std of ``values`` (the training rows; std 0 -> 1)."""
@@ -78,6 +80,8 @@ def target_encoding(s: pd.Series, task: TaskSpec, max_classes: int) -> TargetEnc
             raise DataError(f"target column {col!r} has only one value ({_label(nn.iloc[0])}); "
                             "a target needs at least two different values", field=f"target:{col}")
         return TargetEncoding("regression")
+    if task.threshold is not None:
+        return _threshold_encoding(s, task)
     labels = _sorted_labels(s)
     if len(labels) < 2:
         raise DataError(f"target column {col!r} has only one value ({labels[0]!r}); "
@@ -104,6 +108,32 @@ def target_encoding(s: pd.Series, task: TaskSpec, max_classes: int) -> TargetEnc
     rest = [l for l in labels if l != pos]
     neg = rest[0] if len(rest) == 1 else None
     return TargetEncoding("binary", (neg if neg is not None else f"not {pos}", pos), pos, neg)
+
+
+def _numbers(s: pd.Series, col: str) -> np.ndarray:
+    """A target column read as numbers (NaN for missing); text that is not a number is refused."""
+    conv = pd.to_numeric(s, errors="coerce") if not _is_bool_object(s) else pd.Series(_as_float(s))
+    bad = np.flatnonzero((conv.isna() & s.notna()).to_numpy())
+    if bad.size:
+        raise DataError(f"target column {col!r} must be numeric for a threshold, but {_row_word(int(bad[0]))} has "
+                        f"{str(s.iloc[int(bad[0])])!r}; fix or blank such values, or use binary=VALUE",
+                        field=f"target:{col}")
+    return conv.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _threshold_encoding(s: pd.Series, task: TaskSpec) -> TargetEncoding:
+    from mmoe.config import threshold_holds
+
+    col, rule = task.column, task.threshold
+    a = _numbers(s, col)
+    ok = ~np.isnan(a)
+    hits = threshold_holds(rule, a[ok])
+    if hits.all() or not hits.any():
+        side = "every" if hits.all() else "no"
+        raise DataError(f"target column {col!r}: {side} labelled value is {rule} (values {np.nanmin(a):g} to "
+                        f"{np.nanmax(a):g}); choose a threshold inside that range", field=f"target:{col}")
+    pos, neg = f"{col} {rule}", f"not {col} {rule}"
+    return TargetEncoding("binary", (neg, pos), pos, neg, threshold=rule)
 
 
 def _match_positive(s: pd.Series, labels: list[str], value: str) -> str | None:
@@ -137,6 +167,12 @@ def encode_target(s: pd.Series, enc: TargetEncoding, col: str) -> tuple[np.ndarr
         mask = ~np.isnan(a)
         y = np.where(mask, (np.nan_to_num(a) - enc.mean) / enc.std, 0.0).astype(np.float32)
         return y, mask
+    if enc.threshold is not None:
+        from mmoe.config import threshold_holds
+
+        a = _numbers(s, col)
+        mask = ~np.isnan(a)
+        return (threshold_holds(enc.threshold, np.nan_to_num(a)) & mask).astype(np.float32), mask
     lab = _labels(s)
     if enc.kind == "multiclass":
         idx = pd.Index(list(enc.classes)).get_indexer(lab)

@@ -41,7 +41,8 @@ DATA_DIR = Path(str(importlib.resources.files("mmoe.samples")))
 
 # Choices offered for a target column's kind. "is VALUE" is binary with a chosen positive value.
 IS_VALUE = "is VALUE"
-KIND_CHOICES = ("binary", "regression", "multiclass", IS_VALUE)
+THRESHOLD = "threshold"     # binary from a number: COL >= V (or > V, <= V, < V)
+KIND_CHOICES = ("binary", "regression", "multiclass", IS_VALUE, THRESHOLD)
 OVERRIDABLE_KINDS = ("numeric", "categorical", "identifier", "constant")
 
 
@@ -137,7 +138,7 @@ def target_choices(series: pd.Series) -> tuple[list[str], str, str | None]:
     """(kind choices, default choice, default positive value) for a would-be target column."""
     kind, positive = suggest_task_kind(series)
     numeric = pd.api.types.is_numeric_dtype(series.dtype) and series.dtype != bool
-    choices = [k for k in KIND_CHOICES if k != "regression" or numeric]
+    choices = [k for k in KIND_CHOICES if k not in ("regression", THRESHOLD) or numeric]
     values = value_options(series)
     if kind == "binary" and len(values) != 2:   # one value (or none): nothing sensible to suggest
         return choices, "binary", None
@@ -147,7 +148,10 @@ def target_choices(series: pd.Series) -> tuple[list[str], str, str | None]:
 
 
 def task_from_choice(column: str, choice: str, value: str | None = None, weight: float = 1.0) -> TaskSpec:
-    """A UI choice -> TaskSpec; ``IS_VALUE`` means binary with ``value`` as the positive class."""
+    """A UI choice -> TaskSpec; ``IS_VALUE`` means binary with ``value`` as the positive class,
+    ``THRESHOLD`` binary with ``value`` (e.g. ">=7") as the rule that makes a row positive."""
+    if choice == THRESHOLD:
+        return TaskSpec(column, "binary", threshold=str(value or ""), weight=weight)
     if choice == IS_VALUE:
         if value is None or str(value) == "":
             raise ConfigError(f"task {column!r}: pick the value that counts as positive")

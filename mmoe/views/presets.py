@@ -99,13 +99,14 @@ def run_widget_values(record) -> dict:
 def run_data_choices(record) -> dict:
     """A stored run's Data page choices: targets with their kinds (and positive values), features
     (None: the default ones), kind overrides and the split."""
-    from mmoe.views.datasets import IS_VALUE
+    from mmoe.views.datasets import IS_VALUE, THRESHOLD
 
     dc = record.data_config or {}
     tasks = dc.get("tasks", [])
     return {"targets": [t["column"] for t in tasks],
-            "kinds": {t["column"]: IS_VALUE if t.get("positive") is not None else t.get("kind", "binary")
-                      for t in tasks},
+            "kinds": {t["column"]: THRESHOLD if t.get("threshold") else IS_VALUE if t.get("positive") is not None
+                      else t.get("kind", "binary") for t in tasks},
+            "thresholds": {t["column"]: t["threshold"] for t in tasks if t.get("threshold")},
             "values": {t["column"]: t["positive"] for t in tasks if t.get("positive") is not None},
             "features": list(dc["features"]) if dc.get("features") is not None else None,
             "drop": list(dc.get("drop") or []), "overrides": dict(dc.get("kind_overrides") or {}),

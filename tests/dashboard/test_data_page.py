@@ -171,3 +171,17 @@ def test_upload_survives_a_page_switch(at, tiny_frame):
     at.switch_page("app_pages/data.py").run()
     assert not at.exception and ready(at), errors(at)
     assert at.multiselect(key=f"data.targets.{key}").value == ["click"]
+
+
+def test_a_threshold_target_from_a_number(at, tiny_frame):
+    upload(at, "tiny.csv", tiny_frame.to_csv(index=False).encode())
+    key = key_of(at)
+    at.multiselect(key=f"data.targets.{key}").set_value(["score"]).run()
+    at.selectbox(key=f"data.kind.{key}.score").set_value("threshold").run()
+    at.selectbox(key=f"data.op.{key}.score").set_value(">").run()
+    at.number_input(key=f"data.cut.{key}.score").set_value(1.0).run()
+    assert not at.exception and ready(at), errors(at)
+    spec = at.session_state[DATA_KEY]["data_config"].tasks[0]
+    assert (spec.kind, spec.threshold) == ("binary", ">1")
+    y = at.session_state[DATA_KEY]["prepared"].y["score"].numpy()
+    assert y.tolist() == (tiny_frame["score"] > 1).astype(float).tolist()

@@ -80,3 +80,31 @@ def test_missing_target_is_masked_not_dropped(tiny_frame):
     assert d.mask["kind"].all() and d.mask["score"][0]
     s = d.summary()["tasks"]
     assert s["click"]["missing"] == 2 and s["score"]["missing"] == 2 and s["kind"]["missing"] == 0
+
+
+def test_a_threshold_makes_a_binary_task_of_a_number():
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from mmoe.config import ConfigError, TaskSpec
+    from mmoe.data.errors import DataError
+    from mmoe.data.targets import TargetEncoding, encode_target, target_encoding
+
+    spec = TaskSpec.parse("quality:binary>= 7")
+    assert (spec.kind, spec.threshold, spec.label()) == ("binary", ">=7", "quality:binary>=7")
+    assert TaskSpec.parse("q:binary<0.5").threshold == "<0.5"
+    s = pd.Series([5.0, 7.0, 8.5, np.nan, 6.9])
+    enc = target_encoding(s, spec, 50)
+    assert enc.classes == ("not quality >=7", "quality >=7") and enc.threshold == ">=7"
+    y, mask = encode_target(s, TargetEncoding.from_dict(enc.to_dict()), "quality")   # saved and loaded
+    assert y.tolist() == [0, 1, 1, 0, 0] and mask.tolist() == [True, True, True, False, True]
+    with pytest.raises(DataError, match="no labelled value is >=10"):
+        target_encoding(s, TaskSpec("quality", threshold=">=10"), 50)
+    with pytest.raises(DataError, match="must be numeric for a threshold"):
+        target_encoding(pd.Series(["a", "b"]), TaskSpec("x", threshold=">1"), 50)
+    for bad in ("=>7", ">=seven", "7"):
+        with pytest.raises(ConfigError, match="OP NUMBER"):
+            TaskSpec("q", threshold=bad)
+    with pytest.raises(ConfigError, match="threshold"):
+        TaskSpec("q", "regression", threshold=">1")
