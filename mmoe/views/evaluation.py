@@ -59,13 +59,18 @@ def binary_curves(frame: pd.DataFrame, task: str) -> dict[str, Any]:
 
 
 def calibration(frame: pd.DataFrame, task: str, bins: int = 10) -> pd.DataFrame:
-    """Reliability curve: per probability bin (equal width on [0, 1]) the mean predicted
-    probability, the observed positive rate and the row count. Empty bins are left out."""
+    """Reliability curve: per probability bin the mean predicted probability, the observed positive
+    rate and the row count. The bins are quantiles of the predictions (about as many rows in each),
+    so a task with few positives, whose predictions crowd near 0, still gets a curve; repeated
+    quantiles (many equal predictions) merge. Empty bins are left out."""
     y, p, _ = _xy(frame, task)
     cols = ["bin_low", "bin_high", "mean_pred", "frac_pos", "count"]
     if len(y) == 0:
         return pd.DataFrame(columns=cols)
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.unique(np.quantile(p, np.linspace(0.0, 1.0, bins + 1)))
+    if len(edges) < 2:
+        edges = np.array([float(p.min()), float(p.max()) + 1e-12])
+    bins = len(edges) - 1
     idx = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
     rows = []
     for b in range(bins):

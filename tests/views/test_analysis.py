@@ -190,13 +190,22 @@ def test_nan_targets_are_left_out():
     assert A.score_histogram(df, "click")["count"].sum() == len(df) - 100
 
 
-def test_calibration_bins():
+def test_calibration_bins_are_quantiles():
+    """About as many rows per bin: with 2% positives and predictions crowded near 0, equal-width bins
+    would put almost every row into the first bin."""
+    rng = np.random.default_rng(0)
+    p = rng.beta(1, 40, size=5000)
+    y = (rng.random(5000) < p).astype(float)
+    cal = A.calibration(pd.DataFrame({"target:t": y, "pred:t": p}), "t", bins=10)
+    assert len(cal) == 10 and cal["count"].between(495, 505).all()
+    assert cal["bin_high"].max() < 0.5 and cal["mean_pred"].is_monotonic_increasing
+    assert cal["count"].sum() == 5000
     df = pd.DataFrame({"target:t": [0, 0, 1, 1, 1.0], "pred:t": [0.05, 0.15, 0.92, 0.95, 1.0]})
-    cal = A.calibration(df, "t", bins=10)
-    assert list(cal["count"]) == [1, 1, 3]
-    assert cal["frac_pos"].tolist() == [0.0, 0.0, 1.0]
-    assert cal["mean_pred"].iloc[2] == pytest.approx((0.92 + 0.95 + 1.0) / 3)
+    cal = A.calibration(df, "t", bins=5)
+    assert list(cal["count"]) == [1, 1, 1, 1, 1] and cal["frac_pos"].tolist() == [0, 0, 1, 1, 1]
     assert A.calibration(df.iloc[:0], "t").empty
+    same = A.calibration(pd.DataFrame({"target:t": [0, 1.0], "pred:t": [0.3, 0.3]}), "t")
+    assert list(same["count"]) == [2]                                # one prediction value: one bin
 
 
 def test_score_histogram_by_class():
