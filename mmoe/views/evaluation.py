@@ -145,10 +145,12 @@ def normalise_rows(cm: pd.DataFrame) -> pd.DataFrame:
 
 
 def sample_details(frame: pd.DataFrame, pos: int, kinds: Mapping[str, str],
-                   features: Sequence[str] | None = None) -> dict[str, Any]:
+                   features: Sequence[str] | None = None,
+                   binary_labels: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Everything about one sample (row position ``pos`` in the predictions frame):
     ``{"row", "split", "features": {col: value}, "tasks": {task: {"kind", "target", "prediction",
-    "probabilities": {cls: p} | None, "gates": [..] | None}}}``."""
+    "probabilities": {cls: p} | None, "gates": [..] | None}}}``. ``binary_labels`` (task -> [negative,
+    positive], the run's ``data_summary["tasks"][task]["classes"]``) shows a binary target by its label."""
     r = frame.iloc[int(pos)]
     feats = list(features) if features is not None else feature_columns(frame, tasks=kinds)
     out: dict[str, Any] = {"row": int(r[ROW]) if ROW in frame else int(pos),
@@ -160,7 +162,8 @@ def sample_details(frame: pd.DataFrame, pos: int, kinds: Mapping[str, str],
         if kind == "multiclass" and target is not None and 0 <= int(target) < len(labels):
             target = labels[int(target)]
         elif kind == "binary" and target is not None:
-            target = int(target)
+            names = (binary_labels or {}).get(task)
+            target = str(names[int(target)]) if names and len(names) == 2 else int(target)
         probs = {c: float(r[prob_col(task, c)]) for c in labels} if labels else None
         g = gate_columns(frame, task)
         out["tasks"][task] = {"kind": kind, "target": target, "prediction": r.get(pred_col(task)),

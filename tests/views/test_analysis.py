@@ -412,3 +412,10 @@ def test_metrics_frame_coerces_none_and_drops_the_duplicate_loss():
 def test_format_number_keeps_every_integer_digit(value, text):
     """Sample details showed a price of 9999.39 as "9999" and 10900.04 as "1.09e+04" (".4g")."""
     assert A.format_number(value) == text
+
+
+def test_sample_details_show_a_binary_target_by_its_label():
+    df = pd.DataFrame({"_row": [0, 1], "target:c": [1.0, 0.0], "pred:c": [0.8, 0.3], "a": [1, 2]})
+    d = A.sample_details(df, 0, {"c": "binary"}, features=["a"], binary_labels={"c": ["no", "yes"]})
+    assert d["tasks"]["c"]["target"] == "yes"
+    assert A.sample_details(df, 1, {"c": "binary"}, features=["a"])["tasks"]["c"]["target"] == 0
