@@ -2,10 +2,12 @@
 
 Each function takes what ``mmoe.views`` computed and returns a ``go.Figure`` with
 axis titles, units, a legend where there is more than one trace, and a fixed height.
+
+User text (task, column, class and run names; a ``title`` or ``message`` argument) is plain text:
+every figure passes it through ``chart_text``, so plotly never reads it as HTML or a template.
 """
 from __future__ import annotations
 
-import html
 import math
 from typing import Mapping, Sequence
 
@@ -15,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mmoe import views as A
+from mmoe.views.formatting import chart_text
 
 # 20 well-separated colours; a run's colour is picked by its id, so it never changes
 RUN_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -68,7 +71,7 @@ def _layout(fig: go.Figure, title: str | None = None, height: int = HEIGHT, **kw
         bottom += LEGEND_BAND_PX
         plot_h = max(height - top - bottom, 60)
         legend = dict(orientation="h", yanchor="top", y=-LEGEND_GAP_PX / plot_h, xanchor="left", x=0)
-    fig.update_layout(title=dict(text=title) if title else None, height=height,
+    fig.update_layout(title=dict(text=chart_text(title)) if title else None, height=height,
                       margin=dict(l=60, r=20, t=top, b=bottom), legend=legend, **kw)
     return fig
 
@@ -88,7 +91,7 @@ def _epoch_axis(fig: go.Figure, epochs) -> None:
 
 def empty_figure(message: str, height: int = 200) -> go.Figure:
     fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.add_annotation(text=chart_text(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return _layout(fig, height=height)
@@ -108,7 +111,7 @@ def task_curves(curves: pd.DataFrame, metric: str = "loss", tasks: Sequence[str]
         return empty_figure("no epochs were logged for this run")
     cols = min(len(tasks), 3)
     rows = math.ceil(len(tasks) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=tasks, horizontal_spacing=0.08,
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[chart_text(t) for t in tasks], horizontal_spacing=0.08,
                         vertical_spacing=0.18 if rows > 1 else 0.1)
     for i, task in enumerate(tasks):
         r, c = i // cols + 1, i % cols + 1
@@ -119,7 +122,7 @@ def task_curves(curves: pd.DataFrame, metric: str = "loss", tasks: Sequence[str]
             fig.add_trace(go.Scatter(x=d["epoch"], y=d["value"], mode=curve_mode(len(d)), name=SPLIT_NAME[split],
                                      legendgroup=split, showlegend=i == 0, marker=dict(size=5),
                                      line=dict(color=task_color(i), dash=SPLIT_DASH[split]),
-                                     hovertemplate=f"{task} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
+                                     hovertemplate=f"{chart_text(task)} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
                                                    f"{metric} %{{y:.4g}}<extra></extra>"), row=r, col=c)
         fig.update_yaxes(title_text=_metric_title(metric) if c == 1 else None, row=r, col=c)
     _epoch_axis(fig, curves["epoch"].to_numpy())
@@ -137,21 +140,15 @@ def loss_curve_figure(curves: pd.DataFrame, title: str) -> go.Figure:
             if d.empty:
                 continue
             fig.add_trace(go.Scatter(
-                x=d["epoch"], y=d["loss"], mode=curve_mode(len(d)), name=f"{task} · {SPLIT_NAME[split]}",
+                x=d["epoch"], y=d["loss"], mode=curve_mode(len(d)), name=f"{chart_text(task)} · {SPLIT_NAME[split]}",
                 line=dict(color=task_color(i), dash=SPLIT_DASH[split], width=2), marker=dict(size=6),
                 hovertemplate="epoch %{x}<br>loss %{y:.4f}<extra>%{fullData.name}</extra>"))
-    fig.update_layout(title=dict(text=title, font=dict(size=15)), height=330, margin=dict(l=10, r=10, t=45, b=10),
+    fig.update_layout(title=dict(text=chart_text(title), font=dict(size=15)), height=330, margin=dict(l=10, r=10, t=45, b=10),
                       legend=dict(title="task · split", orientation="v"), hovermode="x unified")
     last = int(curves["epoch"].max()) if len(curves) else 1
     fig.update_xaxes(title="epoch", dtick=1 if last <= 20 else None, range=[0.7, max(last, 2) + 0.3])
     fig.update_yaxes(title="loss (task's own loss; lower is better)")
     return fig
-
-
-def plain(text) -> str:
-    """User text (a run or column name) for a plotly title, legend or hover label: plotly reads a
-    little HTML (``<b>``, ``<br>``, entities) and ``%{...}`` in hover templates, so both are defused."""
-    return html.escape(str(text), quote=False).replace("%{", "%\u200b{")
 
 
 def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss", y_title: str | None = None) -> go.Figure:
@@ -165,17 +162,17 @@ def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss", y_ti
             continue
         first = s["run_id"] not in shown
         shown.add(s["run_id"])
-        label = plain(s["label"])
+        label = chart_text(s["label"])
         fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode=curve_mode(len(s["epoch"])),
                                  name=label, legendgroup=str(s["run_id"]), showlegend=first,
                                  marker=dict(size=4), line=dict(color=run_color(s["run_id"]), dash=SPLIT_DASH[s["split"]]),
                                  hovertemplate=f"{label} ({SPLIT_NAME[s['split']]})<br>epoch %{{x}}<br>"
                                                f"{metric} %{{y:.4g}}<extra></extra>"))
     if not fig.data:
-        return empty_figure(f"no {metric} history for {plain(task)}")
+        return empty_figure(f"no {metric} history for {task}")
     _epoch_axis(fig, np.concatenate([np.asarray(s["epoch"]) for s in series]))
     fig.update_yaxes(title_text=y_title or _metric_title(metric))
-    return _layout(fig, title=f"{plain(task)}: {_metric_title(metric)} (solid validation, dotted train)", height=380)
+    return _layout(fig, title=f"{task}: {_metric_title(metric)} (solid validation, dotted train)", height=380)
 
 
 # ----------------------------------------------------------------------------- binary
@@ -235,11 +232,11 @@ def score_histogram_figure(hist: pd.DataFrame, task: str) -> go.Figure:
     fig = go.Figure()
     for i, (cls, d) in enumerate(hist.groupby("cls", sort=False)):
         total = max(int(d["count"].sum()), 1)   # share of the class: a rare positive class stays visible
-        fig.add_trace(go.Bar(x=d["bin_mid"], y=d["count"] / total, name=f"actual {cls} ({total:,} rows)",
+        fig.add_trace(go.Bar(x=d["bin_mid"], y=d["count"] / total, name=f"actual {chart_text(cls)} ({total:,} rows)",
                              width=d["bin_high"] - d["bin_low"],
                              marker=dict(color=TASK_PALETTE[3] if i else TASK_PALETTE[0]), opacity=0.6,
                              customdata=d[["bin_low", "bin_high", "count"]],
-                             hovertemplate=f"actual {cls}<br>score %{{customdata[0]:.2f}}–%{{customdata[1]:.2f}}"
+                             hovertemplate=f"actual {chart_text(cls)}<br>score %{{customdata[0]:.2f}}–%{{customdata[1]:.2f}}"
                                            "<br>%{customdata[2]:,} rows (%{y:.1%} of the class)<extra></extra>"))
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title_text="predicted probability of the positive class", range=[0, 1])
@@ -261,8 +258,8 @@ def pred_vs_actual_figure(points: pd.DataFrame, stats: Mapping, task: str) -> go
                                marker=dict(size=5, opacity=0.5, color=TASK_PALETTE[0]), customdata=points["row"],
                                hovertemplate="row %{customdata}<br>actual %{x:.4g}<br>predicted %{y:.4g}"
                                              "<extra></extra>"))
-    fig.update_xaxes(title_text=f"actual {task}")
-    fig.update_yaxes(title_text=f"predicted {task}")
+    fig.update_xaxes(title_text=f"actual {chart_text(task)}")
+    fig.update_yaxes(title_text=f"predicted {chart_text(task)}")
     shown = f" ({stats['shown']:,} of {stats['n']:,} rows shown)" if stats["shown"] < stats["n"] else ""
     return _layout(fig, title=f"{task}: predicted vs actual — RMSE {stats['rmse']:.4g}, R² {stats['r2']:.3f}{shown}")
 
@@ -279,7 +276,7 @@ def residual_figure(points: pd.DataFrame, stats: Mapping, task: str) -> go.Figur
     fig.add_hline(y=0, line=dict(color="#999", dash="dash"), row=1, col=1)
     fig.add_trace(go.Histogram(x=points["residual"], nbinsx=40, showlegend=False, marker=dict(color=TASK_PALETTE[1]),
                                hovertemplate="residual %{x}<br>%{y:,} rows<extra></extra>"), row=1, col=2)
-    fig.update_xaxes(title_text=f"predicted {task}", row=1, col=1)
+    fig.update_xaxes(title_text=f"predicted {chart_text(task)}", row=1, col=1)
     fig.update_yaxes(title_text="residual (predicted − actual)", row=1, col=1)
     fig.update_xaxes(title_text="residual (predicted − actual)", row=1, col=2)
     fig.update_yaxes(title_text="rows", row=1, col=2)
@@ -291,7 +288,8 @@ def confusion_figure(cm: pd.DataFrame, task: str) -> go.Figure:
         return empty_figure("no class probabilities stored for this task")
     share = A.normalise_rows(cm)
     text = [[f"{cm.iat[i, j]:,}<br>{share.iat[i, j]:.0%}" for j in range(cm.shape[1])] for i in range(cm.shape[0])]
-    fig = go.Figure(go.Heatmap(z=share.to_numpy(), x=list(cm.columns), y=list(cm.index), text=text,
+    fig = go.Figure(go.Heatmap(z=share.to_numpy(), x=[chart_text(c) for c in cm.columns],
+                               y=[chart_text(c) for c in cm.index], text=text,
                                texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
                                colorbar=dict(title=dict(text="share of actual class")),
                                customdata=cm.to_numpy(),
@@ -360,12 +358,13 @@ def sample_gates_figure(details: Mapping) -> go.Figure:
     tasks = [t for t, d in details["tasks"].items() if d.get("gates")]
     if not tasks:
         return empty_figure("this run has no gates")
-    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=True, horizontal_spacing=0.04)
+    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=[chart_text(t) for t in tasks], shared_yaxes=True,
+                        horizontal_spacing=0.04)
     ymax = max(max(details["tasks"][t]["gates"]) for t in tasks)
     for i, t in enumerate(tasks):
         g = details["tasks"][t]["gates"]
         fig.add_trace(go.Bar(x=A.expert_labels(len(g)), y=g, marker=dict(color=task_color(i)), showlegend=False,
-                             hovertemplate=f"{t}<br>%{{x}}: %{{y:.3f}}<extra></extra>"), row=1, col=i + 1)
+                             hovertemplate=f"{chart_text(t)}<br>%{{x}}: %{{y:.3f}}<extra></extra>"), row=1, col=i + 1)
         fig.update_xaxes(title_text="expert", row=1, col=i + 1)
     fig.update_yaxes(title_text="gate weight", row=1, col=1)
     fig.update_yaxes(range=[0, min(1.0, ymax * 1.15 + 0.02)])
@@ -380,9 +379,9 @@ def utilisation_figure(util: pd.DataFrame, title: str | None = None, ymax: float
     experts = list(dict.fromkeys(util["expert"]))
     fig = go.Figure()
     for i, task, d in _in_order(util, tasks):
-        fig.add_trace(go.Bar(x=d["expert"], y=d["weight"], name=task, marker=dict(color=task_color(i)),
+        fig.add_trace(go.Bar(x=d["expert"], y=d["weight"], name=chart_text(task), marker=dict(color=task_color(i)),
                              customdata=d["share_dominant"],
-                             hovertemplate=f"{task}<br>%{{x}}: mean weight %{{y:.3f}}<br>"
+                             hovertemplate=f"{chart_text(task)}<br>%{{x}}: mean weight %{{y:.3f}}<br>"
                                            "dominant for %{customdata:.1%} of samples<extra></extra>"))
     # the reference line is a shape above the bars; its label is a legend entry, not an annotation
     # that bars would cover
@@ -412,9 +411,10 @@ def entropy_figure(ent: pd.DataFrame, n_experts: int, tasks: Sequence[str] | Non
             s = d[d["split"] == split]
             if s.empty:
                 continue
-            fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode=curve_mode(len(s)), name=f"{task} ({SPLIT_NAME[split]})",
+            fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode=curve_mode(len(s)),
+                                     name=f"{chart_text(task)} ({SPLIT_NAME[split]})",
                                      line=dict(color=task_color(i), dash=SPLIT_DASH[split]), marker=dict(size=5),
-                                     hovertemplate=f"{task} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
+                                     hovertemplate=f"{chart_text(task)} {SPLIT_NAME[split]}<br>epoch %{{x}}<br>"
                                                    "entropy %{y:.3f} nats<extra></extra>"))
     top = A.max_entropy(n_experts)
     fig.add_hline(y=top, line=dict(color="#666", dash="dash"))
@@ -432,7 +432,8 @@ def similarity_figure(mat: pd.DataFrame, method: str = "js") -> go.Figure:
     else:
         scale, title, cb, lo, hi = "Blues", "task gate similarity (mean cosine of per-sample gates)", "cosine", 0, 1
     z = mat.to_numpy(float)
-    fig = go.Figure(go.Heatmap(z=z, x=list(mat.columns), y=list(mat.index), colorscale=scale, zmin=lo, zmax=hi,
+    fig = go.Figure(go.Heatmap(z=z, x=[chart_text(c) for c in mat.columns], y=[chart_text(c) for c in mat.index],
+                               colorscale=scale, zmin=lo, zmax=hi,
                                text=[[f"{v:.3f}" for v in row] for row in z], texttemplate="%{text}",
                                colorbar=dict(title=dict(text=cb)),
                                hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"))

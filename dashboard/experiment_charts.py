@@ -1,10 +1,12 @@
 """Plotly figures of the Experiments page: a metric against the swept setting with 95% bands, paired
-differences with their intervals around 0, and mean learning curves with bands (no Streamlit here)."""
+differences with their intervals around 0, and mean learning curves with bands (no Streamlit here).
+User text (tasks, settings, labels) goes through ``chart_text``, as in ``charts``."""
 from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from mmoe.views.formatting import chart_text
 from mmoe_dashboard.charts import SPLIT_NAME, _epoch_axis, _layout, _metric_title, empty_figure, task_color
 
 BAND_ALPHA = 0.18
@@ -30,13 +32,14 @@ def sweep_figure(df: pd.DataFrame, task: str, metric: str, arrow: str = "") -> g
     df = df.dropna(subset=["mean"])
     if df.empty:
         return empty_figure("No finished runs yet: the chart fills in as runs end.")
-    x_key = df.attrs.get("x_key", "setting")
+    key = df.attrs.get("x_key", "setting")
+    x_key = chart_text(key)
     numeric = _numeric(df["x"].tolist())
     fig = go.Figure()
     for i, (line, g) in enumerate(df.groupby("line", sort=False)):
         color = task_color(i)
         g = g.sort_values("x") if numeric else g
-        x = g["x"].astype(float) if numeric else g["x"].astype(str)
+        x = g["x"].astype(float) if numeric else g["x"].map(chart_text)
         lo, hi = g["lo"].fillna(g["mean"]), g["hi"].fillna(g["mean"])
         if numeric and len(g) > 1:
             fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(hi) + list(lo)[::-1], fill="toself", mode="lines",
@@ -46,7 +49,7 @@ def sweep_figure(df: pd.DataFrame, task: str, metric: str, arrow: str = "") -> g
         else:
             err = dict(type="data", symmetric=False, array=(hi - g["mean"]).tolist(),
                        arrayminus=(g["mean"] - lo).tolist(), color=color, thickness=1.5, width=6)
-        fig.add_trace(go.Scatter(x=x, y=g["mean"], mode="lines+markers" if numeric else "markers", name=str(line),
+        fig.add_trace(go.Scatter(x=x, y=g["mean"], mode="lines+markers" if numeric else "markers", name=chart_text(line),
                                  legendgroup=str(line), line=dict(color=color), marker=dict(size=9, color=color),
                                  error_y=err, customdata=g[["lo", "hi", "n"]].to_numpy(),
                                  hovertemplate=f"{x_key}=%{{x}}<br>mean %{{y:.4f}}<br>95% interval "
@@ -54,7 +57,7 @@ def sweep_figure(df: pd.DataFrame, task: str, metric: str, arrow: str = "") -> g
                                                "%{customdata[2]} seeds<extra>%{fullData.name}</extra>"))
     fig.update_xaxes(title_text=x_key, type="linear" if numeric else "category")
     fig.update_yaxes(title_text=f"{_metric_title(metric)} {arrow} (mean over seeds, 95% interval)".replace("  ", " "))
-    return _layout(fig, f"{task}: {_metric_title(metric)} against {x_key}")
+    return _layout(fig, f"{task}: {_metric_title(metric)} against {key}")
 
 
 def differences_figure(diffs: pd.DataFrame, task: str) -> go.Figure:
@@ -66,14 +69,14 @@ def differences_figure(diffs: pd.DataFrame, task: str) -> go.Figure:
     detected = [(a > 0 or b < 0) for a, b in zip(lo, hi)]
     colors = ["#d62728" if x else "#7f7f7f" for x in detected]
     fig = go.Figure(go.Scatter(
-        x=d["mean"], y=d["compared"], mode="markers", marker=dict(size=10, color=colors),
+        x=d["mean"], y=d["compared"].map(chart_text), mode="markers", marker=dict(size=10, color=colors),
         error_x=dict(type="data", symmetric=False, array=(hi - d["mean"]).tolist(),
                      arrayminus=(d["mean"] - lo).tolist(), thickness=1.5, width=6),
-        customdata=d[["what it says"]].to_numpy(), hovertemplate="%{x:.4f}<br>%{customdata[0]}<extra></extra>",
+        customdata=d[["what it says"]].map(chart_text).to_numpy(), hovertemplate="%{x:.4f}<br>%{customdata[0]}<extra></extra>",
         showlegend=False))
     fig.add_vline(x=0, line=dict(color="#444", dash="dash"))
     metric = d["metric"].iloc[0]
-    fig.update_xaxes(title_text=f"difference in {metric} (b − a), 95% interval; grey: contains 0")
+    fig.update_xaxes(title_text=f"difference in {chart_text(metric)} (b − a), 95% interval; grey: contains 0")
     fig.update_yaxes(automargin=True, autorange="reversed")
     return _layout(fig, f"{task}: paired differences", height=max(220, 90 + 42 * len(d)))
 
@@ -92,7 +95,7 @@ def mean_curves_figure(curves: dict[str, pd.DataFrame], task: str, metric: str =
         fig.add_trace(go.Scatter(x=list(c["epoch"]) + list(c["epoch"])[::-1], y=list(c["hi"]) + list(c["lo"])[::-1],
                                  fill="toself", mode="lines", fillcolor=_rgba(color, BAND_ALPHA), line=dict(width=0),
                                  hoverinfo="skip", showlegend=False, legendgroup=label))
-        fig.add_trace(go.Scatter(x=c["epoch"], y=c["mean"], mode="lines", name=label, legendgroup=label,
+        fig.add_trace(go.Scatter(x=c["epoch"], y=c["mean"], mode="lines", name=chart_text(label), legendgroup=label,
                                  line=dict(color=color), customdata=c[["n"]].to_numpy(),
                                  hovertemplate="epoch %{x}: %{y:.4f} (mean of %{customdata[0]} runs)"
                                                "<extra>%{fullData.name}</extra>"))

@@ -12,6 +12,7 @@ import streamlit as st
 
 from mmoe.config import ModelConfig, TaskSpec, TrainConfig
 from mmoe.runs.experiments import parse_grid
+from mmoe.views.formatting import plain
 from mmoe.training import auto_schedule, schedule_text, schedule_warnings
 from mmoe.views.presets import DEFAULT_PRESET, PRESETS, widget_values
 
@@ -135,7 +136,7 @@ def task_weight_widgets(tasks: tuple[TaskSpec, ...]) -> tuple[str, dict[str, flo
         cols = st.columns(min(4, max(1, len(tasks))))
         for i, t in enumerate(tasks):
             weights[t.column] = float(cols[i % len(cols)].number_input(
-                f"weight of {t.column}", 0.0, 100.0, value=float(t.weight), step=0.1, key=K + f"w.{t.column}",
+                f"weight of {plain(t.column)}", 0.0, 100.0, value=float(t.weight), step=0.1, key=K + f"w.{t.column}",
                 persist_state=KEEP))
     return mode, weights
 

@@ -3,7 +3,8 @@ final metrics and gates side by side; rename or delete runs.
 
 The selection lives in ``st.session_state[COMPARE_RUNS_KEY]`` (a list of run ids; other
 pages may set it, and ``?runs=1,2`` works too). Each run keeps one colour in every chart,
-derived from its id (``charts.run_color``).
+derived from its id (``charts.run_color``). Run, task and dataset names are user text: shown through
+``plain`` wherever Streamlit reads Markdown.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from mmoe.views.comparing import (
     group_notes,
     primary_columns,
 )
+from mmoe.views.formatting import plain
 from mmoe.views.jobview import run_label
 from mmoe_dashboard import charts
 from mmoe_dashboard.continuity import train_again
@@ -47,18 +49,9 @@ def _label(r: RunRecord) -> str:
     return run_label(r.id, r.name)
 
 
-_HTML_TEXT = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'\\`*_[]~$#|"})
-
-
-def _html_text(text) -> str:
-    """User text inside ``st.markdown(..., unsafe_allow_html=True)``: HTML escaped, and the Markdown
-    marks (emphasis, code, links, math) written as character references, so it shows as typed."""
-    return str(text).translate(_HTML_TEXT)
-
-
 def _swatch(r: RunRecord) -> str:
     return (f"<span style='color:{charts.run_color(r.id)};font-size:1.2em'>■</span> "
-            f"<b>{_html_text(_label(r))}</b> · {_html_text(r.arch)} · {_html_text(r.status)}")
+            f"<b>{plain(_label(r))}</b> · {plain(r.arch)} · {plain(r.status)}")
 
 
 def _tasks(runs: list[RunRecord]) -> list[str]:
@@ -367,7 +360,7 @@ def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
                     if len(g) > len(pos):
                         st.caption(f"{len(pos):,} of {len(g):,} samples, stratified by dominant expert.")
                 elif task:
-                    st.caption(f"This run has no task {task}.")
+                    st.caption(f"This run has no task {plain(task)}.")
 
 
 # ----------------------------------------------------------------------------- manage
@@ -382,10 +375,10 @@ def _do_rename(s: RunStore) -> None:
     try:
         old = s.get_run(rid).name
         s.rename(rid, new)
-        _flash("success", f"Renamed run #{rid} from “{old}” to “{new.strip()}”.")
+        _flash("success", f"Renamed run #{rid} from “{plain(old)}” to “{plain(new.strip())}”.")
         st.session_state["compare.rename_to"] = ""
     except StoreError as e:
-        _flash("error", str(e))
+        _flash("error", plain(e))
 
 
 def _do_delete(s: RunStore) -> None:
@@ -395,12 +388,12 @@ def _do_delete(s: RunStore) -> None:
     try:
         name = s.get_run(rid).name
         s.delete(rid)
-        _flash("success", f"Deleted run #{rid} “{name}” and its files.")
+        _flash("success", f"Deleted run #{rid} “{plain(name)}” and its files.")
         st.session_state[COMPARE_RUNS_KEY] = [i for i in _ids(st.session_state.get(COMPARE_RUNS_KEY)) if i != rid]
         if st.session_state.get(INSPECT_RUN_KEY) == rid:
             st.session_state.pop(INSPECT_RUN_KEY, None)
     except StoreError as e:
-        _flash("error", str(e))
+        _flash("error", plain(e))
 
 
 def _run_select(label: str, ids: list[int], default: int, base: str, fmt) -> int:
@@ -437,7 +430,7 @@ def manage_section(s: RunStore, runs: list[RunRecord], selected: list[int]) -> N
                 st.rerun()
         else:
             r = by_id[pending]
-            st.warning(f"Delete run #{r.id} “{r.name}” ({r.status}), its history and its files? "
+            st.warning(f"Delete run #{r.id} “{plain(r.name)}” ({r.status}), its history and its files? "
                        "This cannot be undone.")
             b1, b2, _ = st.columns([1, 1, 2])
             b1.button("Yes, delete", key="compare.delete_yes", type="primary", on_click=_do_delete, args=(s,))
@@ -451,7 +444,7 @@ def manage_section(s: RunStore, runs: list[RunRecord], selected: list[int]) -> N
     if c2.button("Train again", key="compare.again"):
         why = train_again(by_id[again])
         if why:
-            st.warning(f"Cannot train again: {why}.")
+            st.warning(f"Cannot train again: {plain(why)}.")
 
 
 # ----------------------------------------------------------------------------- page
@@ -465,7 +458,7 @@ def main() -> None:
     try:
         runs = s.list_runs()
     except StoreError as e:
-        st.error(str(e))
+        st.error(plain(e))
         return
     if not runs:
         st.info("There are no stored runs yet. Train some on the Train page (or `python -m mmoe train ...`).")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mmoe.runs.store import StoreError
+from mmoe.views.formatting import plain
 from mmoe.views.experiments import (
     ARROW,
     config_table,
@@ -63,13 +64,13 @@ def status_section(exp_id: int) -> None:
         c1, c2 = st.columns([5, 1])
         c1.progress(min(ended / max(total, 1), 1.0),
                     text=f"{rec.status} · {ended} of {total} runs ended · {len(rec.points)} setting(s) x "
-                         f"{len(rec.seeds)} seed(s) on {rec.dataset}")
+                         f"{len(rec.seeds)} seed(s) on {plain(rec.dataset)}")
         job = _job_of(exp_id)
         if job is not None:
             c2.button("Cancel all", key=f"exp.cancel.{job.id}", on_click=_cancel, args=(job.id,),
                       disabled=job.snapshot().cancel_requested)
         if rec.error:
-            st.warning(rec.error)
+            st.warning(plain(rec.error))
         if rec.active and job is None:
             st.caption("Running in another process (a CLI experiment): this page follows it.")
         if st.session_state.get(f"exp.was_active.{exp_id}") and not rec.active:
@@ -162,7 +163,7 @@ def delete_section(exp_id: int) -> None:
             try:
                 store().delete_experiment(exp_id)
             except StoreError as e:
-                st.error(str(e))
+                st.error(plain(e))
             else:
                 st.session_state.pop(EXPERIMENT_KEY, None)
                 st.query_params.pop("experiment", None)

@@ -2,7 +2,8 @@
 
 The run comes from ``?run=ID``, then ``st.session_state[INSPECT_RUN_KEY]`` (set by other
 pages), then the newest finished run. Computations live in ``mmoe.views``; figures in
-``dashboard/charts.py``.
+``dashboard/charts.py``. User text (run, file, column and class names, error messages) goes through
+``plain`` wherever Streamlit reads Markdown, and through ``chart_text`` into hover labels.
 """
 from __future__ import annotations
 
@@ -17,14 +18,17 @@ from mmoe.runs.artifacts import MODEL
 from mmoe.runs.predictions import ROW, SPLIT, pred_col, target_col
 from mmoe.runs.status import ENDED_BADLY
 from mmoe.runs.store import RunRecord, RunStore, StoreError
+from mmoe.views.formatting import chart_text, plain
 from mmoe.views.jobview import duration_text, run_label
 from mmoe_dashboard import charts
+from mmoe_dashboard.continuity import train_again
 from mmoe_dashboard.state import INSPECT_RUN_KEY, NA, open_experiment, predictions, predictions_version, store
 
 STATUS_BADGE = {"finished": "green", "running": "blue", "queued": "gray", "cancelled": "orange",
                 "diverged": "red", "failed": "red", "interrupted": "orange"}
 TABS = ["Training", "Predictions", "Gates", "Downloads"]
 HOVER_FEATURES = 3
+BR = "  \n"     # a Markdown line break (no HTML on this page)
 
 
 # ----------------------------------------------------------------------------- data (cached)
@@ -42,15 +46,16 @@ def _heatmap_payload(frame: pd.DataFrame, task: str, max_rows: int, features: tu
     labels = A.class_labels(frame, task) if kind == "multiclass" else []
     hover = []
     for p in pos:
-        bits = [f"<b>row {rows[p]}</b>"]
+        bits = [f"<b>row {chart_text(rows[p])}</b>"]
         if tgt is not None and pd.notna(tgt.iat[p]):
             t = tgt.iat[p]
             t = labels[int(t)] if labels and 0 <= int(t) < len(labels) else (A.format_number(t) if kind == "regression" else int(t))
-            bits.append(f"{task}: {t}")
+            bits.append(f"{chart_text(task)}: {chart_text(t)}")
         if prd is not None:
             v = prd.iat[p]
-            bits.append(f"predicted: {A.format_number(v)}" if isinstance(v, (float, np.floating)) else f"predicted: {v}")
-        bits.append(", ".join(f"{c}={_short(frame[c].iat[p])}" for c in features[:HOVER_FEATURES]))
+            bits.append(f"predicted: {A.format_number(v)}" if isinstance(v, (float, np.floating))
+                        else f"predicted: {chart_text(v)}")
+        bits.append(", ".join(f"{chart_text(c)}={chart_text(_short(frame[c].iat[p]))}" for c in features[:HOVER_FEATURES]))
         hover.append("<br>".join(bits))
     return g[pos], pos, hover
 
@@ -89,7 +94,7 @@ def _on_pick() -> None:
 # ----------------------------------------------------------------------------- sections
 
 def header(rec: RunRecord) -> None:
-    st.title(f"{rec.name}")
+    st.title(plain(rec.name))
     kinds = A.task_kinds(rec.data_config)
     mc, tc, summ = rec.model_config, rec.train_config, rec.data_summary or {}
     line = f":{STATUS_BADGE.get(rec.status, 'gray')}-badge[{rec.status}] · run #{rec.id} · created {rec.created_at[:19].replace('T', ' ')} UTC"
@@ -104,6 +109,12 @@ def header(rec: RunRecord) -> None:
     st.markdown(line)
     if rec.stop_reason:
         st.text(f"Why it stopped: {rec.stop_reason}")
+    if not rec.active and st.button("Train again with these settings", key="inspect.again",
+                                    help="fill the Data and Model & training pages with this run's table and "
+                                         "settings (its seed too: the same run again)"):
+        why = train_again(rec)
+        if why:
+            st.warning(f"Cannot train again: {plain(why)}.")
     if rec.experiment_id is not None and store().exists(rec.id):
         c1, c2 = st.columns([4, 1])
         c1.text(f"One of the runs of experiment #{rec.experiment_id} (its seed: {tc.get('seed')}); the experiment "
@@ -111,11 +122,11 @@ def header(rec: RunRecord) -> None:
         if c2.button("Open experiment", key="inspect.experiment"):
             open_experiment(rec.experiment_id)
     if rec.status in ENDED_BADLY:
-        st.error(f"**This run {rec.status}.** {rec.error or 'No error message was recorded.'}", icon="🚨")
+        st.error(f"**This run {rec.status}.** {plain(rec.error or 'No error message was recorded.')}", icon="🚨")
     elif rec.status == "interrupted":
-        st.warning(f"**This run was interrupted.** {rec.error or ''}")
+        st.warning(f"**This run was interrupted.** {plain(rec.error or '')}")
     elif rec.status == "cancelled":
-        st.warning(f"This run was cancelled. {rec.error or ''}")
+        st.warning(f"This run was cancelled. {plain(rec.error or '')}")
     elif rec.active:
         st.info(f"This run is still {rec.status}; curves fill in as epochs end, predictions and gates appear "
                 "when it finishes. Reload the page to refresh.")
@@ -124,10 +135,9 @@ def header(rec: RunRecord) -> None:
         st.markdown("**Data**")
         rows = summ.get("rows")
         splits = summ.get("splits") or {}
-        st.markdown(f"{rec.dataset}" + (f" · {rows:,} rows" if rows else "")
-                    + ("<br>" + " / ".join(f"{k} {v:,}" for k, v in splits.items()) if splits else ""),
-                    unsafe_allow_html=True)
-        st.markdown("Tasks: " + ", ".join(f"`{t}` ({k})" for t, k in kinds.items()))
+        st.markdown(plain(rec.dataset) + (f" · {rows:,} rows" if rows else "")
+                    + (BR + " / ".join(f"{k} {v:,}" for k, v in splits.items()) if splits else ""))
+        st.markdown("Tasks: " + ", ".join(f"{plain(t)} ({k})" for t, k in kinds.items()))
     with c2:
         st.markdown("**Architecture**")
         arch = mc.get("arch", rec.arch)
@@ -138,15 +148,13 @@ def header(rec: RunRecord) -> None:
                     f" · gate {_layers(mc.get('gate_hidden')) or 'linear'}")
             if mc.get("top_k"):
                 desc += f" · top-{mc['top_k']} routing"
-        st.markdown(desc + f"<br>towers {_layers(mc.get('tower_hidden'))} · dropout {mc.get('dropout', 0)}"
-                    + (f"<br>{summ['parameters']:,} parameters" if summ.get("parameters") else ""),
-                    unsafe_allow_html=True)
+        st.markdown(desc + f"{BR}towers {_layers(mc.get('tower_hidden'))} · dropout {mc.get('dropout', 0)}"
+                    + (f"{BR}{summ['parameters']:,} parameters" if summ.get("parameters") else ""))
     with c3:
         st.markdown("**Training**")
         st.markdown(f"{tc.get('optimizer', 'adam')} · lr {tc.get('lr')} · batch {tc.get('batch_size')}"
-                    f"<br>{tc.get('epochs')} epochs max · seed {tc.get('seed')} · weighting "
-                    f"{tc.get('task_weighting', 'fixed')}" + (f"<br>device {summ['device']}" if summ.get("device") else ""),
-                    unsafe_allow_html=True)
+                    f"{BR}{tc.get('epochs')} epochs max · seed {tc.get('seed')} · weighting "
+                    f"{tc.get('task_weighting', 'fixed')}" + (f"{BR}device {summ['device']}" if summ.get("device") else ""))
     with st.expander("All settings"):
         st.json({"data": rec.data_config, "model": rec.model_config, "train": rec.train_config}, expanded=False)
 
@@ -160,7 +168,7 @@ def _layers(v) -> str:
 def training_section(s: RunStore, rec: RunRecord) -> None:
     hist = s.history(rec.id)
     if hist.empty:
-        st.info("No epoch finished, so there are no curves." + (f" Error: {rec.error}" if rec.error else ""))
+        st.info("No epoch finished, so there are no curves." + (f" Error: {plain(rec.error)}" if rec.error else ""))
     else:
         metrics = A.history_metrics(hist)
         metric = st.selectbox("Metric", metrics, index=0, key="inspect.curve_metric",
@@ -192,17 +200,17 @@ def predictions_section(rec: RunRecord, frame: pd.DataFrame | None) -> None:
     split = ", ".join(sorted(frame[SPLIT].unique())) if SPLIT in frame else "validation"
     st.caption(f"{len(frame):,} stored rows ({split} split).")
     for task, kind in kinds.items():
-        st.subheader(f"{task} · {kind}")
+        st.subheader(f"{plain(task)} · {kind}")
         if pred_col(task) not in frame:
-            st.info(f"No predictions stored for {task}.")
+            st.info(f"No predictions stored for {plain(task)}.")
             continue
         n = A.labelled_count(frame, task)
         if n == 0:
-            st.info(f"None of the {len(frame):,} stored rows has a {task} target, so there is nothing to score.")
+            st.info(f"None of the {len(frame):,} stored rows has a {plain(task)} target, so there is nothing to score.")
             continue
         if n < len(frame):
             missing = len(frame) - n
-            st.caption(f"{missing:,} row{' has' if missing == 1 else 's have'} no {task} target and "
+            st.caption(f"{missing:,} row{' has' if missing == 1 else 's have'} no {plain(task)} target and "
                        f"{'is' if missing == 1 else 'are'} left out.")
         if kind == "binary":
             cur = A.quiet(A.binary_curves, frame, task)
@@ -234,7 +242,7 @@ def _no_predictions(rec: RunRecord) -> None:
     if rec.active:
         st.info("Predictions are stored when the run ends.")
     else:
-        why = f" ({rec.error})" if rec.error else ""
+        why = f" ({plain(rec.error)})" if rec.error else ""
         st.info(f"This run has no stored predictions: it ended as **{rec.status}** before saving them{why}.")
 
 
@@ -372,7 +380,8 @@ def downloads_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -
                            file_name=f"run{rec.id}-{_slug(rec.name)}-predictions.csv", mime="text/csv",
                            on_click="ignore", icon=":material/download:", key="inspect.dl_preds")
         st.caption(f"{len(frame):,} rows · columns: raw features, `target:<task>`, `pred:<task>`, "
-                   "`prob:<task>:<class>`, `gate:<task>:e<i>`.")
+                   "`prob:<task>:<class>`, `gate:<task>:e<i>`. Text that a spreadsheet would run as a formula "
+                   "(starting with = + - @) is written with a leading ' so it opens as text.")
     else:
         _no_predictions(rec)
     if s.has_artifact(rec.id, MODEL):
@@ -380,6 +389,8 @@ def downloads_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -
                            data=lambda: A.model_archive(s, rec.id) or b"", file_name=f"run{rec.id}-{_slug(rec.name)}-model.zip",
                            mime="application/zip", on_click="ignore", icon=":material/download:", key="inspect.dl_model")
         st.caption(f"Score new data with it: `python -m mmoe predict --run {rec.id} --data FILE.csv --out preds.csv`.")
+        for problem in A.model_archive_problems(s, rec.id):
+            st.warning(plain(problem))
     else:
         st.info("No saved model for this run" + (f": it ended as {rec.status}." if not rec.active else " yet."))
 
@@ -395,7 +406,7 @@ def main() -> None:
     try:
         runs = s.list_runs()
     except StoreError as e:
-        st.error(str(e))
+        st.error(plain(e))
         return
     if not runs:
         st.title("Inspect a run")
@@ -418,7 +429,7 @@ def main() -> None:
     try:
         frame = predictions(rid)
     except Exception as e:  # a damaged artifact must not take the page down
-        st.error(f"Could not read this run's predictions: {type(e).__name__}: {e}")
+        st.error(plain(f"Could not read this run's predictions: {type(e).__name__}: {e}"))
         frame = None
 
     tabs = st.tabs(TABS, key="inspect.tab", on_change="rerun")

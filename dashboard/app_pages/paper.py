@@ -12,6 +12,7 @@ from mmoe.runs.paper import CENSUS_DEFAULTS, CENSUS_TRAIN, PAPER_DEFAULTS, PAPER
     paper_experiment
 from mmoe.views.datasets import DATA_DIR
 from mmoe.views.experiments import estimate_experiment
+from mmoe.views.formatting import plain
 from mmoe.views.jobview import duration_text
 from mmoe_dashboard.state import manager, open_experiment, store
 from mmoe_dashboard.widgets import device_options
@@ -57,7 +58,7 @@ def _launch(kind: str, args: tuple, key: str) -> None:
     try:
         est = _estimate(kind, *args)
     except (ValueError, OSError) as e:
-        st.error(f"Cannot set up this experiment: {e}")
+        st.error(f"Cannot set up this experiment: {plain(e)}")
         return
     st.info(f"**{est['runs']} runs**, about **{duration_text(est['seconds'])}** on this machine (measured just now: "
             f"one epoch took {est['seconds_per_epoch']:.2f} s of training plus {est['per_run_overhead']:.2f} s "
@@ -73,7 +74,7 @@ def main() -> None:
                "KDD 2018: MMoE against OMoE (one gate for all tasks) and Shared-Bottom, at comparable parameter "
                "counts, over several seeds. Whatever comes out is shown as it is: the generator is not tuned.")
     if "paper.flash" in st.session_state:
-        st.error(st.session_state.pop("paper.flash"))
+        st.error(plain(st.session_state.pop("paper.flash")))
     started = st.session_state.get("paper.started")
     if started is not None:
         job = manager().get(started)

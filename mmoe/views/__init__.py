@@ -9,8 +9,8 @@ compute and show, testable without a browser.
     evaluation  per-task plots of the stored predictions (ROC/PR, calibration, confusion, ...)
     history     per-epoch curves and the final metrics table
     comparing   settings differences, the metrics table, the best run per metric
-    downloads   predictions CSV and model zip
-    formatting  numbers as shown
+    downloads   CSVs for people (formula cells neutralised), predictions CSV, model zip
+    formatting  numbers as shown; user text as plain text (Markdown and plotly)
 
 The analysis functions are re-exported here (``from mmoe import views as V; V.gate_matrix(...)``).
 """
@@ -24,7 +24,16 @@ from mmoe.views.comparing import (
     primary_metric,
     settings_diff,
 )
-from mmoe.views.downloads import MODEL_FILES, model_archive, predictions_csv, quiet, readable_predictions
+from mmoe.views.downloads import (
+    MODEL_FILES,
+    model_archive,
+    model_archive_problems,
+    people_csv,
+    predictions_csv,
+    quiet,
+    readable_predictions,
+    spreadsheet_safe,
+)
 from mmoe.views.evaluation import (
     MAX_SCATTER_POINTS,
     binary_curves,
@@ -37,7 +46,7 @@ from mmoe.views.evaluation import (
     sample_details,
     score_histogram,
 )
-from mmoe.views.formatting import format_number
+from mmoe.views.formatting import chart_text, format_number, plain
 from mmoe.views.gates import (
     MAX_HEATMAP_ROWS,
     dominant_expert,
@@ -65,6 +74,7 @@ __all__ = [
     "best_per_metric",
     "binary_curves",
     "calibration",
+    "chart_text",
     "class_labels",
     "confusion",
     "curves",
@@ -87,8 +97,11 @@ __all__ = [
     "metric_direction",
     "metrics_frame",
     "model_archive",
+    "model_archive_problems",
     "normalise_rows",
     "order_and_sample",
+    "people_csv",
+    "plain",
     "predictions_csv",
     "primary_metric",
     "quiet",
@@ -98,6 +111,7 @@ __all__ = [
     "sample_entropy",
     "score_histogram",
     "settings_diff",
+    "spreadsheet_safe",
     "task_gate_similarity",
     "task_kinds",
     "no_better_than_baseline",

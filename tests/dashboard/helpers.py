@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import string
 import time
 
 import numpy as np
@@ -96,3 +97,26 @@ def poll(at, until, timeout: float = 60.0, jobs=()) -> None:
         pending = [j for j in jobs if not j.done]
         if pending:
             pending[0].wait(0.05)
+
+
+WORD_JOINER = "\u2060"
+
+
+def shown(markdown: str) -> str:
+    """What a Markdown source shows for escaped text: ``\\*`` shows ``*``; invisible word joiners dropped."""
+    return re.sub(r"\\([" + re.escape(string.punctuation) + r"])", r"\1", markdown.replace(WORD_JOINER, ""))
+
+
+def as_typed(markdown: str) -> str:
+    """The text a Markdown source of user text shows, asserting that it can show nothing else: every
+    ASCII punctuation mark (what all Markdown, HTML and Streamlit directives are made of) is escaped."""
+    src, out, i = markdown.replace(WORD_JOINER, ""), [], 0
+    while i < len(src):
+        if src[i] == "\\" and i + 1 < len(src) and src[i + 1] in string.punctuation:
+            out.append(src[i + 1])
+            i += 2
+            continue
+        assert src[i] not in string.punctuation, f"unescaped {src[i]!r} at {i} in {markdown!r}"
+        out.append(src[i])
+        i += 1
+    return "".join(out)

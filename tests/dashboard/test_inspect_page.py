@@ -3,6 +3,7 @@ store holds for it: its final metrics and curves, charts computed from its store
 heatmaps whose cells are the stored gate weights; a sample chosen in a heatmap shows its details."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from streamlit.testing.v1 import AppTest
 
-from mmoe.config import DataConfig, ModelConfig, TrainConfig
+from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
 from mmoe.runs.runner import DataSource, run_training
 from mmoe.runs.store import RunStore
 
-from helpers import TASKS, chart, figure, make_frame
+from helpers import TASKS, as_typed, chart, figure, make_frame
 
 PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "inspect.py")
 SEED = 0
@@ -95,7 +96,7 @@ def gates_of(frame: pd.DataFrame, task: str, experts: list[str]) -> np.ndarray:
 def test_defaults_to_newest_finished_run(page):
     open_page, ids = page
     at = open_page()
-    assert at.title[0].value == "shared-bottom-run"       # failed/diverged runs are newer, not finished
+    assert as_typed(at.title[0].value) == "shared-bottom-run"       # failed/diverged runs are newer, not finished
     assert at.selectbox(key="inspect.pick").value == ids["shared-bottom"]
 
 
@@ -104,7 +105,7 @@ def test_session_state_picks_the_run(page, runs):
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["mmoe.inspect_run"] = ids["omoe"]
     at.run()
-    assert not at.exception and at.title[0].value == "omoe-run"
+    assert not at.exception and as_typed(at.title[0].value) == "omoe-run"
     assert at.query_params["run"] in (str(ids["omoe"]), [str(ids["omoe"])])
 
 
@@ -112,7 +113,7 @@ def test_training_tab_shows_the_stored_metrics_and_curves(page, stored):
     open_page, ids = page
     rec, hist, _ = stored
     at = open_page(ids["mmoe"])
-    assert at.title[0].value == "mmoe-run"
+    assert as_typed(at.title[0].value) == "mmoe-run"
     head = " ".join(m.value for m in at.markdown)
     assert "finished" in head and "trained in " in head     # mmoe.views.jobview.duration_text, as everywhere
     assert f"· {rec.epochs} epochs" in head and f"seed {SEED}" in head
@@ -329,3 +330,33 @@ def test_a_member_of_an_experiment_links_to_it(tmp_path, monkeypatch):
     at.button(key="inspect.experiment").click().run()
     assert not at.exception
     assert at.session_state["mmoe.experiment"] == exp_id
+
+
+def test_user_text_is_shown_as_typed(tmp_path, monkeypatch):
+    """A run, file, task and error text full of Markdown and HTML shows as typed: the title and every
+    Markdown element hold it fully escaped (what each shows is checked in a browser by the e2e tests),
+    and no element of the page may render HTML."""
+    name, dataset, task = "**bold** <b>x</b> [link](http://evil)", "<img src=x onerror=alert(1)>.csv", "<i>t</i>"
+    error = "RuntimeError: column `*a*` <script>alert(1)</script> :red[x]"
+    home = tmp_path / "runs"
+    store = RunStore(home)
+    dc = DataConfig(tasks=(TaskSpec(task, "regression"),))
+    rid = store.create_run(name, dataset=dataset, data_config=dc.to_dict(),
+                           model_config=ModelConfig(num_experts=2).to_dict(), train_config=TrainConfig().to_dict())
+    store.set_status(rid, "running")
+    store.finish(rid, "failed", final_metrics={}, epochs=0, train_seconds=0.0, samples_per_second=0.0, error=error)
+    store.close()
+    monkeypatch.setenv("MMOE_HOME", str(home))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    assert as_typed(at.title[0].value) == name
+    assert at.selectbox(key="inspect.pick").format_func(rid).startswith(f"#{rid} {name}")   # options: plain text
+    bodies = [m.value for m in at.markdown] + [e.value for e in at.error]
+    assert not any(m.proto.allow_html for m in at.markdown)
+    assert any(as_typed(b.split(" · ")[0]) == dataset for b in bodies if "img" in b)
+    assert any(f"{as_typed(b.removeprefix('Tasks: ').split(' (')[0])}" == task for b in bodies if b.startswith("Tasks"))
+    shown_error = next(b for b in bodies if "RuntimeError" in b)
+    assert as_typed(shown_error.split("** ", 1)[1]) == error
+    for raw in ("<b>", "<img", "](", "<script", "`*a*`", ":red[", "*bold"):     # never unescaped
+        assert not any(re.search(r"(?<!\\)" + re.escape(raw), b) for b in bodies + [at.title[0].value]), raw
