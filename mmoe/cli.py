@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from mmoe.runs.naming import optional_run_name, printable
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3, 130
 
 
@@ -242,6 +244,7 @@ def cmd_train(a) -> int:
     from mmoe.runs.runner import DataSource, run_training
     from mmoe.runs.store import RunStore
 
+    a.name = optional_run_name(a.name)
     path = _data_path(a.data)
     dc, mc, tc = _configs(a)
     _check_device(tc.device)
@@ -316,6 +319,7 @@ def cmd_experiment(a) -> int:
     from mmoe.runs.runner import DataSource
     from mmoe.runs.store import RunStore
 
+    a.name = optional_run_name(a.name)
     path = _data_path(a.data)
     if not 1 <= a.seeds <= 1000:
         raise BadInput(f"--seeds {a.seeds}: give between 1 and 1000 seeds")
@@ -333,6 +337,7 @@ def cmd_paper(a) -> int:
         paper_experiment
     from mmoe.runs.store import RunStore
 
+    a.name = optional_run_name(a.name)
     _check_device(a.device)
     try:
         if a.census is not None:
@@ -382,13 +387,14 @@ def cmd_runs(a) -> int:
         return EXIT_OK
     print(f"{'id':>4}  {'status':<11} {'arch':<13} {'epochs':>6} {'seconds':>8}  {'name':<24} metrics")
     for r in runs:
-        metrics = "; ".join(f"{t}: " + " ".join(f"{k}={_fmt(v)}" for k, v in m.items()
+        metrics = printable("; ".join(f"{t}: " + " ".join(f"{k}={_fmt(v)}" for k, v in m.items()
                                                 if k in PRIMARY_METRIC.values())
-                            for t, m in (r.final_metrics or {}).items())
+                            for t, m in (r.final_metrics or {}).items()))
         secs = f"{r.train_seconds:.1f}" if r.train_seconds else "-"
-        print(f"{r.id:>4}  {r.status:<11} {r.arch:<13} {r.epochs or 0:>6} {secs:>8}  {r.name[:24]:<24} {metrics}")
+        print(f"{r.id:>4}  {r.status:<11} {r.arch:<13} {r.epochs or 0:>6} {secs:>8}  "
+              f"{printable(r.name)[:24]:<24} {metrics}")
         if r.stop_reason:
-            print(f"{'':>6}{r.stop_reason}")
+            print(f"{'':>6}{printable(r.stop_reason)}")
     return EXIT_OK
 
 
@@ -403,7 +409,7 @@ def _list_experiments(store, as_json: bool) -> int:
     for e in exps:
         grid = " x ".join(f"{k} ({len(v)})" for k, v in e.spec.get("grid", [])) or "one setting"
         print(f"{e.id:>4}  {e.status:<11} {len(store.experiment_runs(e.id)):>4} runs  {grid} x {len(e.seeds)} seeds"
-              f"  {e.name[:40]}")
+              f"  {printable(e.name)[:40]}")
     return EXIT_OK
 
 
@@ -419,10 +425,10 @@ def cmd_predict(a) -> int:
     if not path.exists():
         raise BadInput(f"--data {a.data}: no such file")
     df = read_csv(path, min_rows=1)
-    from mmoe.views.downloads import readable_predictions
+    from mmoe.views.downloads import people_csv, readable_predictions
 
     out = readable_predictions(predict_frame(store, a.run, df, device=a.device))
-    out.to_csv(a.out, index=False)
+    people_csv(out, a.out)
     msg = {"run_id": a.run, "rows": len(out), "out": str(a.out), "status": "finished"}
     print(_json_line(msg) if a.json else f"wrote {len(out)} rows with predictions of run {a.run} to {a.out}")
     return EXIT_OK
@@ -440,26 +446,10 @@ def cmd_synth(a) -> int:
     return EXIT_OK
 
 
-# what the repository's .streamlit/config.toml sets, passed as flags so it holds from any folder
-DASHBOARD_FLAGS = ("--browser.gatherUsageStats=false", "--server.headless=true", "--client.toolbarMode=minimal",
-                   "--server.maxUploadSize=1024", "--theme.base=light")
-
-
-def dashboard_app() -> Path:
-    """The installed dashboard's entry script (the package ``mmoe_dashboard``; ``dashboard/`` in a checkout).
-
-    Found through the import system without importing it: nothing in ``mmoe`` imports Streamlit."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("mmoe_dashboard")
-    if spec is None or not spec.submodule_search_locations:
-        raise BadInput("the dashboard is not installed with this mmoe; reinstall the package "
-                       "(pip install mmoe, or pip install -e . in a checkout)")
-    return Path(list(spec.submodule_search_locations)[0]) / "app.py"
-
-
 def cmd_dashboard(a, extra: list[str]) -> int:
     import os
+
+    from mmoe.views.serve import dashboard_command, launch_message
     import subprocess
 
     if not 0 < a.port < 65536:
@@ -467,10 +457,11 @@ def cmd_dashboard(a, extra: list[str]) -> int:
     env = dict(os.environ)
     if a.store is not None:
         env["MMOE_HOME"] = str(Path(a.store).expanduser().resolve())
-    cmd = [sys.executable, "-m", "streamlit", "run", str(dashboard_app()), f"--server.port={a.port}",
-           *DASHBOARD_FLAGS, *extra]
-    print(f"MMoE Lab on http://localhost:{a.port} (runs in {env.get('MMOE_HOME') or Path('runs').resolve()});"
-          " Ctrl-C stops it", file=sys.stderr)
+    cmd = dashboard_command(a.port, extra, env)     # bound to 127.0.0.1 unless told otherwise
+    if cmd is None:
+        raise BadInput("the dashboard is not installed with this mmoe; reinstall the package "
+                       "(pip install mmoe, or pip install -e . in a checkout)")
+    print(launch_message(cmd, a.port, env), file=sys.stderr)
     try:
         return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:

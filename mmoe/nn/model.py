@@ -332,8 +332,11 @@ class TabularModel(nn.Module):
         super().__init__()
         from mmoe.config import ModelConfig  # local: model.py stays free of config at import
 
+        from mmoe.nn.sizes import check_model_size
+
         self.meta = dict(meta)
         mc = ModelConfig.from_dict(meta["model_config"])
+        check_model_size(meta, mc)   # a damaged model.json or huge settings: refused before allocating
         self.encoder = InputEncoder(meta["num_numeric"], meta["cardinalities"], meta["embedding_dims"])
         cls = ARCH_CLASSES[mc.arch]
         self.core = cls(self.encoder.out_features, dict(meta["task_dims"]), num_experts=mc.num_experts,
