@@ -4,6 +4,8 @@
                            one line, at most MAX_NAME characters, no control characters (so no
                            terminal escape sequences, tabs or bidirectional overrides)
     optional_run_name(n)   the same for an optional name (``--name``): None when none was given
+    fit_run_name(text)     a name made up by the program (from a file name, settings): made valid
+                           instead of refused (escaped, cut to MAX_NAME characters with "…")
     printable(text)        text for a terminal: every such character written as an escape (``\\x1b``),
                            for names stored before the rule existed
 
@@ -75,3 +77,10 @@ def check_run_name(name) -> str:
 def optional_run_name(name) -> str | None:
     """``check_run_name`` for a name that may be left out: None or blank gives None (the default name)."""
     return None if name is None or not str(name).strip() else check_run_name(name)
+
+
+def fit_run_name(text) -> str:
+    """A generated name ("mmoe on <file name>", "exp 3 · lr=0.01 · seed 2") that always passes
+    ``check_run_name``: unsafe characters written as escapes, cut to MAX_NAME characters."""
+    name = printable(str(text).strip()) or "run"
+    return name if len(name) <= MAX_NAME else name[:MAX_NAME - 1].rstrip() + "…"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmoe.runs.naming import MAX_NAME, check_run_name, optional_run_name, printable
+from mmoe.runs.naming import MAX_NAME, check_run_name, fit_run_name, optional_run_name, printable
 from mmoe.runs.store import StoreError
 
 
@@ -35,3 +35,10 @@ def test_printable_escapes_what_acts_on_a_terminal():
     out = printable("a\x1b[2J\x1b]0;t\x07b\nc\td\u202ee\x9b")
     assert out == "a\\x1b[2J\\x1b]0;t\\x07b\\nc\\td\\u202ee\\x9b"
     assert all(ch.isprintable() for ch in out)
+
+
+@pytest.mark.parametrize("made", ["mmoe on " + "f" * 300 + ".csv", "mmoe on evil\n\x1b[2J.csv", "  ", "ok [mmoe]"])
+def test_generated_names_are_made_valid(made):
+    name = fit_run_name(made)
+    assert check_run_name(name) == name
+    assert fit_run_name("ok [mmoe]") == "ok [mmoe]" and fit_run_name("x" * 300).endswith("…")
