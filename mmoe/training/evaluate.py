@@ -20,11 +20,12 @@ def _gate_entropy(gates: Tensor) -> Tensor:
 @torch.no_grad()
 def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.device | str = "cpu",
             batch_size: int = 65536, idx: Tensor | None = None, bf16: bool | None = None,
-            forward=None) -> tuple[dict[str, Tensor], Tensor | None]:
+            forward=None, stop=None) -> tuple[dict[str, Tensor], Tensor | None] | None:
     """Raw outputs per task [n, d] and gates [t, n, e] (None without gates), on the CPU, float32.
 
     ``forward``: what computes the outputs of a batch instead of ``model(x_num, x_cat)``, such as
-    the training step's own ``FusedStep.forward`` (same numbers, no module overhead)."""
+    the training step's own ``FusedStep.forward`` (same numbers, no module overhead). ``stop``: a
+    callable checked before each batch; when it returns true the scoring ends and returns None."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -33,6 +34,8 @@ def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.dev
     gates: list[Tensor] = []
     try:
         for s in range(0, n, batch_size):
+            if stop is not None and stop():
+                return None
             if idx is not None:
                 sel = idx[s:s + batch_size]
                 xn, xc = x_num.index_select(0, sel), x_cat.index_select(0, sel)
@@ -58,16 +61,21 @@ def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.dev
 
 
 def evaluate(model: nn.Module, data, idx: Tensor, *, device: torch.device, batch_size: int,
-             bf16: bool | None = None, forward=None, rows: tuple[Tensor, Tensor] | None = None) -> dict[str, dict[str, float]]:
-    """Loss, metrics and gate entropy per task on the rows ``idx`` (a split).
+             bf16: bool | None = None, forward=None, rows: tuple[Tensor, Tensor] | None = None,
+             stop=None) -> dict[str, dict[str, float]] | None:
+    """Loss, metrics and gate entropy per task on the rows ``idx`` (a split); None when ``stop()``
+    turned true between two batches (a cancelled run).
 
     rows: ``(x_num[idx], x_cat[idx])`` already gathered (``fit`` gathers the validation rows once)."""
     if rows is not None:
-        raw, gates = predict(model, *rows, device=device, batch_size=batch_size, bf16=bf16, forward=forward)
+        scored = predict(model, *rows, device=device, batch_size=batch_size, bf16=bf16, forward=forward, stop=stop)
     else:
         xn, xc = data.x_num, data.x_cat
-        raw, gates = predict(model, xn, xc, device=device, batch_size=batch_size, idx=idx.to(xn.device), bf16=bf16,
-                             forward=forward)
+        scored = predict(model, xn, xc, device=device, batch_size=batch_size, idx=idx.to(xn.device), bf16=bf16,
+                         forward=forward, stop=stop)
+    if scored is None:
+        return None
+    raw, gates = scored
     out: dict[str, dict[str, float]] = {}
     idx_cpu = idx.cpu()
     for t, spec in enumerate(data.tasks):

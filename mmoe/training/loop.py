@@ -5,6 +5,12 @@ The prepared tensors are moved to the device once; each batch is a contiguous sl
 gather per epoch by a seeded permutation (no DataLoader, no per-sample Python). Data too large
 for the GPU stays in pinned host memory and goes over batch by batch. ``on_train_end`` always
 runs, also when the run is cancelled, diverges or raises.
+
+Cancellation lands within one batch, one gather chunk or one evaluation chunk (each well under a
+second on a million-row table): the cancel event is checked between them. A run cancelled before
+its epoch is evaluated ends with the weights of its last evaluated epoch (kept at every epoch's end
+when the run can be cancelled), so the epochs, the final metrics and the weights describe one model.
+None of this changes a run that is not cancelled: the gathered rows and the arithmetic are the same.
 """
 from __future__ import annotations
 
@@ -39,7 +45,7 @@ class FitResult:
     history: list[dict]
     device: str
     step: str = "fused"                # fused: mmoe.nn.fused's hand-written step; else "autograd (<why>)"
-    placement: str = "resident"        # resident: the data lived on the device; streamed: batches copied from host memory
+    placement: str = "resident"        # resident: the data lived on the device; streamed: batches copied from host
     stop_reason: str = ""              # why it ended, in words: all epochs done, early stopping at ..., cancelled, ...
 
 
@@ -51,6 +57,43 @@ def stop_reason(state: TrainState) -> str:
     if state.status == "cancelled" and state.restored_epoch:
         reason += f"; best epoch {state.restored_epoch} restored"
     return reason
+
+
+GATHER_ROWS = 1 << 18     # rows per chunk of the epoch's gather (the cancel event is checked between chunks)
+
+
+def _gather(t: torch.Tensor, perm: torch.Tensor, stop) -> torch.Tensor | None:
+    """``t.index_select(0, perm)`` in chunks of rows (bit-identical), None when ``stop()`` turns true."""
+    if perm.numel() <= GATHER_ROWS:
+        return None if stop() else t.index_select(0, perm)
+    out = t.new_empty((perm.numel(), *t.shape[1:]))
+    for s in range(0, perm.numel(), GATHER_ROWS):
+        if stop():
+            return None
+        torch.index_select(t, 0, perm[s:s + GATHER_ROWS], out=out[s:s + GATHER_ROWS])
+    return out
+
+
+class _LastEpoch:
+    """The weights at the end of the last evaluated epoch (kept only for a run that can be cancelled)."""
+
+    def __init__(self, model: nn.Module, enabled: bool):
+        self.model, self.enabled, self.state, self.epoch = model, enabled, None, 0
+
+    def keep(self, epoch: int) -> None:
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            if self.state is None:
+                self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                for k, v in self.model.state_dict().items():
+                    self.state[k].copy_(v)
+        self.epoch = epoch
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
 
 
 def _finite_or_raise(x: float, where: str) -> None:
@@ -125,6 +168,11 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                  *([TimeBudget(config.max_seconds)] if config.max_seconds is not None else []), *callbacks]
     sync_every = 1 if device.type == "cpu" else 50   # GPU: check the loss for NaN without a sync per batch
     cancelled = lambda: cancel_event is not None and cancel_event.is_set()  # noqa: E731
+    last = _LastEpoch(model, cancel_event is not None)
+    touched = False      # weights changed since the last evaluated epoch (restored when cancelled)
+
+    def cancel_now(epoch: int) -> None:
+        state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
 
     try:
         for cb in callbacks:
@@ -134,9 +182,12 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
             for cb in callbacks:
                 cb.on_epoch_begin(state)
             perm = train_idx[torch.randperm(n_train, generator=gen, device=device).to(home)]
-            # one gather per epoch; batches are then contiguous slices (views, no copy)
-            xs = x_num.index_select(0, perm)
-            cs = (codes if codes is not None else x_cat).index_select(0, perm)
+            # one gather per epoch (in chunks, to be cancellable); batches are then contiguous slices (views)
+            xs = _gather(x_num, perm, cancelled)
+            cs = None if xs is None else _gather(codes if codes is not None else x_cat, perm, cancelled)
+            if cs is None:
+                cancel_now(epoch)
+                break
             y_ep, m_ep = [y.index_select(0, perm) for y in ys], [m.index_select(0, perm) for m in masks]
             if not resident:   # pinned host memory, so each batch's copy to the GPU is asynchronous
                 pin = device.type == "cuda"
@@ -147,8 +198,9 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
             t0 = time.perf_counter()
             for b in range(batches):
                 if cancelled():
-                    state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
+                    cancel_now(epoch)
                     break
+                touched = True
                 sl = slice(b * bs, (b + 1) * bs)
                 batch = [xs[sl], cs[sl], *[y[sl] for y in y_ep], *[m[sl] for m in m_ep]]
                 if not resident:
@@ -179,7 +231,7 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
             _finite_or_raise(sum(train_loss), f"epoch {epoch}")
             # train split: the running loss of the epoch (a second pass over train rows would cost
             # a third of an epoch); validation: loss, metrics and gate entropy on every row
-            metrics = {"train": {n: {"loss": l} for n, l in zip(names, train_loss)}}
+            metrics = {"train": {n: {"loss": loss} for n, loss in zip(names, train_loss)}}
             if step.uw is not None:   # uncertainty weighting: the learned log variance s_k of each task
                 for n, s in zip(names, step.uw.log_vars.detach().cpu().tolist()):
                     metrics["train"][n]["uncertainty_log_var"] = s
@@ -189,7 +241,11 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                     val_rows = (x_num.index_select(0, vi), x_cat.index_select(0, vi))
                 metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size,
                                           bf16=step.autocast, rows=val_rows,
-                                          forward=step.fused.forward if step.fused is not None else None)
+                                          forward=step.fused.forward if step.fused is not None else None,
+                                          stop=cancelled)
+                if metrics["val"] is None:     # cancelled while evaluating: the epoch is not counted
+                    cancel_now(epoch)
+                    break
             state.epoch_metrics = metrics
             state.history.append(metrics)
             state.monitor_split = split = "val" if "val" in metrics else "train"
@@ -197,8 +253,12 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                                      if "loss" in metrics[split][n])
             for cb in callbacks:          # DivergenceGuard raises; EarlyStopping / TimeBudget request a stop
                 cb.on_epoch_end(state)
+            last.keep(epoch)
+            touched = False
             if state.stop_requested:
                 break
+        if state.status == "cancelled" and touched:
+            last.restore()    # the weights of the last evaluated epoch (none: the run keeps no model)
         if state.status == "running":
             state.status = "finished"
     except FloatingPointError as e:

@@ -156,3 +156,85 @@ def test_streaming_batches_when_data_does_not_fit(data, monkeypatch):
     r2 = fit(m2, data, cfg)
     assert r2.placement == "streamed"
     assert r1.metrics == r2.metrics and r1.history == r2.history
+
+
+class _CancelAt(Callback):
+    """Sets the cancel event at the end of batch ``batch`` of epoch ``epoch`` (-1: the epoch's last
+    batch, so the cancel arrives while the epoch is being evaluated); keeps each epoch's end weights."""
+
+    def __init__(self, model, epoch: int, batch: int = -1):
+        self.model, self.epoch, self.batch = model, epoch, batch
+        self.event, self.at_epoch_end = threading.Event(), {}
+
+    def on_batch_end(self, s):
+        if s.epoch == self.epoch and s.batch == (s.batches if self.batch == -1 else self.batch):
+            self.event.set()
+
+    def on_epoch_end(self, s):
+        self.at_epoch_end[s.epoch] = _weights(self.model)
+
+
+@pytest.mark.parametrize("batch", [-1, 2], ids=["while-evaluating", "mid-epoch"])
+def test_a_cancel_keeps_the_last_evaluated_epoch_and_skips_the_evaluation(data, batch):
+    """Cancelled while epoch 3 is evaluated (or in its second batch): the evaluation is not finished (a
+    validation pass over a large table takes seconds), epoch 3 is not counted, and the model holds the
+    weights of epoch 2, whose metrics are the final ones: epochs, metrics and weights describe one model."""
+    model, cfg = _fit(data, epochs=10)
+    cb = _CancelAt(model, epoch=3, batch=batch)
+    res = fit(model, data, cfg, callbacks=[cb], cancel_event=cb.event)
+    assert res.status == "cancelled" and res.epochs == 2 and sorted(cb.at_epoch_end) == [1, 2]
+    assert res.metrics == res.history[-1]["val"]
+    w = _weights(model)
+    assert all(torch.equal(w[k], cb.at_epoch_end[2][k]) for k in w)
+
+
+def test_evaluation_stops_between_batches(data):
+    from mmoe.training.evaluate import evaluate, predict
+
+    model, _ = _fit(data)
+    calls = []
+    stop = lambda: len(calls) >= 2  # noqa: E731
+    forward = lambda xn, xc: (calls.append(len(xn)), model(xn, xc))[1]  # noqa: E731
+    assert predict(model, data.x_num, data.x_cat, batch_size=16, forward=forward, stop=stop) is None
+    assert calls == [16, 16]
+    calls.clear()
+    idx = data.splits["val"]
+    assert evaluate(model, data, idx, device=torch.device("cpu"), batch_size=8, forward=forward, stop=stop) is None
+    whole = evaluate(model, data, idx, device=torch.device("cpu"), batch_size=8)
+    assert whole == evaluate(model, data, idx, device=torch.device("cpu"), batch_size=8, stop=lambda: False)
+
+
+def test_the_gather_in_chunks_gives_the_same_run(data, monkeypatch):
+    """The epoch's gather goes in chunks (so a cancel lands between them on a large table): a run is
+    bit-identical whatever the chunk size."""
+    import mmoe.training.loop as loop
+
+    runs = []
+    for rows in (1 << 18, 7):
+        monkeypatch.setattr(loop, "GATHER_ROWS", rows)
+        model, cfg = _fit(data, seed=4)
+        runs.append((fit(model, data, cfg, cancel_event=threading.Event()).history, _weights(model)))
+    (h1, w1), (h2, w2) = runs
+    assert h1 == h2 and all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_a_cancel_during_the_gather_ends_the_run_there(data, monkeypatch):
+    import mmoe.training.loop as loop
+
+    monkeypatch.setattr(loop, "GATHER_ROWS", 7)
+    ev = threading.Event()
+    real = loop._gather
+    chunks = []
+
+    def gather(t, perm, stop):
+        def counting_stop():
+            chunks.append(1)
+            if len(chunks) == 3:
+                ev.set()
+            return stop()
+        return real(t, perm, counting_stop)
+
+    monkeypatch.setattr(loop, "_gather", gather)
+    model, cfg = _fit(data, epochs=5)
+    res = fit(model, data, cfg, cancel_event=ev)
+    assert res.status == "cancelled" and res.epochs == 0 and len(chunks) == 3
