@@ -1,5 +1,5 @@
-"""StoreError and how run records are encoded for SQLite: JSON (numpy/torch scalars, tuples, paths,
-sets), and metric values (NaN stored as NULL)."""
+"""StoreError (and its ArtifactError, IndexFault) and how run records are encoded for SQLite: JSON
+(numpy/torch scalars, tuples, paths, sets), and metric values (NaN stored as NULL)."""
 from __future__ import annotations
 
 import json
@@ -19,6 +19,27 @@ class StoreError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ArtifactError(StoreError):
+    """A run's artifact file exists but cannot be read (damaged, truncated, from another version):
+    only the view or command that needs that file fails; the message names the file."""
+
+
+class IndexFault(StoreError):
+    """The run index (runs.sqlite) itself failed: ``kind`` is corrupt | readonly | cantopen | busy |
+    full | io | missing | other (see ``mmoe.runs.connection``)."""
+
+    def __init__(self, message: str, kind: str = "other"):
+        super().__init__(message)
+        self.kind = kind
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line (its first line, cut at ``limit`` characters)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def plain_json(o: Any) -> Any:

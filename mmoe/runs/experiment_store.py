@@ -9,6 +9,7 @@ running -> finished | cancelled | failed, or interrupted when its process died.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -61,7 +62,8 @@ class ExperimentRecord:
 
 
 class ExperimentIO:
-    """The experiment methods of ``RunStore`` (which provides ``_tx``, ``_con``, ``_owner_alive``, ``list_runs``)."""
+    """The experiment methods of ``RunStore`` (which provides ``_tx``, ``_con``, ``_owner_alive``, ``list_runs``,
+    ``read_only`` and ``write_experiment_file``)."""
 
     def create_experiment(self, name: str | None, *, kind: str, dataset: str, spec: dict) -> int:
         """Register a running experiment owned by this process; returns its id."""
@@ -76,6 +78,7 @@ class ExperimentIO:
             exp_id = int(cur.lastrowid)
             if not (name or "").strip():
                 c.execute("UPDATE experiments SET name = ? WHERE id = ?", (f"experiment-{exp_id}", exp_id))
+        self.write_experiment_file(exp_id)   # its copy beside the run folders (see ``runfile``)
         return exp_id
 
     def finish_experiment(self, exp_id: int, status: str, error: str | None = None) -> None:
@@ -88,6 +91,7 @@ class ExperimentIO:
             self._experiment_row(c, exp_id)
             c.execute("UPDATE experiments SET status=?, error=?, finished_at=? WHERE id=?",
                       (status, error, _now(), int(exp_id)))
+        self.write_experiment_file(exp_id)
 
     def _experiment_row(self, c, exp_id):
         try:
@@ -129,12 +133,17 @@ class ExperimentIO:
             self.delete(rid)
         with self._tx() as c:
             c.execute("DELETE FROM experiments WHERE id = ?", (int(exp_id),))
+        from mmoe.runs.runfile import EXPERIMENTS_DIR
+
+        (self.home / EXPERIMENTS_DIR / f"{int(exp_id)}.json").unlink(missing_ok=True)
         return ids
 
     def mark_interrupted_experiments(self) -> list[int]:
         """Mark running experiments whose owning process (on this host) is dead as interrupted."""
         from mmoe.runs.store import _now
 
+        if self.read_only:
+            return []
         rows = self._con().execute("SELECT * FROM experiments WHERE status = 'running'").fetchall()
         dead = [r for r in rows if not self._owner_alive(r)]
         if dead:
@@ -143,4 +152,7 @@ class ExperimentIO:
                     c.execute("UPDATE experiments SET status='interrupted', finished_at=?, error=COALESCE(error, ?)"
                               " WHERE id=? AND status='running'",
                               (_now(), f"the process that ran it (pid {r['owner_pid']}) ended first", r["id"]))
+            for r in dead:
+                with contextlib.suppress(OSError):
+                    self.write_experiment_file(r["id"])
         return [int(r["id"]) for r in dead]

@@ -16,9 +16,9 @@ import pandas as pd
 import torch
 
 from mmoe.config import DataConfig, ModelConfig, TrainConfig
-from mmoe.data import PreparedData, Preprocessor, prepare, prepare_for_prediction
+from mmoe.data import DataError, PreparedData, Preprocessor, prepare, prepare_for_prediction
 from mmoe.nn import TabularModel, build_model, count_parameters
-from mmoe.runs.artifacts import PREDICTIONS, PREPROCESSOR
+from mmoe.runs.artifacts import MODEL, MODEL_META, PREDICTIONS, PREPROCESSOR, damaged
 from mmoe.runs.predictions import ROW, decorate_predictions
 from mmoe.runs.status import ACTIVE, ENDED_BADLY
 from mmoe.runs.store import RunStore
@@ -26,7 +26,6 @@ from mmoe.training import (
     Callback,
     FitResult,
     TrainState,
-    evaluate,
     fit,
     predict,
     resolve_device,
@@ -82,18 +81,6 @@ def _prediction_frame(model: TabularModel, data: PreparedData, device: torch.dev
     return pd.concat(frames, ignore_index=True)
 
 
-def _stored_model_metrics(model: TabularModel, data: PreparedData, train_config: TrainConfig,
-                          device: torch.device) -> dict[str, dict[str, float]]:
-    """Validation (else training) metrics of the model as it is stored now.
-
-    A run cancelled mid-epoch keeps the weights of the batches after its last full epoch, so that
-    epoch's metrics would not describe the saved model, its stored predictions or its charts."""
-    idx = data.splits.get("val")
-    if idx is None or not len(idx):
-        idx = data.splits["train"]
-    return evaluate(model, data, idx, device=device, batch_size=train_config.eval_batch_size)
-
-
 @dataclass(frozen=True)
 class DataSource:
     """A table not prepared yet: a path, upload bytes or DataFrame, and the DataConfig to prepare it
@@ -118,6 +105,7 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     ``dataset``: the name shown for the data (default: the file's name); ``experiment``: (experiment id,
     point index) when the run belongs to an experiment."""
     store = store or RunStore()
+    store.require_writable()     # a read-only store refuses before the data is even read
     if isinstance(data, DataSource):
         dataset = dataset or data.name
         data = prepare(data.source, data.config)
@@ -148,18 +136,24 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     store.set_status(run_id, "running")
     result: FitResult | None = None
     try:
+        # a cancelled run holds the weights of its last evaluated epoch (see fit), so its final metrics
+        # (that epoch's) describe the stored model, its predictions and its charts
         result = fit(model, data, train_config, callbacks=[StoreCallback(store, run_id), *callbacks],
                      cancel_event=cancel_event)
-        if result.status == "cancelled" and result.epochs > 0:
-            result.metrics = _stored_model_metrics(model, data, train_config, device)
-        if result.epochs > 0 and result.status != "diverged":
+        keep = result.epochs > 0 and result.status != "diverged"
+        if keep:
             store.save_model(run_id, {k: v.detach().cpu() for k, v in model.state_dict().items()},
                              model.meta)
+        # cancelled: recorded as soon as the weights are safe, then the predictions (a cancel takes
+        # effect at once; a finished run is recorded with everything it stores)
+        if keep and result.status != "cancelled":
             store.save_frame(run_id, PREDICTIONS, _prediction_frame(model, data, device))
         store.finish(run_id, result.status, final_metrics=result.metrics, epochs=result.epochs,
                      train_seconds=result.train_seconds, samples_per_second=result.samples_per_second,
                      error=result.message if result.status in ENDED_BADLY else None,
                      best_epoch=result.best_epoch, stop_reason=result.stop_reason)
+        if keep and result.status == "cancelled":
+            store.save_frame(run_id, PREDICTIONS, _prediction_frame(model, data, device))
         return RunSummary(run_id, result.status, result.epochs, result.train_seconds, result.samples_per_second,
                           result.metrics, result.message, result.stop_reason, warnings, summary["schedule"])
     except Exception as e:  # recorded, not raised: the caller reports the run's status
@@ -175,12 +169,23 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
 
 
 def load_run(store: RunStore, run_id: int) -> tuple[TabularModel, Preprocessor]:
-    """The stored model (eval mode, CPU) and fitted preprocessing of a run."""
+    """The stored model (eval mode, CPU) and fitted preprocessing of a run; a file that exists but does
+    not make a model raises ``ArtifactError`` naming it."""
     state, meta = store.load_model_state(run_id)
-    model = TabularModel(meta)
-    model.load_state_dict(state)
+    folder = store.artifact_dir(run_id)
+    try:
+        model = TabularModel(meta)
+    except Exception as e:   # a model.json that parses but does not describe a model
+        raise damaged(folder / MODEL_META, e) from None
+    try:
+        model.load_state_dict(state)
+    except Exception as e:   # weights of another shape / missing tensors
+        raise damaged(folder / MODEL, e) from None
     model.eval()
-    pre = Preprocessor.from_json(store.load_text(run_id, PREPROCESSOR))
+    try:
+        pre = Preprocessor.from_json(store.load_text(run_id, PREPROCESSOR))
+    except (DataError, TypeError, KeyError, ValueError, AttributeError) as e:
+        raise damaged(folder / PREPROCESSOR, e) from None
     return model, pre
 
 

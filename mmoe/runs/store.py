@@ -1,7 +1,7 @@
 """RunStore: where runs live. One SQLite database plus one artifact folder per run.
 
     home/runs.sqlite     runs (config, status, final metrics) and per-epoch metrics
-    home/<run_id>/       model.pt + model.json, preprocessor.json, predictions.parquet (see artifacts)
+    home/<run_id>/       model.pt + model.json, preprocessor.json, predictions.parquet, run.json (see artifacts)
 
 ``home`` is ``$MMOE_HOME`` (default ``./runs``); the dashboard and the CLI share it,
 possibly at the same time from different processes. SQLite runs in WAL mode with a
@@ -17,6 +17,12 @@ training while the dashboard opens the store) or by the current process are left
 
 Metric values may be NaN or +-inf (a diverged run): NaN is stored as NULL and read
 back as ``float('nan')``.
+
+Faults (``mmoe.runs.connection``): a damaged index, or a missing / emptied one beside run folders,
+is refused with one StoreError that says to run ``python -m mmoe runs --repair`` (``mmoe.runs.repair``
+rebuilds it from the folders' ``run.json``); nothing is changed on disk then, and no run folder is
+ever moved (a new run's id is above every folder). A store this process may not write opens
+read-only. Opening a writable store removes stale temporary files (``mmoe.runs.housekeeping``).
 """
 from __future__ import annotations
 
@@ -24,25 +30,30 @@ import contextlib
 import os
 import shutil
 import sqlite3
-import threading
 import uuid
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import pandas as pd
 
 from mmoe.runs.artifacts import ArtifactIO
-from mmoe.runs.errors import StoreError, dumps, final_value, loads, metric_value
+from mmoe.runs.connection import BUSY_TIMEOUT_MS, ConnectionIO, check_index, readonly_fault, run_folder_ids, \
+    writable
+from mmoe.runs.errors import ArtifactError, IndexFault, StoreError, dumps, final_value, loads, metric_value
 from mmoe.runs.experiment_store import EXPERIMENTS_SCHEMA, ExperimentIO
+from mmoe.runs.housekeeping import remove_stale_leftovers
 from mmoe.runs.liveness import HOST, pid_alive, proc_start
+from mmoe.runs.runfile import RunFileIO
+from mmoe.runs.runs_table import RunsTableIO
 from mmoe.runs.status import ACTIVE, STATUSES, TERMINAL, TRANSITIONS
+
+__all__ = ["ArtifactError", "BUSY_TIMEOUT_MS", "DB_NAME", "IndexFault", "RunRecord", "RunStore", "SCHEMA_VERSION",
+           "StoreError", "pid_alive"]
 
 SCHEMA_VERSION = 2
 DB_NAME = "runs.sqlite"
-BUSY_TIMEOUT_MS = 15_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -133,92 +144,63 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-class _Conn:
-    """Holder that closes its connection when the owning thread's local storage dies."""
-
-    def __init__(self, con: sqlite3.Connection):
-        self.con = con
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.con.close()
-
-    def __del__(self) -> None:
-        self.close()
-
-
 # ----------------------------------------------------------------------------- store
 
-class RunStore(ArtifactIO, ExperimentIO):
-    """SQLite-backed run registry with one artifact folder per run. Thread-safe."""
+class RunStore(ConnectionIO, ArtifactIO, ExperimentIO, RunFileIO, RunsTableIO):
+    """SQLite-backed run registry with one artifact folder per run. Thread-safe.
 
-    def __init__(self, home: str | os.PathLike | None = None):
+    ``read_only``: None (default) opens read-only when this process may not write the store (see
+    ``mmoe.runs.connection``); True forces it. Opening refuses, with a StoreError that says how to fix
+    it, a damaged index and a missing or emptied one beside run folders, and changes nothing then."""
+
+    def __init__(self, home: str | os.PathLike | None = None, *, read_only: bool | None = None):
         home = home if home is not None else (os.environ.get("MMOE_HOME") or "runs")
         self.home = Path(home).expanduser().resolve()
-        try:
-            self.home.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot create the run store folder {self.home}: {e}") from None
+        if not self.home.is_dir():
+            try:
+                self.home.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the run store folder {self.home}: {e.strerror or e}") from None
         self.db_path = self.home / DB_NAME
-        self._local = threading.local()
-        self._conns: "weakref.WeakSet[_Conn]" = weakref.WeakSet()
-        self._conns_lock = threading.Lock()
-        self._init_db()
-        self.mark_interrupted_runs()
+        self.read_only = bool(read_only) if read_only is not None else not writable(self.home, self.db_path)
+        self.removed_leftovers: list[Path] = []    # stale temporary files removed at open
+        self._init_connections()
+        self._init_run_files()
+        check_index(self.home, self.db_path)
+        try:
+            self._init_db()
+        except IndexFault as e:
+            if e.kind != "readonly" or self.read_only or read_only is not None:
+                self.close()
+                raise
+            self.close()     # writing turned out impossible (a read-only volume): open for reading
+            self.read_only = True
+            self._init_db()
+        if not self.read_only:
+            self.removed_leftovers = remove_stale_leftovers(self.home)
+            self.mark_interrupted_runs()
 
     def __repr__(self) -> str:
-        return f"RunStore({str(self.home)!r})"
-
-    # -- connections -----------------------------------------------------------------
-
-    def _con(self) -> sqlite3.Connection:
-        holder = getattr(self._local, "holder", None)
-        if holder is None:
-            con = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                  check_same_thread=False)
-            con.row_factory = sqlite3.Row
-            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            con.execute("PRAGMA foreign_keys = ON")
-            con.execute("PRAGMA synchronous = NORMAL")
-            holder = _Conn(con)
-            self._local.holder = holder
-            with self._conns_lock:
-                self._conns.add(holder)
-        return holder.con
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE: take the write lock up front)."""
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        else:
-            con.execute("COMMIT")
-
-    def close(self) -> None:
-        """Close every connection this store opened (any thread). Reopened lazily on use."""
-        with self._conns_lock:
-            holders = list(self._conns)
-            self._conns = weakref.WeakSet()
-        for h in holders:
-            h.close()
-        self._local = threading.local()
+        return f"RunStore({str(self.home)!r}{', read-only' if self.read_only else ''})"
 
     def _init_db(self) -> None:
+        if self.read_only:
+            self._check_readable()
+            return
         con = self._con()
+        # read before anything is written: a damaged file fails here and is left exactly as it was
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise self._newer(version)
+        if version:
+            con.execute("SELECT count(*), max(id) FROM runs").fetchone()     # every page of the runs table
         try:
             con.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError:
-            pass  # e.g. a file system without shared memory; rollback journal still works
+        except IndexFault as e:
+            if e.kind not in ("other", "io"):
+                raise   # else e.g. a file system without shared memory: the rollback journal still works
         with self._tx() as c:
             version = c.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.db_path} was written by a newer MMoE Lab (schema {version}, "
-                                 f"this one knows {SCHEMA_VERSION}); upgrade mmoe or use another --store")
             if version:
                 self._migrate(c, version)
             # statement by statement: executescript() would COMMIT the open transaction
@@ -227,6 +209,30 @@ class RunStore(ArtifactIO, ExperimentIO):
                     c.execute(stmt)
             if version == 0:
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _newer(self, version: int) -> StoreError:
+        return StoreError(f"{self.db_path} was written by a newer MMoE Lab (schema {version}, "
+                          f"this one knows {SCHEMA_VERSION}); upgrade mmoe or use another --store")
+
+    def _check_readable(self) -> None:
+        """Read-only: the index must exist with this schema (it cannot be created or upgraded)."""
+        if not self.db_path.is_file():
+            raise readonly_fault(self.db_path, f"and it holds no {DB_NAME} to read")
+        try:
+            version = self._con().execute("PRAGMA user_version").fetchone()[0]
+            self._con().execute("SELECT id FROM runs LIMIT 1").fetchall()
+        except IndexFault as e:
+            if e.kind not in ("readonly", "cantopen") or self.immutable:
+                raise
+            # a WAL index in a folder nobody may write has no -shm file to share: read the file as it is
+            self.close()
+            self.immutable = True
+            version = self._con().execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise self._newer(version)
+        if version < SCHEMA_VERSION:
+            raise readonly_fault(self.db_path, f"and its index is of an older MMoE Lab (schema {version}): open it "
+                                               "once with write permission so it can be upgraded")
 
     @staticmethod
     def _migrate(c: sqlite3.Connection, version: int) -> None:
@@ -251,6 +257,7 @@ class RunStore(ArtifactIO, ExperimentIO):
             name = None
         now = _now()
         with self._tx() as c:
+            self._ids_above_folders(c)
             cur = c.execute(
                 "INSERT INTO runs (name, dataset, arch, status, created_at, started_at, data_config,"
                 " model_config, train_config, data_summary, final_metrics, owner_pid, owner_host, owner_start,"
@@ -262,12 +269,20 @@ class RunStore(ArtifactIO, ExperimentIO):
             run_id = int(cur.lastrowid)
             if not name:
                 c.execute("UPDATE runs SET name = ? WHERE id = ?", (f"run-{run_id}", run_id))
-        folder = self.artifact_dir(run_id)
-        if folder.exists():  # left over from an older database in the same folder
-            aside = self.home / "_orphaned" / f"{run_id}-{uuid.uuid4().hex[:8]}"
-            aside.parent.mkdir(exist_ok=True)
-            os.replace(folder, aside)
+        self.write_run_file(run_id)
         return run_id
+
+    def _ids_above_folders(self, c: sqlite3.Connection) -> None:
+        """The next run id is above every run folder in the store, also one the index does not list (a
+        folder is never reused or moved: ``runs --repair`` brings such folders back)."""
+        folders = run_folder_ids(self.home)
+        if not folders:
+            return
+        row = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
+        if row is None:
+            c.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('runs', ?)", (folders[-1],))
+        elif row["seq"] < folders[-1]:
+            c.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'runs'", (folders[-1],))
 
     def _status_of(self, c: sqlite3.Connection, run_id: int) -> str:
         row = c.execute("SELECT status FROM runs WHERE id = ?", (int(run_id),)).fetchone()
@@ -301,6 +316,7 @@ class RunStore(ArtifactIO, ExperimentIO):
             else:
                 c.execute("UPDATE runs SET status=?, error=COALESCE(?, error), finished_at=? WHERE id=?",
                           (status, error, now, int(run_id)))
+        self.write_run_file(run_id)
 
     def log_epoch(self, run_id: int, epoch: int, metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
         """Record one epoch: metrics[split][task][metric] = value (committed at once).
@@ -316,6 +332,7 @@ class RunStore(ArtifactIO, ExperimentIO):
             self._status_of(c, run_id)
             c.executemany("INSERT OR REPLACE INTO metrics (run_id, epoch, split, task, metric, value)"
                           " VALUES (?,?,?,?,?,?)", rows)
+        self._run_file_after_epoch(run_id)
 
     def finish(self, run_id: int, status: str, *, final_metrics: Mapping[str, Mapping[str, float]],
                epochs: int, train_seconds: float, samples_per_second: float, error: str | None = None,
@@ -337,6 +354,7 @@ class RunStore(ArtifactIO, ExperimentIO):
                       (status, error, now, dumps(fm), int(epochs or 0), metric_value(train_seconds, "train_seconds"),
                        metric_value(samples_per_second, "samples_per_second"),
                        None if best_epoch is None else int(best_epoch), stop_reason, int(run_id)))
+        self.write_run_file(run_id)
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
         return RunRecord(
@@ -387,44 +405,6 @@ class RunStore(ArtifactIO, ExperimentIO):
         df["value"] = pd.to_numeric(df["value"], errors="coerce").astype("float64")  # NULL -> NaN
         return df.reset_index(drop=True)
 
-    def runs_frame(self) -> pd.DataFrame:
-        """One row per run (newest first) with flat columns for the runs table.
-
-        Columns: id, name, status, arch, dataset, tasks, created_at, started_at, finished_at,
-        epochs, best_epoch, train_seconds, samples_per_second, error, experts, top_k,
-        expert_hidden, lr, batch_size, stop_reason, experiment_id, then ``metric:<task>:<name>`` for every final metric.
-        """
-        base = ["id", "name", "status", "arch", "dataset", "tasks", "created_at", "started_at",
-                "finished_at", "epochs", "best_epoch", "train_seconds", "samples_per_second", "error",
-                "experts", "top_k", "expert_hidden", "lr", "batch_size", "stop_reason", "experiment_id"]
-        rows = []
-        metric_cols: set[str] = set()
-        for r in self.list_runs():
-            mc, tc = r.model_config, r.train_config
-            eh = mc.get("expert_hidden")
-            row = {"id": r.id, "name": r.name, "status": r.status, "arch": r.arch, "dataset": r.dataset,
-                   "tasks": ", ".join(r.tasks), "created_at": r.created_at, "started_at": r.started_at,
-                   "finished_at": r.finished_at, "epochs": r.epochs, "best_epoch": r.best_epoch,
-                   "train_seconds": r.train_seconds, "samples_per_second": r.samples_per_second,
-                   "error": r.error, "experts": mc.get("num_experts"), "top_k": mc.get("top_k"),
-                   "expert_hidden": ",".join(map(str, eh)) if isinstance(eh, (list, tuple)) else eh,
-                   "lr": tc.get("lr"), "batch_size": tc.get("batch_size"), "stop_reason": r.stop_reason,
-                   "experiment_id": r.experiment_id}
-            for task, named in (r.final_metrics or {}).items():
-                for metric, value in named.items():
-                    col = f"metric:{task}:{metric}"
-                    metric_cols.add(col)
-                    row[col] = value
-            rows.append(row)
-        cols = base + sorted(metric_cols)
-        df = pd.DataFrame(rows, columns=cols)
-        for col in sorted(metric_cols) + ["train_seconds", "samples_per_second", "lr"]:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-        for col in ("epochs", "best_epoch", "experts", "top_k", "batch_size", "experiment_id"):
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-        df["id"] = df["id"].astype("int64")
-        return df
-
     def rename(self, run_id: int, name: str) -> None:
         name = (name or "").strip()
         if not name:
@@ -432,6 +412,7 @@ class RunStore(ArtifactIO, ExperimentIO):
         with self._tx() as c:
             self._status_of(c, run_id)
             c.execute("UPDATE runs SET name = ? WHERE id = ?", (name, int(run_id)))
+        self.write_run_file(run_id)
 
     def _owner_alive(self, row: sqlite3.Row) -> bool:
         """Is the process that owns this run alive? (unknowable on another host: assume yes)"""
@@ -465,11 +446,14 @@ class RunStore(ArtifactIO, ExperimentIO):
             shutil.rmtree(trash, ignore_errors=True)
 
     def mark_interrupted_runs(self) -> list[int]:
-        """Mark queued/running runs whose owning process (on this host) is dead as interrupted.
+        """Mark queued/running runs whose owning process (on this host) is dead as interrupted; their
+        epochs are the epochs their history holds (the last one logged).
 
-        Called when the store opens; safe to call again (e.g. on a dashboard refresh).
-        Returns the ids marked.
+        Called when the store opens; safe to call again (e.g. on a dashboard refresh); nothing to do
+        on a read-only store. Returns the ids marked.
         """
+        if self.read_only:
+            return []
         rows = self._con().execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
         dead = [r for r in rows if not self._owner_alive(r)]
         marked = []
@@ -479,10 +463,15 @@ class RunStore(ArtifactIO, ExperimentIO):
                 for r in dead:
                     cur = c.execute(
                         "UPDATE runs SET status='interrupted', finished_at=?, error=COALESCE(error, ?),"
-                        " stop_reason=COALESCE(stop_reason, ?) WHERE id=? AND status=? AND owner_pid IS ?",
+                        " stop_reason=COALESCE(stop_reason, ?), epochs=COALESCE(NULLIF(epochs, 0),"
+                        " (SELECT MAX(epoch) FROM metrics WHERE run_id = runs.id), epochs)"
+                        " WHERE id=? AND status=? AND owner_pid IS ?",
                         (now, f"the process that ran it (pid {r['owner_pid']}) ended before the run finished",
                          "interrupted: the process that ran it ended", r["id"], r["status"], r["owner_pid"]))
                     if cur.rowcount:
                         marked.append(int(r["id"]))
+            for run_id in marked:
+                with contextlib.suppress(OSError):   # the copy beside the artifacts must not stop an open
+                    self.write_run_file(run_id)
         self.mark_interrupted_experiments()
         return marked

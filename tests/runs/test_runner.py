@@ -225,8 +225,9 @@ def test_gpu_training_matches_contract(tiny_frame, mmoe_home):
 
 
 def test_cancelled_run_metrics_describe_the_stored_model(tiny_frame, mmoe_home):
-    """A run cancelled mid-epoch keeps weights updated after its last full epoch: its final metrics
-    must be those of the stored model (the one its predictions and Inspect charts come from)."""
+    """A run cancelled mid-epoch ends with the weights of its last evaluated epoch: its final metrics are
+    that epoch's, and they describe the stored model (the one its predictions and Inspect charts come
+    from; up to the bf16 evaluation of the epochs on a CPU with native bf16, as for a finished run)."""
     import threading
 
     import numpy as np
@@ -248,8 +249,10 @@ def test_cancelled_run_metrics_describe_the_stored_model(tiny_frame, mmoe_home):
     y, p = frame["target:score"].to_numpy(float), frame["pred:score"].to_numpy(float)
     ok = ~np.isnan(y)
     rmse = float(np.sqrt(np.mean((y[ok] - p[ok]) ** 2)))
-    assert store.get_run(s.run_id).final_metrics["score"]["rmse"] == pytest.approx(rmse, rel=1e-4)
-    assert s.metrics["score"]["rmse"] == pytest.approx(rmse, rel=1e-4)
+    h = store.history(s.run_id)
+    epoch2 = h[(h.epoch == 2) & (h.split == "val") & (h.task == "score") & (h.metric == "rmse")]["value"].item()
+    assert store.get_run(s.run_id).final_metrics["score"]["rmse"] == s.metrics["score"]["rmse"] == epoch2
+    assert s.metrics["score"]["rmse"] == pytest.approx(rmse, rel=5e-3)
 
 
 def test_one_data_input_prepared_or_a_source(tiny_frame, tmp_path, mmoe_home):
@@ -290,3 +293,34 @@ def test_a_dashboard_job_and_a_cli_run_with_the_same_settings_are_identical(tiny
     a, _ = store.load_model_state(cli.id)
     b, _ = store.load_model_state(dash.id)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_cancel_is_recorded_as_soon_as_the_weights_are_saved(tiny_frame, mmoe_home):
+    """A cancelled run reads cancelled (its weights saved) before its predictions are written, and no
+    evaluation pass runs after the cancel: on a million-row table the cancel takes effect in well under
+    a second (bench/bench_cancel.py). A finished run is recorded with everything it stores."""
+    import threading
+
+    seen = []
+
+    class Watching(RunStore):
+        def save_frame(self, run_id, name, df):
+            seen.append((self.get_run(run_id).status, self.has_artifact(run_id, "model.pt")))
+            return super().save_frame(run_id, name, df)
+
+    store = Watching(mmoe_home)
+    cancel = threading.Event()
+
+    class CancelInEpoch2(Callback):
+        def on_batch_end(self, state):
+            if state.epoch == 2:
+                cancel.set()
+
+    data = DataSource(tiny_frame, DataConfig(tasks=TASKS))
+    s = run_training(data, MC, TrainConfig(epochs=5, batch_size=32), store=store, callbacks=[CancelInEpoch2()],
+                     cancel_event=cancel)
+    assert s.status == "cancelled" and s.epochs == 1 and seen == [("cancelled", True)]
+    assert store.has_artifact(s.run_id, "predictions.parquet")
+    seen.clear()
+    assert run_training(data, MC, TrainConfig(epochs=1, batch_size=32), store=store).status == "finished"
+    assert seen == [("running", True)]

@@ -473,7 +473,8 @@ def test_artifacts_round_trip(tmp_path):
     store.save_frame(rid, "predictions.parquet", df)
     pd.testing.assert_frame_equal(store.load_frame(rid, "predictions.parquet"), df)
     assert sorted(p.name for p in (tmp_path / str(rid)).iterdir()) == ["model.json", "model.pt",
-                                                                       "predictions.parquet", "preprocessor.json"]
+                                                                       "predictions.parquet", "preprocessor.json",
+                                                                       "run.json"]
     assert not [p for p in (tmp_path / str(rid)).iterdir() if p.name.endswith(".tmp")]
     with pytest.raises(StoreError, match="plain file name"):
         store.save_text(rid, "../escape.txt", "x")
