@@ -1,22 +1,23 @@
 """``python -m mmoe train | runs | predict | synth | dashboard``: the dashboard's headless twin, and
 ``mmoe dashboard`` to start the packaged dashboard from any folder.
 
-Exit status: 0 finished, 2 bad input (one clear line on stderr, no traceback),
-3 training failed or diverged, 130 cancelled with Ctrl-C. With ``--json`` the
-last line on stdout is one JSON object summarising the command.
+Exit status: 0 finished, 2 bad input (one clear line on stderr, no traceback; also a damaged or
+read-only run store, a damaged artifact), 3 training failed or diverged, 130 cancelled with Ctrl-C
+or SIGTERM (``mmoe.runs.signals``). With ``--json`` the last line on stdout is one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
 from mmoe.runs.naming import optional_run_name, printable
+
+from mmoe.runs.signals import call_forwarding_signals, cancel_on_signals
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3, 130
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", default=None)
     r.add_argument("--json", action="store_true")
     r.add_argument("--experiments", action="store_true", help="list experiments instead of runs")
+    r.add_argument("--repair", action="store_true", help="rebuild a damaged or lost index from the run folders")
 
     pr = sub.add_parser("predict", help="score a CSV with a stored run")
     pr.add_argument("--run", required=True, type=int)
@@ -249,13 +251,9 @@ def cmd_train(a) -> int:
     dc, mc, tc = _configs(a)
     _check_device(tc.device)
     store = RunStore(a.store)
-    cancel = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
-    try:
+    with cancel_on_signals(threading.Event()) as cancel:
         summary = run_training(DataSource(path, dc), mc, tc, store=store, name=a.name, dataset=path.name,
                                callbacks=[_ProgressBar(not a.quiet and sys.stderr.isatty())], cancel_event=cancel)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if summary.run_id is not None and summary.status == "finished":
@@ -283,13 +281,10 @@ def cmd_train(a) -> int:
 
 
 def _run_experiment(exp, a, store) -> int:
-    """Run an experiment in this process (Ctrl-C cancels it) and print its summary."""
+    """Run an experiment in this process (Ctrl-C or SIGTERM cancels it) and print its summary."""
     from mmoe.runs.experiments import run_experiment, summarize
     from mmoe.tasks import headline_metric
     from mmoe.views.experiments import experiment_report
-
-    cancel = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
 
     def progress(p) -> None:
         if p.last is not None and not a.quiet:
@@ -298,10 +293,8 @@ def _run_experiment(exp, a, store) -> int:
             print(f"run {p.runs_done}/{p.runs_total} (#{p.run_id}) {p.last.status}: {m}", file=sys.stderr)
 
     started = time.perf_counter()
-    try:
+    with cancel_on_signals(threading.Event()) as cancel:
         exp_id = run_experiment(exp, store, cancel_event=cancel, on_progress=progress)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     summary = summarize(store, exp_id)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     if a.json:
@@ -368,10 +361,18 @@ def _fmt(v) -> str:
 
 
 def cmd_runs(a) -> int:
+    from mmoe.runs.housekeeping import store_notes
     from mmoe.runs.store import RunStore
     from mmoe.tasks import PRIMARY_METRIC
 
+    if a.repair:   # rebuild the index from the run folders
+        from mmoe.runs.repair import repair_store
+        report = repair_store(a.store)
+        print(_json_line(report.to_dict()) if a.json else "\n".join(report.lines()))
+        return EXIT_OK
     store = RunStore(a.store)
+    for note in store_notes(store):   # read-only, stale temporary files removed
+        print(note, file=sys.stderr)
     if a.experiments:
         return _list_experiments(store, a.json)
     runs = store.list_runs()
@@ -450,7 +451,6 @@ def cmd_dashboard(a, extra: list[str]) -> int:
     import os
 
     from mmoe.views.serve import dashboard_command, launch_message
-    import subprocess
 
     if not 0 < a.port < 65536:
         raise BadInput(f"--port {a.port}: give a port between 1 and 65535")
@@ -462,10 +462,8 @@ def cmd_dashboard(a, extra: list[str]) -> int:
         raise BadInput("the dashboard is not installed with this mmoe; reinstall the package "
                        "(pip install mmoe, or pip install -e . in a checkout)")
     print(launch_message(cmd, a.port, env), file=sys.stderr)
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    code = call_forwarding_signals(cmd, env=env)   # SIGTERM / Ctrl-C reach Streamlit, which stops cleanly
+    return EXIT_OK if code in (-2, -15, 130, 143) else code
 
 
 def main(argv: list[str] | None = None) -> int:

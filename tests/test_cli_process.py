@@ -154,8 +154,10 @@ def _wait_for_first_epoch(store: RunStore, proc: subprocess.Popen, deadline_s: f
     pytest.fail(f"no epoch logged within {deadline_s} s")
 
 
-def test_ctrl_c_exits_130_and_keeps_the_model(tmp_path, mmoe_home):
-    """Ctrl-C during a long training: exit 130, status cancelled, and the model of the finished epochs kept."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_exits_130_and_keeps_the_model(tmp_path, mmoe_home, sig):
+    """Ctrl-C, or SIGTERM (docker stop, kill, a scheduler), during a long training: exit 130, status
+    cancelled, and the model of the finished epochs kept."""
     csv = tmp_path / "big.csv"
     make_tiny_frame(3000, seed=1).to_csv(csv, index=False)
     store = RunStore(mmoe_home)      # the store exists before the child opens it
@@ -164,7 +166,7 @@ def test_ctrl_c_exits_130_and_keeps_the_model(tmp_path, mmoe_home):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         run_id = _wait_for_first_epoch(store, proc, deadline_s=90)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
         if proc.poll() is None:

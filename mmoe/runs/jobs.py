@@ -20,13 +20,20 @@ when it returns None, "cancelled" if cancellation was requested else "finished".
 An exception marks the job "failed": ``error`` is a one-line message, the full
 ``traceback`` is kept for logs. Raising ``JobCancelled`` (see
 ``ctx.raise_if_cancelled()``) ends the job as "cancelled".
+
+Process exit: when the process ends normally -- the dashboard's Streamlit server stops on SIGTERM
+(``docker stop``) or Ctrl-C and its interpreter exits -- the process-wide manager cancels its jobs
+and waits up to ``EXIT_GRACE_SECONDS`` for them, so their runs end ``cancelled`` with their weights
+saved instead of being cut off (worker threads are daemons: the interpreter would not wait).
 """
 from __future__ import annotations
 
+import atexit
 import collections
 import copy
 import dataclasses
 import itertools
+import sys
 import threading
 import time
 import traceback as tb
@@ -368,6 +375,21 @@ class JobManager:
 
 _manager: JobManager | None = None
 _manager_lock = threading.Lock()
+EXIT_GRACE_SECONDS = 8.0    # docker stop sends SIGKILL 10 s after SIGTERM
+
+
+def _cancel_jobs_at_exit() -> None:
+    """Cancel the process-wide manager's jobs and wait for them (their runs end cancelled, weights saved)."""
+    m = _manager
+    if m is None or m.is_shutdown:
+        return
+    active = [j for j in m.jobs() if not j.done]
+    if active:
+        print(f"mmoe: cancelling {len(active)} background job(s) before exiting", file=sys.stderr, flush=True)
+    m.shutdown(wait=True, cancel=True, timeout=EXIT_GRACE_SECONDS)
+
+
+atexit.register(_cancel_jobs_at_exit)
 
 
 def get_manager() -> JobManager:

@@ -201,3 +201,62 @@ def test_shutdown_without_cancel_drains_queue(manager):
     jobs = [manager.submit(lambda ctx, i=i: done.append(i), name=f"j{i}") for i in range(3)]
     manager.shutdown(wait=True, cancel=False, timeout=10)
     assert done == [0, 1, 2] and all(j.snapshot().status == "finished" for j in jobs)
+
+
+# A server process like the dashboard's: a background training job in the process-wide manager, and a
+# SIGTERM handler that ends the main loop (what Streamlit's own handler does: the server stops and the
+# interpreter exits normally). The job's run must end cancelled with its weights, not be cut off.
+_SERVER = """
+import signal, sys, threading, time
+sys.path.insert(0, sys.argv[2])
+from frames import make_tiny_frame
+from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
+from mmoe.runs.jobs import get_manager
+from mmoe.runs.runner import DataSource, submit_training
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+data = DataSource(make_tiny_frame(3000, seed=1), DataConfig(tasks=(TaskSpec("click", "binary", positive="yes"),)))
+submit_training(get_manager(), data, ModelConfig(num_experts=2, expert_hidden=(8,)),
+                TrainConfig(epochs=100000, batch_size=8), store_home=sys.argv[1])
+while not stop.wait(0.05):
+    pass
+"""
+
+
+def test_a_server_stopped_by_sigterm_cancels_its_jobs_and_keeps_their_weights(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mmoe.runs.store import RunStore
+
+    home = tmp_path / "store"
+    tests_dir = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(home), str(tests_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no epoch logged in 90 s"
+            if home.exists() and (home / "runs.sqlite").exists():
+                store = RunStore(home)
+                runs = store.list_runs()
+                logged = bool(runs) and len(store.history(runs[0].id)) > 0
+                store.close()
+                if logged:
+                    break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "cancelling 1 background job" in err and "Traceback" not in err
+    store = RunStore(home)
+    [rec] = store.list_runs()
+    assert rec.status == "cancelled" and rec.epochs >= 1
+    assert store.has_artifact(rec.id, "model.pt") and store.has_artifact(rec.id, "predictions.parquet")
