@@ -12,7 +12,7 @@ import streamlit as st
 
 from mmoe.runs.artifacts import PREDICTIONS
 from mmoe.runs.jobs import JobManager, get_manager
-from mmoe.runs.store import RunStore
+from mmoe.runs.store import RunStore, StoreError
 
 PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
 # name -> (title, icon); the first is the default page
@@ -38,8 +38,23 @@ def _store(home: str) -> RunStore:
 
 
 def store() -> RunStore:
-    """The run store in $MMOE_HOME (default ./runs), one per process and home folder."""
-    return _store(os.environ.get("MMOE_HOME", "runs"))
+    """The run store in $MMOE_HOME (default ./runs), one per process and home folder.
+
+    A store that cannot be opened (a damaged index, a lost one beside run folders, a folder that cannot
+    be read) stops the page with the store's own message in place of a traceback, on every page; an
+    index replaced since it was opened (``runs --repair``) is opened again."""
+    home = os.environ.get("MMOE_HOME", "runs")
+    try:
+        s = _store(home)
+        if s.index_replaced():
+            s.close()
+            _store.clear()
+            s = _store(home)
+    except StoreError as e:
+        st.error("The run store cannot be opened; nothing in it was changed.", icon=":material/error:")
+        st.code(str(e), language=None, wrap_lines=True)   # as it is: paths and the command to copy
+        st.stop()
+    return s
 
 
 @st.cache_resource(show_spinner=False)
