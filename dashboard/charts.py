@@ -143,7 +143,8 @@ def loss_curve_figure(curves: pd.DataFrame, title: str) -> go.Figure:
                 x=d["epoch"], y=d["loss"], mode=curve_mode(len(d)), name=f"{chart_text(task)} · {SPLIT_NAME[split]}",
                 line=dict(color=task_color(i), dash=SPLIT_DASH[split], width=2), marker=dict(size=6),
                 hovertemplate="epoch %{x}<br>loss %{y:.4f}<extra>%{fullData.name}</extra>"))
-    fig.update_layout(title=dict(text=chart_text(title), font=dict(size=15)), height=330, margin=dict(l=10, r=10, t=45, b=10),
+    fig.update_layout(title=dict(text=chart_text(title), font=dict(size=15)), height=330,
+                      margin=dict(l=10, r=10, t=45, b=10),
                       legend=dict(title="task · split", orientation="v"), hovermode="x unified")
     last = int(curves["epoch"].max()) if len(curves) else 1
     fig.update_xaxes(title="epoch", dtick=1 if last <= 20 else None, range=[0.7, max(last, 2) + 0.3])
@@ -236,7 +237,8 @@ def score_histogram_figure(hist: pd.DataFrame, task: str) -> go.Figure:
                              width=d["bin_high"] - d["bin_low"],
                              marker=dict(color=TASK_PALETTE[3] if i else TASK_PALETTE[0]), opacity=0.6,
                              customdata=d[["bin_low", "bin_high", "count"]],
-                             hovertemplate=f"actual {chart_text(cls)}<br>score %{{customdata[0]:.2f}}–%{{customdata[1]:.2f}}"
+                             hovertemplate=f"actual {chart_text(cls)}<br>score "
+                                           "%{customdata[0]:.2f}–%{customdata[1]:.2f}"
                                            "<br>%{customdata[2]:,} rows (%{y:.1%} of the class)<extra></extra>"))
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title_text="predicted probability of the positive class", range=[0, 1])

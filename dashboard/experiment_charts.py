@@ -49,7 +49,8 @@ def sweep_figure(df: pd.DataFrame, task: str, metric: str, arrow: str = "") -> g
         else:
             err = dict(type="data", symmetric=False, array=(hi - g["mean"]).tolist(),
                        arrayminus=(g["mean"] - lo).tolist(), color=color, thickness=1.5, width=6)
-        fig.add_trace(go.Scatter(x=x, y=g["mean"], mode="lines+markers" if numeric else "markers", name=chart_text(line),
+        fig.add_trace(go.Scatter(x=x, y=g["mean"], mode="lines+markers" if numeric else "markers",
+                                 name=chart_text(line),
                                  legendgroup=str(line), line=dict(color=color), marker=dict(size=9, color=color),
                                  error_y=err, customdata=g[["lo", "hi", "n"]].to_numpy(),
                                  hovertemplate=f"{x_key}=%{{x}}<br>mean %{{y:.4f}}<br>95% interval "
@@ -72,7 +73,8 @@ def differences_figure(diffs: pd.DataFrame, task: str) -> go.Figure:
         x=d["mean"], y=d["compared"].map(chart_text), mode="markers", marker=dict(size=10, color=colors),
         error_x=dict(type="data", symmetric=False, array=(hi - d["mean"]).tolist(),
                      arrayminus=(d["mean"] - lo).tolist(), thickness=1.5, width=6),
-        customdata=d[["what it says"]].map(chart_text).to_numpy(), hovertemplate="%{x:.4f}<br>%{customdata[0]}<extra></extra>",
+        customdata=d[["what it says"]].map(chart_text).to_numpy(),
+        hovertemplate="%{x:.4f}<br>%{customdata[0]}<extra></extra>",
         showlegend=False))
     fig.add_vline(x=0, line=dict(color="#444", dash="dash"))
     metric = d["metric"].iloc[0]

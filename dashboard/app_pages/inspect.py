@@ -55,7 +55,8 @@ def _heatmap_payload(frame: pd.DataFrame, task: str, max_rows: int, features: tu
             v = prd.iat[p]
             bits.append(f"predicted: {A.format_number(v)}" if isinstance(v, (float, np.floating))
                         else f"predicted: {chart_text(v)}")
-        bits.append(", ".join(f"{chart_text(c)}={chart_text(_short(frame[c].iat[p]))}" for c in features[:HOVER_FEATURES]))
+        bits.append(", ".join(f"{chart_text(c)}={chart_text(_short(frame[c].iat[p]))}"
+                              for c in features[:HOVER_FEATURES]))
         hover.append("<br>".join(bits))
     return g[pos], pos, hover
 
@@ -154,7 +155,8 @@ def header(rec: RunRecord) -> None:
         st.markdown("**Training**")
         st.markdown(f"{tc.get('optimizer', 'adam')} · lr {tc.get('lr')} · batch {tc.get('batch_size')}"
                     f"{BR}{tc.get('epochs')} epochs max · seed {tc.get('seed')} · weighting "
-                    f"{tc.get('task_weighting', 'fixed')}" + (f"{BR}device {summ['device']}" if summ.get("device") else ""))
+                    f"{tc.get('task_weighting', 'fixed')}"
+                    + (f"{BR}device {summ['device']}" if summ.get("device") else ""))
     with st.expander("All settings"):
         st.json({"data": rec.data_config, "model": rec.model_config, "train": rec.train_config}, expanded=False)
 
