@@ -1,6 +1,7 @@
 """What a store removes when it opens: the leftovers of work that was killed half-way.
 
-    <run>/.<name>.<8 hex>.tmp     a save killed before its rename (see ``artifacts``)
+    <run>/.<name>.<8 hex>.tmp     a save killed before its rename (see ``artifacts``), also in
+                                  _experiments/ and the dataset shelf (datasets/<id>/, datasets/_choices/)
     .runs.sqlite.<8 hex>.tmp      an index rebuild (``runs --repair``) killed before its rename
     .deleted-<id>-<8 hex>/        a run folder whose deletion was killed half-way
 
@@ -27,6 +28,13 @@ def _old(path: Path, now: float, age: float) -> bool:
         return False
 
 
+def _entries(folder) -> list[os.DirEntry]:
+    try:
+        return list(os.scandir(folder))
+    except OSError:
+        return []
+
+
 def remove_stale_leftovers(home: Path, *, age: float = STALE_SECONDS) -> list[Path]:
     """Remove the temporary files and half-deleted folders older than ``age`` seconds in the store
     ``home`` and its run folders; returns what was removed (files a process may not remove are left)."""
@@ -43,12 +51,14 @@ def remove_stale_leftovers(home: Path, *, age: float = STALE_SECONDS) -> list[Pa
                                if is_temp_file(e.name) and e.is_file(follow_symlinks=False)]
             except OSError:
                 continue
-        elif entry.is_dir(follow_symlinks=False) and (entry.name.startswith(".deleted-")
-                                                      or entry.name == "_experiments"):
-            if entry.name == "_experiments":
-                candidates += [Path(e.path) for e in os.scandir(entry.path) if is_temp_file(e.name)]
-            else:
-                candidates.append(Path(entry.path))
+        elif entry.is_dir(follow_symlinks=False) and entry.name.startswith(".deleted-"):
+            candidates.append(Path(entry.path))
+        elif entry.is_dir(follow_symlinks=False) and entry.name in ("_experiments", "datasets"):
+            folders = [Path(entry.path)]
+            if entry.name == "datasets":
+                folders += [Path(e.path) for e in _entries(entry.path) if e.is_dir(follow_symlinks=False)]
+            candidates += [Path(e.path) for f in folders for e in _entries(f)
+                           if is_temp_file(e.name) and e.is_file(follow_symlinks=False)]
         elif is_temp_file(entry.name) and entry.is_file(follow_symlinks=False):
             candidates.append(Path(entry.path))
     for path in candidates:

@@ -177,18 +177,21 @@ def test_stale_temporary_files_are_removed_when_the_store_opens(trained):
     old, fresh = home / str(ids[0]) / ".model.pt.0123abcd.tmp", home / str(ids[0]) / ".run.json.89abcdef.tmp"
     half_deleted = home / ".deleted-9-0a1b2c3d"
     half_deleted.mkdir()
+    shelf = home / "datasets" / "0123456789abcdef" / ".data.0a0b0c0d.tmp"     # an upload killed half-way
+    shelf.parent.mkdir(parents=True)
+    shelf.write_bytes(b"half an upload")
     (half_deleted / "model.pt").write_bytes(b"x")
     for p in (old, fresh):
         p.write_bytes(b"half a save")
     an_hour_ago = time.time() - 3700
-    for p in (old, half_deleted / "model.pt", half_deleted):
+    for p in (old, half_deleted / "model.pt", half_deleted, shelf):
         os.utime(p, (an_hour_ago, an_hour_ago))
     mine = home / str(ids[0]) / "notes.tmp"        # not a name a save uses: kept whatever its age
     mine.write_text("mine")
     os.utime(mine, (an_hour_ago, an_hour_ago))
     store = RunStore(home)
-    assert sorted(store.removed_leftovers) == sorted([old, half_deleted])
-    assert not old.exists() and not half_deleted.exists()
+    assert sorted(store.removed_leftovers) == sorted([old, half_deleted, shelf])
+    assert not old.exists() and not half_deleted.exists() and not shelf.exists()
     assert fresh.exists() and mine.exists()          # a save may still be writing a fresh one
     assert store.load_model_state(ids[0])[0]
 
