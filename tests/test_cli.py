@@ -410,4 +410,6 @@ def test_a_threshold_task_trains_and_scores(tmp_path, mmoe_home, capsys):
     assert rec.data_config["tasks"][0]["threshold"] == ">1"
     assert run_cli(capsys, "predict", "--run", s["run_id"], "--data", csv, "--out", tmp_path / "p.csv")[0] == 0
     pred = pd.read_csv(tmp_path / "p.csv")
-    assert set(pred.filter(like="prob:score").columns) and len(pred) == 300
+    assert len(pred) == 300 and pred["pred:score"].between(0, 1).all()
+    # the target column of the scored file is the rule applied to the number
+    assert (pred["target:score"] == (df["score"] > 1).astype(float)).all()

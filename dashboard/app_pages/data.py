@@ -27,6 +27,7 @@ from mmoe.views.datasets import (
 )
 from mmoe.runs.datasets import runs_using
 from mmoe.runs.errors import StoreError
+from mmoe.views.formatting import plain
 from mmoe_dashboard.continuity import (
     pending_features,
     restore_data_choices,
@@ -153,7 +154,7 @@ def main() -> None:
                          type=["csv", "gz", "tsv", "txt"], key=f"data.upload.{n}", on_change=_keep_upload, args=(n,))
         problem = st.session_state.pop("data.upload_problem", None)
         if problem:
-            st.error(problem, icon=":material/block:")
+            st.error(plain(problem), icon=":material/block:")
             st.session_state.pop(DATA_KEY, None)
         else:
             st.info("Upload a CSV file, or choose a recent or a built-in dataset above.")
@@ -173,7 +174,7 @@ def main() -> None:
         entry = by_id[rid]
         df, problem = load_recent(rid)
         if problem:
-            st.error(problem, icon=":material/block:")
+            st.error(plain(problem), icon=":material/block:")
             st.session_state.pop(DATA_KEY, None)
             st.stop()
         name, key = entry.name, entry.key
@@ -261,19 +262,19 @@ def main() -> None:
         if kind_key not in st.session_state or st.session_state[kind_key] not in choices:
             st.session_state[kind_key] = default_kind if default_kind in choices else choices[0]
         c1, c2, c3 = st.columns([2, 2, 3])
-        c1.markdown(f"**{col}**")
-        kind = c2.selectbox(f"Kind of {col}", choices, key=kind_key, persist_state=KEEP, label_visibility="collapsed",
+        c1.markdown(f"**{plain(col)}**")
+        kind = c2.selectbox(f"Kind of {plain(col)}", choices, key=kind_key, persist_state=KEEP, label_visibility="collapsed",
                             format_func=lambda k: {IS_VALUE: "is VALUE (binary)",
                                                    THRESHOLD: "above/below a threshold (binary)"}.get(k, k))
         value = None
         if kind == THRESHOLD:
             o1, o2 = c3.columns([1, 2])
             num = pd.to_numeric(df[col], errors="coerce")
-            op = o1.selectbox(f"Rule of {col}", THRESHOLD_OPS, key=f"data.op.{key}.{col}", persist_state=KEEP,
+            op = o1.selectbox(f"Rule of {plain(col)}", THRESHOLD_OPS, key=f"data.op.{key}.{col}", persist_state=KEEP,
                               label_visibility="collapsed")
             if f"data.cut.{key}.{col}" not in st.session_state:
                 st.session_state[f"data.cut.{key}.{col}"] = float(num.median())
-            cut = o2.number_input(f"Threshold of {col}", key=f"data.cut.{key}.{col}", persist_state=KEEP,
+            cut = o2.number_input(f"Threshold of {plain(col)}", key=f"data.cut.{key}.{col}", persist_state=KEEP,
                                   label_visibility="collapsed", format="%g",
                                   help=f"positive where {col} {op} this number ({col}: {num.min():g} to {num.max():g})")
             value = f"{op}{cut:g}"
@@ -281,10 +282,10 @@ def main() -> None:
             values = value_options(df[col])
             if value_key not in st.session_state or st.session_state[value_key] not in values:
                 st.session_state[value_key] = (default_value if default_value in values else values[0]) if values else None
-            value = c3.selectbox(f"Positive value of {col}", values, key=value_key, persist_state=KEEP,
+            value = c3.selectbox(f"Positive value of {plain(col)}", values, key=value_key, persist_state=KEEP,
                                  label_visibility="collapsed", format_func=lambda v: f"{col} = {v}")
         else:
-            c3.caption({"binary": f"two values; positive class: {natural!r}" if natural is not None
+            c3.caption({"binary": f"two values; positive class: {plain(repr(natural))}" if natural is not None
                         else "needs exactly two values (use 'is VALUE' to pick one)",
                         "regression": "a number (standardised for training)",
                         "multiclass": "one class per distinct value"}.get(kind, ""))
@@ -292,7 +293,7 @@ def main() -> None:
         try:
             tasks.append(task_from_choice(col, kind, value))
         except ConfigError as e:
-            slots[f"target:{col}"].error(str(e))
+            slots[f"target:{col}"].error(plain(e))
 
     # ------------------------------------------------------------------------------------- features
 
@@ -343,7 +344,7 @@ def main() -> None:
         config = build_config(profiles, tasks, features, overrides, val_fraction=float(val_fraction),
                               test_fraction=float(test_fraction), seed=int(split_seed))
     except ConfigError as e:
-        (slot_split if "fraction" in str(e) else slot_targets).error(str(e))
+        (slot_split if "fraction" in str(e) else slot_targets).error(plain(e))
         st.session_state.pop(DATA_KEY, None)
         st.stop()
 
@@ -352,9 +353,9 @@ def main() -> None:
         for control, message in problems.items():
             target = slot_targets_for.get(control)
             if target is None:
-                st.error(message)
+                st.error(plain(message))
             else:
-                target.error(message)
+                target.error(plain(message))
         st.session_state.pop(DATA_KEY, None)
         st.stop()
 
@@ -362,7 +363,7 @@ def main() -> None:
 
     st.session_state[DATA_KEY] = {"name": name, "key": key, "frame": df, "data_config": config, "prepared": prepared}
     summary = prepared.summary()
-    st.success(f"Ready to train on **{name}**: {len(tasks)} task(s), "
+    st.success(f"Ready to train on **{plain(name)}**: {len(tasks)} task(s), "
                f"{len(prepared.feature_columns)} feature column(s).")
     tables = summary_tables(summary)
     c1, c2, c3, c4 = st.columns(4)

@@ -8,7 +8,10 @@ import streamlit as st
 from mmoe.config import ConfigError
 from mmoe.nn import build_model, count_parameters
 from mmoe.runs.experiments import grid_experiment, submit_experiment
+from mmoe.runs.errors import StoreError
+from mmoe.runs.naming import MAX_NAME, fit_run_name, optional_run_name
 from mmoe.runs.runner import submit_training
+from mmoe.views.formatting import plain
 from mmoe.views.datasets import with_task_weights
 from mmoe.views.jobview import (
     KEY_METRICS,
@@ -50,8 +53,8 @@ def main() -> None:
     else:
         prepared = dataset["prepared"]
         tasks = prepared.tasks
-        st.caption(f"Dataset **{dataset['name']}** · tasks: "
-                   + ", ".join(f"`{t.label()}`" for t in tasks)
+        st.caption(f"Dataset **{plain(dataset['name'])}** · tasks: "
+                   + ", ".join(plain(t.label()) for t in tasks)
                    + f" · {len(prepared.splits['train']):,} training rows")
         restore_train_settings(dataset["key"])   # a refresh: the settings last used with this dataset
         init_defaults()
@@ -66,16 +69,21 @@ def main() -> None:
             try:
                 model_config = model_widgets()
             except ConfigError as e:
-                st.error(str(e))
+                st.error(plain(e))
         with st.container(border=True):
             st.markdown("**Training**")
             try:
                 train_config = train_widgets(len(prepared.splits["train"]))
             except ConfigError as e:
-                st.error(str(e))
+                st.error(plain(e))
             weighting, weights = task_weight_widgets(tasks)
             run_name = st.text_input("Run name (optional)", key="train.name", persist_state="session",
-                                     placeholder=f"e.g. {dataset['name']} baseline")
+                                     max_chars=MAX_NAME, placeholder=f"e.g. {dataset['name'][:60]} baseline")
+            try:
+                optional_run_name(run_name)
+            except StoreError as e:
+                st.error(plain(e))
+                train_config = None
 
         seeds, grid = 1, []
         with st.container(border=True):
@@ -84,7 +92,7 @@ def main() -> None:
             try:
                 seeds, grid = experiment_widgets()
             except ConfigError as e:
-                st.error(str(e))
+                st.error(plain(e))
                 train_config = None
 
         save_train_settings(dataset["key"])
@@ -96,10 +104,15 @@ def main() -> None:
                 n_params = count_parameters(build_model(model_config, data))
                 st.metric("Trainable parameters", f"{n_params:,}")
             except Exception as e:  # noqa: BLE001 - a settings combination the model refuses
-                st.error(f"This model cannot be built with these settings: {e}")
+                st.error(f"This model cannot be built with these settings: {plain(e)}")
                 model_config = None
 
         ready = model_config is not None and train_config is not None
+        if store().read_only:
+            st.warning(f"The run store {plain(str(store().home))} is read-only for this server: stored runs can be "
+                       "inspected and compared, but new runs cannot be saved. Start the dashboard with a writable "
+                       "--store (or fix the folder's permissions) to train.")
+            ready = False
         experiment = None
         if ready and (seeds > 1 or grid):
             try:
@@ -107,7 +120,7 @@ def main() -> None:
                                              range(train_config.seed, train_config.seed + seeds),
                                              name=run_name.strip() or None, dataset=dataset["name"])
             except ConfigError as e:
-                st.error(str(e))
+                st.error(plain(e))
                 ready = False
         c1, c2, _ = st.columns([1, 2, 2])
         label = (f"Run experiment: {len(experiment.points)} setting(s) x {seeds} seed(s) = {experiment.total_runs} "
@@ -131,7 +144,7 @@ def main() -> None:
             try:
                 for mc in configs:
                     base = run_name.strip() or f"{mc.arch} on {dataset['name']}"
-                    name = f"{base} [{mc.arch}]" if compare_clicked and run_name.strip() else base
+                    name = fit_run_name(f"{base} [{mc.arch}]" if compare_clicked and run_name.strip() else base)
                     submit_training(manager(), data, mc, train_config, store_home=str(store().home), name=name,
                                     dataset=dataset["name"])
             except (ValueError, RuntimeError) as e:   # e.g. cuda asked for but absent
@@ -180,12 +193,12 @@ def main() -> None:
                                                                    else ""))
                 why = outcome(p)
                 if why:
-                    (st.warning if p.status == "cancelled" else st.error)(why)
+                    (st.warning if p.status == "cancelled" else st.error)(plain(why))
                 elif p.done and exp_id is None and p.run_id is not None and store().exists(p.run_id):
                     rec = store().get_run(p.run_id)
-                    st.caption(f"Why it stopped: {rec.stop_reason or p.status}")
+                    st.caption(f"Why it stopped: {plain(rec.stop_reason or p.status)}")
                     for flag in no_better_than_baseline(rec):
-                        st.warning(f"No better than a constant prediction: {flag}. Train longer, with a smaller "
+                        st.warning(f"No better than a constant prediction: {plain(flag)}. Train longer, with a smaller "
                                    "batch or a higher learning rate, or check that the features carry signal.")
                 elif p.done and exp_id is not None and p.message:
                     st.caption(p.message)

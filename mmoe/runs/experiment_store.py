@@ -67,8 +67,10 @@ class ExperimentIO:
 
     def create_experiment(self, name: str | None, *, kind: str, dataset: str, spec: dict) -> int:
         """Register a running experiment owned by this process; returns its id."""
+        from mmoe.runs.naming import check_run_name
         from mmoe.runs.store import _now
 
+        name = check_run_name(name) if (name or "").strip() else None
         with self._tx() as c:
             cur = c.execute(
                 "INSERT INTO experiments (name, kind, status, dataset, spec, created_at, owner_pid, owner_host,"

@@ -32,6 +32,7 @@ import numpy as np
 
 from mmoe.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from mmoe.data import PreparedData, prepare
+from mmoe.runs.naming import fit_run_name
 from mmoe.runs.runner import DataSource, RunSummary, run_training
 from mmoe.runs.store import RunStore
 from mmoe.tasks import DIAGNOSTIC_METRICS, METRIC_BOUNDS, METRIC_DIRECTIONS, PRIMARY_METRIC
@@ -166,7 +167,7 @@ def run_experiment(exp: Experiment, store: RunStore, *, cancel_event: threading.
                         on_progress(ExperimentProgress(exp_id, done, exp.total_runs, label, run_id))
 
                 summary = run_training(data, point.model_config, tc, store=store,
-                                       name=f"exp {exp_id} · {label}",
+                                       name=fit_run_name(f"exp {exp_id} · {label}"),
                                        dataset=exp.dataset, callbacks=list(run_callbacks() if run_callbacks else ()),
                                        cancel_event=cancel_event, on_run_created=created,
                                        experiment=(exp_id, p_i))

@@ -45,6 +45,7 @@ from mmoe.runs.errors import ArtifactError, IndexFault, StoreError, dumps, final
 from mmoe.runs.experiment_store import EXPERIMENTS_SCHEMA, ExperimentIO
 from mmoe.runs.housekeeping import remove_stale_leftovers
 from mmoe.runs.liveness import HOST, pid_alive, proc_start
+from mmoe.runs.naming import check_run_name
 from mmoe.runs.runfile import RunFileIO
 from mmoe.runs.runs_table import RunsTableIO
 from mmoe.runs.status import ACTIVE, STATUSES, TERMINAL, TRANSITIONS
@@ -255,6 +256,7 @@ class RunStore(ConnectionIO, ArtifactIO, ExperimentIO, RunFileIO, RunsTableIO):
             raise StoreError(f"a new run starts as queued or running, not {status!r}")
         if name is not None and not str(name).strip():
             name = None
+        name = None if name is None else check_run_name(name)   # one line, <= 200 characters, no control chars
         now = _now()
         with self._tx() as c:
             self._ids_above_folders(c)
@@ -409,6 +411,7 @@ class RunStore(ConnectionIO, ArtifactIO, ExperimentIO, RunFileIO, RunsTableIO):
         name = (name or "").strip()
         if not name:
             raise StoreError(f"run {run_id}: the new name is empty; type a name")
+        name = check_run_name(name)
         with self._tx() as c:
             self._status_of(c, run_id)
             c.execute("UPDATE runs SET name = ? WHERE id = ?", (name, int(run_id)))

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from helpers import shown
+
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = ["app_pages/data.py", "app_pages/train.py", "app_pages/inspect.py", "app_pages/compare.py"]
 # the title each page shows (Inspect and Compare with an empty store)
@@ -36,13 +38,14 @@ def test_pages_open_with_a_dataset_chosen(at):
     """Data page with a built-in dataset, then each other page (they may read the chosen dataset)."""
     at.run()
     at.radio(key="data.source").set_value("Built-in dataset").run()
-    assert any("Ready to train on **click_like.csv**" in s.value for s in at.success), [e.value for e in at.error]
+    assert any("Ready to train on **click_like.csv**" in s.value.replace("\\", "") for s in at.success), \
+        [e.value for e in at.error]
     for page in PAGES[1:]:
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
         assert at.title[0].value == TITLES[page]
         if page == "app_pages/train.py":          # the chosen dataset reached the training page
-            assert any("Dataset **click_like.csv**" in c.value for c in at.caption)
+            assert any("Dataset **click_like.csv**" in shown(c.value) for c in at.caption)
 
 
 def test_streamlit_config_hides_the_deploy_button():

@@ -11,6 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from mmoe.views.datasets import IS_VALUE
 
+from helpers import shown
+
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 DATA_KEY = "mmoe.dataset"
 
@@ -31,7 +33,8 @@ def upload(at: AppTest, name: str, data: bytes) -> AppTest:
 
 
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    """The error boxes as they read (user text in them is escaped Markdown)."""
+    return [shown(e.value) for e in at.error]
 
 
 def ready(at: AppTest) -> bool:

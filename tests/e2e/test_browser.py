@@ -161,7 +161,10 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     goto_page(page, "Model & training", "Model & training")
     expect(page.get_by_text("Dataset impressions.csv").first).to_be_visible()
     expect(page.get_by_role("combobox", name="Preset")).to_have_value("Quick look")
+    page.get_by_text("Batch size and epochs from the data", exact=True).click()   # set them by hand
+    wait_idle(page)
     epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    expect(epochs).to_be_enabled()
     epochs.fill("3")
     epochs.press("Enter")
     expect(epochs).to_have_value("3")
