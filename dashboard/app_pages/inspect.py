@@ -22,11 +22,12 @@ from mmoe.views.formatting import chart_text, plain
 from mmoe.views.jobview import duration_text, run_label
 from mmoe_dashboard import charts
 from mmoe_dashboard.continuity import train_again
+from mmoe_dashboard.scoring import score_tab
 from mmoe_dashboard.state import INSPECT_RUN_KEY, NA, open_experiment, predictions, predictions_version, store
 
 STATUS_BADGE = {"finished": "green", "running": "blue", "queued": "gray", "cancelled": "orange",
                 "diverged": "red", "failed": "red", "interrupted": "orange"}
-TABS = ["Training", "Predictions", "Gates", "Downloads"]
+TABS = ["Training", "Predictions", "Gates", "Downloads", "Score a file"]
 HOVER_FEATURES = 3
 BR = "  \n"     # a Markdown line break (no HTML on this page)
 
@@ -94,6 +95,25 @@ def _on_pick() -> None:
 
 # ----------------------------------------------------------------------------- sections
 
+FOLLOW_SECONDS = 2.0
+
+
+def follow(run_id: int, logged: int) -> None:
+    """While the run trains: every FOLLOW_SECONDS check its status and logged epochs, and redraw the
+    page when either changed (new curve points; the predictions and gates once it ends)."""
+    @st.fragment(run_every=FOLLOW_SECONDS)
+    def watch() -> None:
+        try:
+            rec = store().get_run(run_id)
+            now = len(store().history(run_id))
+        except StoreError:
+            return
+        if not rec.active or now != logged:
+            st.rerun()
+
+    watch()
+
+
 def header(rec: RunRecord) -> None:
     st.title(plain(rec.name))
     kinds = A.task_kinds(rec.data_config)
@@ -129,8 +149,9 @@ def header(rec: RunRecord) -> None:
     elif rec.status == "cancelled":
         st.warning(f"This run was cancelled. {plain(rec.error or '')}")
     elif rec.active:
-        st.info(f"This run is still {rec.status}; curves fill in as epochs end, predictions and gates appear "
-                "when it finishes. Reload the page to refresh.")
+        st.info(f"This run is still {rec.status}: this page follows it, curves fill in as epochs end, and "
+                "predictions and gates appear when it finishes.")
+        follow(rec.id, len(store().history(rec.id)))
     c1, c2, c3 = st.columns(3)
     with c1:
         st.markdown("**Data**")
@@ -445,6 +466,8 @@ def main() -> None:
                 predictions_section(rec, frame)
             elif name == "Gates":
                 gates_section(s, rec, frame)
+            elif name == "Score a file":
+                score_tab(s, rec)
             else:
                 downloads_section(s, rec, frame)
 

@@ -360,3 +360,26 @@ def test_user_text_is_shown_as_typed(tmp_path, monkeypatch):
     assert as_typed(shown_error.split("** ", 1)[1]) == error
     for raw in ("<b>", "<img", "](", "<script", "`*a*`", ":red[", "*bold"):     # never unescaped
         assert not any(re.search(r"(?<!\\)" + re.escape(raw), b) for b in bodies + [at.title[0].value]), raw
+
+
+def test_inspect_follows_a_running_run(tmp_path, monkeypatch):
+    """A run that is still training: the page says it follows it, and redraws when an epoch is logged
+    or the run ends (the fragment's check, run here by hand since AppTest does not fire timers)."""
+    home = tmp_path / "runs"
+    store = RunStore(home)
+    dc = DataConfig(tasks=TASKS)
+    rid = store.create_run("live", dataset="tiny.csv", data_config=dc.to_dict(),
+                           model_config=ModelConfig(num_experts=3).to_dict(), train_config=TrainConfig().to_dict())
+    store.set_status(rid, "running")
+    store.log_epoch(rid, 1, {"train": {"click": {"loss": 0.7}}, "val": {"click": {"loss": 0.69}}})
+    monkeypatch.setenv("MMOE_HOME", str(home))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["run"] = str(rid)
+    at.run()
+    assert not at.exception and any("this page follows it" in i.value for i in at.info)
+    store.log_epoch(rid, 2, {"train": {"click": {"loss": 0.6}}, "val": {"click": {"loss": 0.65}}})
+    store.finish(rid, "finished", final_metrics={"click": {"loss": 0.65}}, epochs=2, train_seconds=1.0,
+                 samples_per_second=1.0, stop_reason="all 2 epochs done")
+    at.run()
+    assert not at.exception and not any("this page follows it" in i.value for i in at.info)
+    assert "Why it stopped: all 2 epochs done" in [t.value for t in at.text]
