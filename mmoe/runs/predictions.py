@@ -93,7 +93,7 @@ def decorate_predictions(frame: pd.DataFrame, pre: Preprocessor, raw: dict, gate
                 out[prob_col(name, lab)] = p[:, c]
         else:
             out[pred_col(name)] = p
-        if y is not None:
+        if y is not None and name in y[0]:     # a file may hold only some of the targets
             yv, mv = y[0][name].numpy().astype(np.float64), y[1][name].numpy()
             if spec.kind == "regression":   # the value as given (de-standardising adds float noise)
                 if name in frame:
