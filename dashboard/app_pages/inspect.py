@@ -330,7 +330,9 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
     if not len(hits):
         st.warning(f"Row {chosen} is not among the {n:,} stored validation rows of this run; pick another.")
         return
-    d = A.sample_details(frame, int(hits[0]), kinds, feats)
+    labels = {t: d.get("classes") for t, d in ((rec.data_summary or {}).get("tasks") or {}).items()
+              if d.get("kind") == "binary"}
+    d = A.sample_details(frame, int(hits[0]), kinds, feats, binary_labels=labels)
     c1, c2 = st.columns([2, 3])
     with c1:
         st.markdown(f"Row **{d['row']}** ({d['split'] or 'validation'} split): features")

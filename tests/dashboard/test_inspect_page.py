@@ -241,7 +241,7 @@ def test_a_heatmap_sample_shows_its_stored_details(page, stored):
     assert float(tasks.at["score", "target"]) == pytest.approx(r["target:score"], rel=1e-3)
     assert float(tasks.at["score", "prediction"]) == pytest.approx(r["pred:score"], rel=1e-3)
     assert tasks.at["click", "prediction"] == f"P(positive) = {r['pred:click']:.3f}"
-    assert tasks.at["click", "target"] == str(int(r["target:click"]))
+    assert tasks.at["click", "target"] == ["no", "yes"][int(r["target:click"])]   # by its label, not 0/1
     cls = r["pred:kind"]
     assert tasks.at["kind", "prediction"] == f"{cls} ({r['prob:kind:' + cls]:.0%})"
     bars = figure(chart(at, "inspect.sample_gates"))["data"]
