@@ -158,11 +158,25 @@ def _wait_for_first_epoch(store: RunStore, proc: subprocess.Popen, deadline_s: f
 def test_ctrl_c_exits_130_and_keeps_the_model(tmp_path, mmoe_home, sig):
     """Ctrl-C, or SIGTERM (docker stop, kill, a scheduler), during a long training: exit 130, status
     cancelled, and the model of the finished epochs kept."""
+    store = RunStore(mmoe_home)      # the store exists before the child opens it
+    run_id, out, err, code = _signal_after_first_epoch(
+        store, tmp_path, ["train", *TASKS, "--epochs", "1000", "--batch-size", "8", "--expert-hidden", "8",
+                          "--seed", "0", "--json", "--quiet"], sig)
+    assert code == 130, (out, err)
+    assert "Traceback" not in err
+    summary = last_json(out, err)
+    assert summary["run_id"] == run_id and summary["status"] == "cancelled"
+    rec = store.get_run(run_id)
+    assert rec.status == "cancelled" and 1 <= rec.epochs < 1000
+    assert store.has_artifact(run_id, "model.pt") and store.has_artifact(run_id, "predictions.parquet")
+
+
+def _signal_after_first_epoch(store: RunStore, tmp_path, command: list[str], sig) -> tuple[int, str, str, int]:
+    """Start ``python -m mmoe COMMAND`` on a 3000-row CSV, send ``sig`` once it logged an epoch;
+    (run id, stdout, stderr, exit status). The child is always killed at the end."""
     csv = tmp_path / "big.csv"
     make_tiny_frame(3000, seed=1).to_csv(csv, index=False)
-    store = RunStore(mmoe_home)      # the store exists before the child opens it
-    proc = subprocess.Popen([sys.executable, "-m", "mmoe", "train", "--data", str(csv), *TASKS, "--epochs", "1000",
-                             "--batch-size", "8", "--expert-hidden", "8", "--seed", "0", "--json", "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "mmoe", command[0], "--data", str(csv), *command[1:]],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         run_id = _wait_for_first_epoch(store, proc, deadline_s=90)
@@ -172,13 +186,7 @@ def test_ctrl_c_exits_130_and_keeps_the_model(tmp_path, mmoe_home, sig):
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 130, (out, err)
-    assert "Traceback" not in err
-    summary = last_json(out, err)
-    assert summary["run_id"] == run_id and summary["status"] == "cancelled"
-    rec = store.get_run(run_id)
-    assert rec.status == "cancelled" and 1 <= rec.epochs < 1000
-    assert store.has_artifact(run_id, "model.pt") and store.has_artifact(run_id, "predictions.parquet")
+    return run_id, out, err, proc.returncode
 
 
 def test_one_seed_one_result_across_fresh_processes(tmp_path, tiny_csv):
@@ -212,22 +220,11 @@ def test_one_seed_one_result_across_fresh_processes(tmp_path, tiny_csv):
 def test_ctrl_c_cancels_an_experiment_and_starts_no_more_runs(tmp_path, mmoe_home):
     """Ctrl-C during an experiment: exit 130, the run in progress cancelled, no later run started, the
     experiment recorded as cancelled, and the JSON still printed."""
-    csv = tmp_path / "big.csv"
-    make_tiny_frame(3000, seed=1).to_csv(csv, index=False)
     store = RunStore(mmoe_home)
-    proc = subprocess.Popen([sys.executable, "-m", "mmoe", "experiment", "--data", str(csv), *TASKS, "--epochs", "1000",
-                             "--batch-size", "8", "--expert-hidden", "8", "--grid", "arch=mmoe,omoe", "--seeds", "3",
-                             "--json", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
-    try:
-        run_id = _wait_for_first_epoch(store, proc, deadline_s=90)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 130, (out, err)
+    run_id, out, err, code = _signal_after_first_epoch(
+        store, tmp_path, ["experiment", *TASKS, "--epochs", "1000", "--batch-size", "8", "--expert-hidden", "8",
+                          "--grid", "arch=mmoe,omoe", "--seeds", "3", "--json", "--quiet"], signal.SIGINT)
+    assert code == 130, (out, err)
     assert "Traceback" not in err
     summary = last_json(out, err)
     assert summary["status"] == "cancelled" and summary["runs"] == [run_id]
