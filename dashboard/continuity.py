@@ -11,6 +11,8 @@ import streamlit as st
 
 from mmoe.runs.datasets import DatasetShelf
 from mmoe.runs.store import RunRecord
+from mmoe.views.commands import train_commands
+from mmoe.views.formatting import plain
 from mmoe.views.datasets import BUILTINS
 from mmoe.views.presets import run_data_choices, run_widget_values
 from mmoe_dashboard.state import page, store
@@ -177,3 +179,37 @@ def train_again(record: RunRecord) -> str | None:
     st.session_state["continuity.again"] = record.id
     st.switch_page(page("data"), query_params={"dataset": key})
     return None
+
+
+# ----------------------------------------------------------------------------- the same run from a shell
+
+def data_argument(key: str | None, name: str) -> tuple[str, str]:
+    """(the ``--data`` argument for the Data page's dataset ``key``, a step to run first or a note)."""
+    if key and key.startswith("dataset:") and shelf().exists(key.split(":", 1)[1]):
+        return str(shelf().data_file(key.split(":", 1)[1])), ""
+    if key and key.startswith("builtin:"):
+        b = next((b for b in BUILTINS if b.file == key.split(":", 1)[1]), None)
+        if b is not None and b.path is not None:
+            return str(b.path), ""
+    if key and key.startswith("synthetic:"):
+        _, corr, rows, seed = key.split(":")
+        return "synth.csv", (f"Make the same table first: python -m mmoe synth --correlation {corr} "
+                             f"--rows {int(float(rows))} --seed {int(float(seed))} --out synth.csv")
+    return name, f"{name} is not kept in the store: give the path of that file on the machine that trains."
+
+
+def command_panel(data_config, model_config, train_config, key: str | None, name: str, *,
+                  what: str = "this run") -> None:
+    """The ``python -m mmoe train`` and ``torchrun`` commands for ``what``, to copy."""
+    with st.expander("The same run from the command line (one process, or torchrun)"):
+        path, note = data_argument(key, name)
+        cmds = train_commands(data_config, model_config, train_config, path)
+        st.caption(f"Train {what} from a shell, e.g. on the full table or on a machine with more GPUs or cores "
+                   "(add --store DIR to choose the run store). torchrun: one model on N processes, data-parallel; "
+                   "--batch-size stays the global batch.")
+        if note:
+            st.text(note)
+        st.code(cmds["python"], language="bash", wrap_lines=True)
+        st.code(cmds["torchrun"], language="bash", wrap_lines=True)
+        if cmds["unsaid"]:
+            st.warning(plain(f"The command line cannot give: {cmds['unsaid']}."))

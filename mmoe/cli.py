@@ -60,6 +60,7 @@ def _train_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--task-weight", action="append", default=[], metavar="COL=W", help="fixed loss weight of a task")
     t.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (None: off)")
     t.add_argument("--seed", type=int, default=0, help="seeds the split, the initial weights and the batch order")
+    t.add_argument("--split-seed", type=int, default=None, help="seeds the split alone (None: --seed)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument("--threads", type=int, default=None, help="CPU threads (None: the idle cores, or $MMOE_THREADS)")
     t.add_argument("--precision", default="auto",
@@ -164,44 +165,6 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-class _ProgressBar:
-    """A tqdm bar over all batches of all epochs, on stderr when it is a terminal."""
-
-    def __new__(cls, enabled: bool):
-        from tqdm import tqdm
-
-        from mmoe.training import Callback
-
-        class Bar(Callback):
-            def __init__(self):
-                self.bar = None
-
-            def on_train_begin(self, state):
-                if enabled:
-                    self.bar = tqdm(total=state.epochs * state.batches, unit="batch", file=sys.stderr,
-                                    dynamic_ncols=True, leave=False)
-
-            def on_batch_end(self, state):
-                if self.bar is not None:
-                    self.bar.update(1)
-                    if state.batch % 20 == 0:
-                        self.bar.set_postfix_str(f"epoch {state.epoch}/{state.epochs} "
-                                                 f"{state.samples_per_second:,.0f} samples/s", refresh=False)
-
-            def on_epoch_end(self, state):
-                if self.bar is not None:
-                    val = state.epoch_metrics.get("val", {})
-                    parts = [f"{t}: " + " ".join(f"{k}={v:.4f}" for k, v in m.items() if k != "gate_entropy")
-                             for t, m in val.items()]
-                    self.bar.write(f"epoch {state.epoch}: " + " | ".join(parts), file=sys.stderr)
-
-            def on_train_end(self, state):
-                if self.bar is not None:
-                    self.bar.close()
-
-        return Bar()
-
-
 def _configs(a):
     """The train options -> (DataConfig, ModelConfig, TrainConfig); ``--seed`` seeds the split and the run."""
     from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
@@ -216,7 +179,8 @@ def _configs(a):
     if weights:
         raise BadInput(f"--task-weight names {sorted(weights)}, which are not tasks")
     dc = DataConfig(tasks=tuple(tasks), features=a.features, drop=a.drop, kind_overrides=_pairs(a.kind, "--kind"),
-                    val_fraction=a.val_fraction, test_fraction=a.test_fraction, seed=a.seed)
+                    val_fraction=a.val_fraction, test_fraction=a.test_fraction,
+                    seed=a.seed if a.split_seed is None else a.split_seed)
     mc = ModelConfig(arch=a.arch, num_experts=a.experts, expert_hidden=a.expert_hidden, gate_hidden=a.gate_hidden,
                      tower_hidden=a.tower_hidden, top_k=a.top_k, dropout=a.dropout, aux_loss_weight=a.aux_weight)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
@@ -243,6 +207,7 @@ def _data_path(text: str) -> Path:
 
 
 def cmd_train(a) -> int:
+    from mmoe.runs.progress import ProgressBar
     from mmoe.runs.runner import DataSource, run_training
     from mmoe.runs.store import RunStore
 
@@ -250,10 +215,20 @@ def cmd_train(a) -> int:
     path = _data_path(a.data)
     dc, mc, tc = _configs(a)
     _check_device(tc.device)
-    store = RunStore(a.store)
-    with cancel_on_signals(threading.Event()) as cancel:
-        summary = run_training(DataSource(path, dc), mc, tc, store=store, name=a.name, dataset=path.name,
-                               callbacks=[_ProgressBar(not a.quiet and sys.stderr.isatty())], cancel_event=cancel)
+    from mmoe.training.distributed import join_from_env, leave
+
+    world = join_from_env(tc.device)      # under torchrun: one of several processes training one model
+    try:
+        store = RunStore(a.store) if world is None or world.leader else None
+        with cancel_on_signals(threading.Event()) as cancel:
+            summary = run_training(DataSource(path, dc), mc, tc, store=store, name=a.name, dataset=path.name,
+                                   callbacks=[ProgressBar(not a.quiet and sys.stderr.isatty() and store is not None)],
+                                   cancel_event=cancel)
+    finally:
+        leave()
+    if store is None:                     # not rank 0: rank 0 reports and stores the run
+        return EXIT_CANCELLED if summary.status == "cancelled" else EXIT_OK if summary.status == "finished" \
+            else EXIT_FAILED
     for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if summary.run_id is not None and summary.status == "finished":
@@ -262,7 +237,8 @@ def cmd_train(a) -> int:
         for flag in no_better_than_baseline(store.get_run(summary.run_id)):
             print(f"warning: no better than a constant prediction: {flag}", file=sys.stderr)
     if not a.json:
-        print(f"run {summary.run_id} {summary.status} after {summary.epochs} epochs "
+        on = f" on {summary.world_size} processes" if summary.world_size > 1 else ""
+        print(f"run {summary.run_id} {summary.status}{on} after {summary.epochs} epochs "
               f"({summary.train_seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s): {summary.stop_reason}")
         for task, m in summary.metrics.items():
             print(f"  {task}: " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
@@ -271,7 +247,7 @@ def cmd_train(a) -> int:
                           "train_seconds": summary.train_seconds, "samples_per_second": summary.samples_per_second,
                           "metrics": summary.metrics, "message": summary.message,
                           "stop_reason": summary.stop_reason, "schedule": summary.schedule,
-                          "warnings": summary.warnings}))
+                          "warnings": summary.warnings, "world_size": summary.world_size}))
     from mmoe.runs.status import ENDED_BADLY
 
     if summary.status in ENDED_BADLY:
@@ -319,7 +295,7 @@ def cmd_experiment(a) -> int:
     dc, mc, tc = _configs(a)
     _check_device(tc.device)
     exp = grid_experiment(DataSource(path, dc), mc, tc, parse_grid(a.grid), range(a.seed, a.seed + a.seeds),
-                          name=a.name, dataset=path.name, split_follows_seed=True)
+                          name=a.name, dataset=path.name, split_follows_seed=a.split_seed is None)
     return _run_experiment(exp, a, RunStore(a.store))
 
 

@@ -96,6 +96,10 @@ def test_predict_reproduces_the_stored_predictions(capsys, tmp_path, tiny_csv, m
     _, rec = train(capsys, tiny_csv, *TASKS, *CONVERGE, "--experts", 3, "--precision", "fp32")
     store = RunStore(mmoe_home)
     stored = store.load_frame(rec.id, "predictions.parquet")
+    # validation rows and the training rows (all of them: fewer than the 20,000-row sample), each row once
+    assert stored["_split"].value_counts().to_dict() == {"train": rec.data_summary["splits"]["train"],
+                                                         "val": rec.data_summary["splits"]["val"]}
+    assert stored["_row"].is_unique and len(stored) == 200
     out_csv = tmp_path / "scored.csv"
     code, _, err = run_cli(capsys, "predict", "--run", rec.id, "--data", tiny_csv, "--out", out_csv)
     assert code == 0, err
@@ -113,6 +117,8 @@ def test_predict_reproduces_the_stored_predictions(capsys, tmp_path, tiny_csv, m
                                        err_msg=c)
 
     # the scores a user gets reproduce the metrics the run reports for its validation rows
+    val = (stored["_split"] == "val").to_numpy()
+    stored, again = stored[val].reset_index(drop=True), again[val].reset_index(drop=True)
     truth = pd.read_csv(tiny_csv).iloc[stored["_row"].to_numpy()].reset_index(drop=True)
     m = rec.final_metrics
     assert roc_auc_score(truth["click"] == "yes", again["pred:click"]) == pytest.approx(m["click"]["auc"], abs=1e-9)
@@ -142,10 +148,10 @@ def test_top_k_routes_each_row_to_at_most_k_experts(capsys, tiny_csv, mmoe_home,
     _, rec = train(capsys, tiny_csv, *TASKS, *SMALL, "--experts", 4, *extra)
     assert rec.model_config["top_k"] == top_k
     preds = RunStore(mmoe_home).load_frame(rec.id, "predictions.parquet")
-    assert len(preds) == 40
+    assert len(preds) == 200 and (preds["_split"] == "val").sum() == 40      # validation + training rows
     for task in TASK_NAMES:
         g = preds[gate_columns(preds, task)].to_numpy(float)
-        assert g.shape == (40, 4) and (g >= 0).all()
+        assert g.shape == (200, 4) and (g >= 0).all()
         np.testing.assert_allclose(g.sum(1), 1.0, atol=1e-5, err_msg=task)
         nonzero = (g > 0).sum(1)
         if top_k is None:
@@ -226,7 +232,8 @@ def test_epochs_val_fraction_drop_and_name_take_effect(capsys, tiny_csv, mmoe_ho
     assert sorted(store.history(rec.id)["epoch"].unique()) == list(range(1, epochs + 1))
     n_val = round(200 * val_fraction)
     preds = store.load_frame(rec.id, "predictions.parquet")
-    assert len(preds) == n_val and (preds["_split"] == "val").all() and preds["_row"].is_unique
+    assert preds["_split"].value_counts().to_dict() == {"train": 200 - n_val, "val": n_val}
+    assert preds["_row"].is_unique
     assert rec.data_summary["splits"] == {"train": 200 - n_val, "val": n_val}
     used = ["a"] if drop else ["a", "b"]
     assert rec.data_summary["features"]["numeric"] == used

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from mmoe import views as A
+from mmoe.runs.predictions import rows_of_split, rows_text
 from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.comparing import (
     MetricColumn,
@@ -39,10 +40,12 @@ HEATMAP_ROWS = 400
 
 
 def _frame_of(run_id: int) -> pd.DataFrame | None:
+    """The rows a run is judged on (validation, else test, else its training sample); None if unreadable."""
     try:
-        return predictions(run_id)
+        frame = predictions(run_id)
     except Exception:  # unreadable artifact: treated as missing
         return None
+    return None if frame is None else rows_of_split(frame)
 
 
 def _label(r: RunRecord) -> str:
@@ -358,7 +361,7 @@ def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
                                                         title=f"{task}: gates per sample"),
                                     key=f"compare.heat.{r.id}", config={"displayModeBar": False})
                     if len(g) > len(pos):
-                        st.caption(f"{len(pos):,} of {len(g):,} samples, stratified by dominant expert.")
+                        st.caption(f"{len(pos):,} of {len(g):,} {rows_text(f)}, stratified by dominant expert.")
                 elif task:
                     st.caption(f"This run has no task {plain(task)}.")
 

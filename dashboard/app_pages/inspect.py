@@ -15,13 +15,14 @@ import streamlit as st
 
 from mmoe import views as A
 from mmoe.runs.artifacts import MODEL
-from mmoe.runs.predictions import ROW, SPLIT, pred_col, target_col
+from mmoe.runs.predictions import (ROW, SPLIT, SPLIT_NAMES, pred_col, rows_of_split, rows_text, stored_splits,
+                                   target_col)
 from mmoe.runs.status import ENDED_BADLY
 from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.formatting import chart_text, plain
 from mmoe.views.jobview import duration_text, run_label
 from mmoe_dashboard import charts
-from mmoe_dashboard.continuity import train_again
+from mmoe_dashboard.continuity import command_panel, source_of, train_again
 from mmoe_dashboard.scoring import score_tab
 from mmoe_dashboard.state import INSPECT_RUN_KEY, NA, open_experiment, predictions, predictions_version, store
 
@@ -177,9 +178,11 @@ def header(rec: RunRecord) -> None:
         st.markdown(f"{tc.get('optimizer', 'adam')} · lr {tc.get('lr')} · batch {tc.get('batch_size')}"
                     f"{BR}{tc.get('epochs')} epochs max · seed {tc.get('seed')} · weighting "
                     f"{tc.get('task_weighting', 'fixed')}"
-                    + (f"{BR}device {summ['device']}" if summ.get("device") else ""))
+                    + (f"{BR}device {plain(A.device_text(summ))}" if summ.get("device") else ""))
     with st.expander("All settings"):
         st.json({"data": rec.data_config, "model": rec.model_config, "train": rec.train_config}, expanded=False)
+    key, _ = source_of(rec)
+    command_panel(rec.data_config, rec.model_config, rec.train_config, key, rec.dataset)
 
 
 def _layers(v) -> str:
@@ -220,8 +223,7 @@ def predictions_section(rec: RunRecord, frame: pd.DataFrame | None) -> None:
         _no_predictions(rec)
         return
     kinds = A.task_kinds(rec.data_config)
-    split = ", ".join(sorted(frame[SPLIT].unique())) if SPLIT in frame else "validation"
-    st.caption(f"{len(frame):,} stored rows ({split} split).")
+    st.caption(f"{len(frame):,} stored rows ({rows_text(frame)}).")
     for task, kind in kinds.items():
         st.subheader(f"{plain(task)} · {kind}")
         if pred_col(task) not in frame:
@@ -300,11 +302,12 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
                                            key="inspect.heatmap_rows",
                                            help="Rows are drawn stratified by dominant expert, so every expert "
                                                 "keeps its share.")
+    what = rows_text(frame)
     if n > shown:
-        st.caption(f"Each panel shows {shown:,} of {n:,} validation samples, sampled stratified by dominant expert "
+        st.caption(f"Each panel shows {shown:,} of {n:,} {what}, sampled stratified by dominant expert "
                    "and sorted by dominant expert, then by its weight. Click a sample for its details.")
     else:
-        st.caption(f"All {n:,} validation samples, sorted by dominant expert, then by its weight. "
+        st.caption(f"All {n:,} {what}, sorted by dominant expert, then by its weight. "
                    "Click a sample for its details.")
     if rec.model_config.get("arch") == "omoe":
         st.caption("OMoE has one gate shared by all tasks, so every task's panel is the same.")
@@ -328,7 +331,8 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
         return
     hits = np.flatnonzero(rows == int(chosen))
     if not len(hits):
-        st.warning(f"Row {chosen} is not among the {n:,} stored validation rows of this run; pick another.")
+        st.warning(f"Row {chosen} is not among the {n:,} {what} of this run; pick another row, or another "
+                   "split above the tabs.")
         return
     labels = {t: d.get("classes") for t, d in ((rec.data_summary or {}).get("tasks") or {}).items()
               if d.get("kind") == "binary"}
@@ -394,7 +398,7 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
     c1, c2 = st.columns([3, 2])
     c1.plotly_chart(charts.similarity_figure(A.task_gate_similarity(frame, tasks, method), method),
                     key="inspect.similarity")
-    c2.caption("Each cell averages, over the validation samples, how different two tasks' gate distributions are "
+    c2.caption(f"Each cell averages, over the {rows_text(frame)}, how different two tasks' gate distributions are "
                "for the same sample. Tasks that route alike share experts; tasks that route apart have "
                "specialised experts." + (" OMoE shares one gate, so all tasks are identical." if arch == "omoe" else ""))
 
@@ -404,8 +408,8 @@ def downloads_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -
         st.download_button("Download predictions with gate weights (CSV)", data=lambda: A.predictions_csv(frame),
                            file_name=f"run{rec.id}-{_slug(rec.name)}-predictions.csv", mime="text/csv",
                            on_click="ignore", icon=":material/download:", key="inspect.dl_preds")
-        st.caption(f"{len(frame):,} rows · columns: raw features, `target:<task>`, `pred:<task>`, "
-                   "`prob:<task>:<class>`, `gate:<task>:e<i>`. Text that a spreadsheet would run as a formula "
+        st.caption(f"{len(frame):,} rows ({rows_text(frame)}) · columns: `_split`, raw features, "
+                   "`target:<task>`, `pred:<task>`, `prob:<task>:<class>`, `gate:<task>:e<i>`. Text that a spreadsheet would run as a formula "
                    "(starting with = + - @) is written with a leading ' so it opens as text.")
     else:
         _no_predictions(rec)
@@ -418,6 +422,23 @@ def downloads_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -
             st.warning(plain(problem))
     else:
         st.info("No saved model for this run" + (f": it ended as {rec.status}." if not rec.active else " yet."))
+
+
+def split_picker(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The split whose rows Predictions and Gates show (validation first); the whole frame has one split."""
+    found = stored_splits(frame) if frame is not None else []
+    if len(found) < 2:
+        return frame
+    counts = frame[SPLIT].astype(str).value_counts()
+    split = st.radio("Rows shown in Predictions and Gates", found, horizontal=True, key="inspect.split",
+                     format_func=lambda x: f"{SPLIT_NAMES.get(x, x)} ({counts.get(x, 0):,} rows"
+                                           + (", sample)" if x == "train" else ")"),
+                     help="Judge a model on the validation (or test) rows; the training rows (a seeded sample "
+                          "of at most 20,000) show what it fitted: a much better fit there than on validation "
+                          "means it overfits.")
+    if split not in found:
+        split = found[0]
+    return rows_of_split(frame, split)
 
 
 def _slug(name: str) -> str:
@@ -457,6 +478,7 @@ def main() -> None:
         st.error(plain(f"Could not read this run's predictions: {type(e).__name__}: {e}"))
         frame = None
 
+    shown = split_picker(frame)
     tabs = st.tabs(TABS, key="inspect.tab", on_change="rerun")
     for tab, name in zip(tabs, TABS):
         if tab.open is False:
@@ -465,9 +487,9 @@ def main() -> None:
             if name == "Training":
                 training_section(s, rec)
             elif name == "Predictions":
-                predictions_section(rec, frame)
+                predictions_section(rec, shown)
             elif name == "Gates":
-                gates_section(s, rec, frame)
+                gates_section(s, rec, shown)
             elif name == "Score a file":
                 score_tab(s, rec)
             else:

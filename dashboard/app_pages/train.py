@@ -26,7 +26,7 @@ from mmoe.views.jobview import (
 from mmoe.views.presets import PRESETS, compare_configs
 from mmoe.views.runinfo import no_better_than_baseline
 from mmoe_dashboard.charts import loss_curve_figure
-from mmoe_dashboard.continuity import restore_train_settings, save_train_settings
+from mmoe_dashboard.continuity import command_panel, restore_train_settings, save_train_settings
 from mmoe_dashboard.state import DATA_KEY, NA, manager, open_experiment, open_in_inspect, page, store
 from mmoe_dashboard.widgets import (
     apply_preset,
@@ -108,6 +108,9 @@ def main() -> None:
                 model_config = None
 
         ready = model_config is not None and train_config is not None
+        if ready:
+            command_panel(data.config, model_config, train_config, dataset["key"], dataset["name"],
+                          what="these settings")
         if store().read_only:
             st.warning(f"The run store {plain(str(store().home))} is read-only for this server: stored runs can be "
                        "inspected and compared, but new runs cannot be saved. Start the dashboard with a writable "

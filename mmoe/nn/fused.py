@@ -317,8 +317,9 @@ class FusedStep:
         return ModelOutput(preds, gates, self.flat.new_zeros(()))
 
     def __call__(self, x_num: Tensor, x_cat: Tensor, ys: Sequence[Tensor], masks: Sequence[Tensor], *,
-                 codes: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """One step on a batch; ``codes`` (``cat_codes`` of the batch's rows) replaces x_cat."""
+                 codes: Tensor | None = None, grad_hook=None) -> tuple[Tensor, Tensor]:
+        """One step on a batch; ``codes`` (``cat_codes`` of the batch's rows) replaces x_cat. ``grad_hook``
+        (data-parallel training) gets the flat fp32 gradient before the update and may change it in place."""
         if codes is None:
             codes = self.cat_codes(x_cat)
         cd = self.cd
@@ -401,6 +402,8 @@ class FusedStep:
                 gt.scatter_add_(0, idx.view(-1), dx.view(-1))
 
         # ---- Adam / AdamW on the flat buffer -----------------------------------------------
+        if grad_hook is not None:
+            grad_hook(g32)
         self._adam(g32)
         return total.detach(), losses_t.detach()
 

@@ -99,6 +99,10 @@ class DatasetShelf:
         except StoreError:
             return False
 
+    def data_file(self, ds_id: str) -> Path:
+        """Where the kept table's bytes are (as uploaded; the command line reads it like the upload)."""
+        return self._dir(ds_id) / "data"
+
     def read_bytes(self, ds_id: str) -> bytes:
         try:
             return (self._dir(ds_id) / "data").read_bytes()

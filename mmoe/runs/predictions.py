@@ -3,7 +3,8 @@ output), its one writer and its typed readers. Nothing else spells these column 
 
 One row per scored sample:
     _row                 the row's position in the input table       (stored runs)
-    _split               val | test | train                          (stored runs)
+    _split               val | test | train                          (stored runs; train is a seeded
+                                                                      sample of at most 20,000 rows)
     <feature columns>    the raw input values
     pred:<task>          probability (binary), value (regression) or class label (multiclass)
     prob:<task>:<class>  class probabilities of a multiclass task, in class-index order
@@ -22,6 +23,8 @@ from mmoe.data import Preprocessor
 from mmoe.tasks import transform
 
 ROW, SPLIT = "_row", "_split"
+SPLITS = ("val", "test", "train")                 # the order a reader offers them in; the first present is
+SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}   # the one a run is judged on
 _GATE = re.compile(r"^gate:(?P<task>.+):e(?P<e>\d+)$")
 
 
@@ -75,6 +78,39 @@ def gate_columns(frame: pd.DataFrame, task: str) -> list[str]:
         if m and m["task"] == task:
             cols.append((int(m["e"]), c))
     return [c for _, c in sorted(cols)]
+
+
+def stored_splits(frame: pd.DataFrame) -> list[str]:
+    """The splits a predictions frame holds, validation first; [] for a frame without ``_split``."""
+    if SPLIT not in frame:
+        return []
+    present = set(frame[SPLIT].astype(str).unique())
+    return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
+
+
+def evaluation_split(frame: pd.DataFrame) -> str | None:
+    """The split a run's predictions are judged on: validation, else test, else the training sample."""
+    found = stored_splits(frame)
+    return found[0] if found else None
+
+
+def rows_of_split(frame: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
+    """The rows of one split (default: the evaluation split), index reset; the frame itself without ``_split``."""
+    split = split or evaluation_split(frame)
+    if split is None or SPLIT not in frame:
+        return frame
+    return frame[frame[SPLIT].astype(str) == split].reset_index(drop=True)
+
+
+def rows_text(frame: pd.DataFrame) -> str:
+    """What a predictions frame's rows are, for captions: 'validation rows', 'validation and test rows', ..."""
+    found = stored_splits(frame)
+    if found == ["train"]:
+        return "training rows (a seeded sample of at most 20,000)"
+    names = [SPLIT_NAMES.get(x, x) + (" (sample)" if x == "train" else "") for x in found]
+    if not names:
+        return "stored rows"
+    return (", ".join(names[:-1]) + " and " if len(names) > 1 else "") + names[-1] + " rows"
 
 
 def decorate_predictions(frame: pd.DataFrame, pre: Preprocessor, raw: dict, gates: torch.Tensor | None, *,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -33,8 +34,10 @@ from mmoe.training import (
     schedule_text,
     schedule_warnings,
 )
+from mmoe.training.distributed import world as current_world
 
-MAX_STORED_PREDICTION_ROWS = 200_000
+MAX_STORED_PREDICTION_ROWS = 200_000   # per validation / test split
+MAX_TRAIN_SAMPLE_ROWS = 20_000         # the training split is stored as a seeded sample of this many rows
 
 
 @dataclass
@@ -49,6 +52,7 @@ class RunSummary:
     stop_reason: str = ""
     warnings: list[str] = field(default_factory=list)   # e.g. a batch size that leaves too few steps
     schedule: str = ""                                  # the batch size and epochs used, and why
+    world_size: int = 1                                 # processes that trained it (torchrun), see ``distributed``
 
 
 class StoreCallback(Callback):
@@ -61,15 +65,21 @@ class StoreCallback(Callback):
         self.store.log_epoch(self.run_id, state.epoch, state.epoch_metrics)
 
 
+def _train_sample(data: PreparedData) -> torch.Tensor:
+    """At most MAX_TRAIN_SAMPLE_ROWS training rows, drawn with the split's seed (the same rows every time)."""
+    idx = data.splits["train"]
+    if len(idx) <= MAX_TRAIN_SAMPLE_ROWS:
+        return idx
+    pick = np.random.default_rng(data.config.seed).choice(len(idx), MAX_TRAIN_SAMPLE_ROWS, replace=False)
+    return idx[torch.from_numpy(np.sort(pick))]
+
+
 def _prediction_frame(model: TabularModel, data: PreparedData, device: torch.device) -> pd.DataFrame:
-    """Validation (and test) rows: raw features, targets, predictions and per-task gate weights."""
-    parts = []
-    for split in ("val", "test"):
-        if split in data.splits and len(data.splits[split]):
-            idx = data.splits[split][:MAX_STORED_PREDICTION_ROWS]
-            parts.append((split, idx))
-    if not parts:
-        parts = [("train", data.splits["train"][:MAX_STORED_PREDICTION_ROWS])]
+    """Validation and test rows and a sample of training rows: raw features, targets, predictions and
+    per-task gate weights, with ``_split`` saying which split each row is from."""
+    parts = [(split, data.splits[split][:MAX_STORED_PREDICTION_ROWS]) for split in ("val", "test")
+             if split in data.splits and len(data.splits[split])]
+    parts.append(("train", _train_sample(data)))
     frames = []
     for split, idx in parts:
         raw, gates = predict(model, data.x_num, data.x_cat, device=device, idx=idx)
@@ -103,7 +113,13 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     settings are ``data.config``). Bad data raises ``DataError`` before any run is created; a failure
     during training is recorded in the run (status failed) and returned, not raised.
     ``dataset``: the name shown for the data (default: the file's name); ``experiment``: (experiment id,
-    point index) when the run belongs to an experiment."""
+    point index) when the run belongs to an experiment.
+
+    Under torchrun (a joined process group, see ``mmoe.training.distributed``) every process calls this
+    with the same arguments; rank 0 stores the run, the others train their shards and store nothing."""
+    world = current_world()
+    if world is not None and not world.leader:
+        return _follow(data, model_config, train_config, callbacks, cancel_event)
     store = store or RunStore()
     store.require_writable()     # a read-only store refuses before the data is even read
     if isinstance(data, DataSource):
@@ -125,6 +141,8 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     summary["device"] = str(device)
     summary["schedule"] = schedule_text(train_config, n_train)
     summary["warnings"] = warnings
+    if world is not None:
+        summary["distributed"] = world.describe()
     run_id = store.create_run(name, dataset=dataset,
                               data_config=data_config.to_dict(), model_config=model_config.to_dict(),
                               train_config=train_config.to_dict(), data_summary=summary,
@@ -155,7 +173,8 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
         if keep and result.status == "cancelled":
             store.save_frame(run_id, PREDICTIONS, _prediction_frame(model, data, device))
         return RunSummary(run_id, result.status, result.epochs, result.train_seconds, result.samples_per_second,
-                          result.metrics, result.message, result.stop_reason, warnings, summary["schedule"])
+                          result.metrics, result.message, result.stop_reason, warnings, summary["schedule"],
+                          world.size if world is not None else 1)
     except Exception as e:  # recorded, not raised: the caller reports the run's status
         msg = f"{type(e).__name__}: {e}"
         epochs = result.epochs if result else 0
@@ -166,6 +185,21 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
                      samples_per_second=result.samples_per_second if result else 0.0, error=msg,
                      stop_reason=f"failed: {msg}")
         return RunSummary(run_id, "failed", epochs, message=msg, stop_reason=f"failed: {msg}")
+
+
+def _follow(data: PreparedData | DataSource, model_config: ModelConfig, train_config: TrainConfig,
+            callbacks: Sequence[Callback], cancel_event: threading.Event | None) -> RunSummary:
+    """A torchrun process other than rank 0: the same preparation, weights and schedule as rank 0, its
+    shard of every step, nothing stored (rank 0 stores the run)."""
+    if isinstance(data, DataSource):
+        data = prepare(data.source, data.config)
+    train_config = resolve_schedule(train_config, len(data.splits["train"]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_config.seed)
+        model = build_model(model_config, data)
+    result = fit(model, data, train_config, callbacks=callbacks, cancel_event=cancel_event)
+    return RunSummary(None, result.status, result.epochs, result.train_seconds, result.samples_per_second,
+                      result.metrics, result.message, result.stop_reason, world_size=current_world().size)
 
 
 def load_run(store: RunStore, run_id: int) -> tuple[TabularModel, Preprocessor]:

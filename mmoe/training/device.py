@@ -72,7 +72,8 @@ def auto_threads() -> int:
     and would leave a core idle after any other computation (the load average is the
     fallback where the kernel's runnable count is not readable).
 
-    ``MMOE_THREADS=N`` in the environment fixes the count instead (a shared machine, CI, tests).
+    ``MMOE_THREADS=N`` in the environment fixes the count instead (a shared machine, CI, tests). Under
+    torchrun the processes of one node share its cores evenly.
     """
     fixed = os.environ.get("MMOE_THREADS", "").strip()
     if fixed:
@@ -84,6 +85,9 @@ def auto_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    if local > 1:     # torchrun: this node's processes split its cores (and would count each other as busy)
+        return max(1, cores // local)
     busy = _busy_elsewhere()
     if busy is None:
         try:

@@ -28,6 +28,7 @@ from torch import nn
 from mmoe.config import TrainConfig
 from mmoe.training.callbacks import Callback, DivergenceGuard, EarlyStopping, TimeBudget, TrainState
 from mmoe.training.device import auto_threads, fits_on_device, resolve_device
+from mmoe.training.distributed import world as current_world
 from mmoe.training.evaluate import baseline_loss, evaluate
 from mmoe.training.schedule import resolve_schedule
 from mmoe.training.step import TrainStep
@@ -116,6 +117,16 @@ def deterministic_cuda():
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+def _agree(world, total, losses, share: float, stop: bool, cancel: bool):
+    """One all-reduce per step: the global batch's total and per-task losses (each shard's weighted by its
+    share of the rows) and whether any process asked to stop or was cancelled."""
+    t = losses.numel()
+    packed = torch.cat([total.reshape(1).float() * share, losses.float() * share,
+                        torch.tensor([float(stop), float(cancel)], device=losses.device)])
+    world.sum_(packed)
+    return packed[0], packed[1:1 + t], bool(packed[1 + t] > 0), bool(packed[2 + t] > 0)
+
+
 def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback] = (),
         cancel_event: threading.Event | None = None) -> FitResult:
     """Train ``model`` on ``data`` (a ``PreparedData``). Never returns without calling on_train_end.
@@ -134,11 +145,14 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
 
 def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback],
          cancel_event: threading.Event | None) -> FitResult:
+    world = current_world()            # data-parallel under torchrun (see ``distributed``), else None
     device = resolve_device(config.device)
+    if world is not None:
+        device = world.device(device)
     if device.type == "cpu":
         torch.set_num_threads(config.threads or auto_threads())
-    torch.manual_seed(config.seed)
-    gen = torch.Generator(device=device).manual_seed(config.seed)
+    torch.manual_seed(config.seed + (world.rank if world is not None else 0))   # dropout differs per shard
+    gen = torch.Generator(device=device).manual_seed(config.seed)   # the epoch permutations do not
     tasks = list(data.tasks)
     names = [t.column for t in tasks]
     # -- tensors to the device, once (or, if they would not fit, batch by batch) -----------
@@ -157,7 +171,7 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
 
     model.to(device)
     model.train()
-    step = TrainStep(model, tasks, config, device)
+    step = TrainStep(model, tasks, config, device, world=world)
     # the fused step takes categorical columns as table positions: converted once
     codes = step.fused.cat_codes(x_cat) if step.fused is not None else None
     state = TrainState(epochs=config.epochs, batches=batches, tasks=names, device=str(device), n_train=n_train)
@@ -168,7 +182,10 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                  *([TimeBudget(config.max_seconds)] if config.max_seconds is not None else []), *callbacks]
     sync_every = 1 if device.type == "cpu" else 50   # GPU: check the loss for NaN without a sync per batch
     cancelled = lambda: cancel_event is not None and cancel_event.is_set()  # noqa: E731
-    last = _LastEpoch(model, cancel_event is not None)
+    # data-parallel: the processes stop together, on the flags they exchange at each step and epoch end
+    # (see ``_agree``), never on a check only one of them made
+    may_stop = cancelled if world is None else (lambda: False)
+    last = _LastEpoch(model, cancel_event is not None or world is not None)
     touched = False      # weights changed since the last evaluated epoch (restored when cancelled)
 
     def cancel_now(epoch: int) -> None:
@@ -183,8 +200,8 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                 cb.on_epoch_begin(state)
             perm = train_idx[torch.randperm(n_train, generator=gen, device=device).to(home)]
             # one gather per epoch (in chunks, to be cancellable); batches are then contiguous slices (views)
-            xs = _gather(x_num, perm, cancelled)
-            cs = None if xs is None else _gather(codes if codes is not None else x_cat, perm, cancelled)
+            xs = _gather(x_num, perm, may_stop)
+            cs = None if xs is None else _gather(codes if codes is not None else x_cat, perm, may_stop)
             if cs is None:
                 cancel_now(epoch)
                 break
@@ -197,20 +214,25 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
             loss_sum = torch.zeros(len(tasks), device=device)
             t0 = time.perf_counter()
             for b in range(batches):
-                if cancelled():
+                if may_stop():
                     cancel_now(epoch)
                     break
                 touched = True
-                sl = slice(b * bs, (b + 1) * bs)
+                rows = min(bs, n_train - b * bs)        # the global batch's rows
+                lo, hi, share = world.share(rows) if world is not None else (0, rows, 1.0)
+                sl = slice(b * bs + lo, b * bs + hi)
                 batch = [xs[sl], cs[sl], *[y[sl] for y in y_ep], *[m[sl] for m in m_ep]]
                 if not resident:
                     batch = [t.to(device, non_blocking=True) for t in batch]
                 t_ = len(tasks)
                 if codes is not None:
-                    total, losses = step(batch[0], None, batch[2:2 + t_], batch[2 + t_:], codes=batch[1])
+                    total, losses = step(batch[0], None, batch[2:2 + t_], batch[2 + t_:], codes=batch[1], share=share)
                 else:
-                    total, losses = step(batch[0], batch[1], batch[2:2 + t_], batch[2 + t_:])
-                rows = min(bs, n_train - b * bs)
+                    total, losses = step(batch[0], batch[1], batch[2:2 + t_], batch[2 + t_:], share=share)
+                stop_all = cancel_all = False
+                if world is not None:   # the global batch's losses; stop or cancel if any process asked
+                    total, losses, stop_all, cancel_all = _agree(world, total, losses, share,
+                                                                 state.stop_requested, cancelled())
                 loss_sum += losses * rows
                 state.batch = b + 1
                 state.samples_seen += rows
@@ -220,9 +242,14 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                 now = time.perf_counter()
                 state.train_seconds += now - t0
                 t0 = now
+                if cancel_all:
+                    cancel_now(epoch)
+                    break
+                if stop_all and not state.stop_requested:
+                    state.request_stop("stopped together with another process that asked to stop")
                 for cb in callbacks:
                     cb.on_batch_end(state)
-                if state.stop_requested:
+                if stop_all or (world is None and state.stop_requested):
                     break
             if state.status == "cancelled":
                 break
@@ -242,7 +269,9 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                 metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size,
                                           bf16=step.autocast, rows=val_rows,
                                           forward=step.fused.forward if step.fused is not None else None,
-                                          stop=cancelled)
+                                          stop=may_stop)
+                if world is not None:     # the whole validation split on every process; rank 0's numbers decide
+                    metrics["val"] = world.from_leader(metrics["val"])
                 if metrics["val"] is None:     # cancelled while evaluating: the epoch is not counted
                     cancel_now(epoch)
                     break
@@ -255,6 +284,13 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                 cb.on_epoch_end(state)
             last.keep(epoch)
             touched = False
+            if world is not None:
+                stop_all, cancel_all = world.any(state.stop_requested, cancelled(), device=device)
+                if cancel_all:
+                    state.status, state.message = "cancelled", f"cancelled by the user after epoch {epoch}"
+                    break
+                if stop_all and not state.stop_requested:
+                    state.request_stop("stopped together with another process that asked to stop")
             if state.stop_requested:
                 break
         if state.status == "cancelled" and touched:

@@ -64,7 +64,7 @@ from mmoe.views.gates import (
     utilisation,
 )
 from mmoe.views.history import curves, ema, final_metrics_table, history_metrics
-from mmoe.views.runinfo import feature_columns, no_better_than_baseline, task_kinds
+from mmoe.views.runinfo import device_text, feature_columns, no_better_than_baseline, task_kinds
 
 __all__ = [
     "MAX_HEATMAP_ROWS",
@@ -78,6 +78,7 @@ __all__ = [
     "class_labels",
     "confusion",
     "curves",
+    "device_text",
     "dominant_expert",
     "ema",
     "entropy_history",

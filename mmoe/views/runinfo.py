@@ -57,3 +57,14 @@ def no_better_than_baseline(record) -> list[str]:
                 out.append(f"{task}: accuracy {m['accuracy']:.3f} — no better than always predicting the most "
                            f"frequent class ({share:.3f} of the rows)")
     return out
+
+
+def device_text(data_summary: Mapping | None) -> str:
+    """Where a run trained, in words: 'cpu', or 'cuda:0 · 2 processes (torchrun, nccl)'."""
+    summ = data_summary or {}
+    text = str(summ.get("device") or "")
+    dist = summ.get("distributed") or {}
+    n = int(dist.get("world_size") or 1)
+    if n > 1:
+        text = (f"{text} · " if text else "") + f"{n} processes (torchrun, {dist.get('backend', '?')})"
+    return text

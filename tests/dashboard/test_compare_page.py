@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
+from mmoe.runs.predictions import rows_of_split
 from mmoe.runs.runner import DataSource, run_training
 from mmoe.runs.store import RunStore
 
@@ -196,7 +197,7 @@ def test_selecting_runs_shows_comparisons(page):
             np.testing.assert_allclose(np.asarray(got["y"], float), want["value"].to_numpy(), rtol=1e-9)
         if arch == "shared-bottom":
             continue
-        frame = store.load_frame(rec.id, "predictions.parquet")
+        frame = rows_of_split(store.load_frame(rec.id, "predictions.parquet"), "val")   # what a run is judged on
         heat = figure(chart(at, f"compare.heat.{rec.id}"))["data"][0]
         stored_gates = frame[[f"gate:click:{e}" for e in heat["x"]]].to_numpy(float)   # the first task's
         z = np.asarray(heat["z"], float)

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from streamlit.testing.v1 import AppTest
 
 from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
+from mmoe.runs.predictions import rows_of_split
 from mmoe.runs.runner import DataSource, run_training
 from mmoe.runs.store import RunStore
 
@@ -75,11 +76,12 @@ def page(runs, monkeypatch):
 
 @pytest.fixture(scope="module")
 def stored(runs):
-    """What the store holds for the MMoE run: its record, history and predictions frame."""
+    """What the store holds for the MMoE run: its record, history and the validation rows of its predictions
+    (what Predictions and Gates show unless another split is picked)."""
     home, ids = runs
     s = RunStore(home)
     rid = ids["mmoe"]
-    out = s.get_run(rid), s.history(rid), s.load_frame(rid, "predictions.parquet")
+    out = s.get_run(rid), s.history(rid), rows_of_split(s.load_frame(rid, "predictions.parquet"), "val")
     s.close()
     return out
 
@@ -210,6 +212,31 @@ def test_gate_heatmaps_show_the_stored_gate_weights(page, stored):
                                    rtol=1e-6)
     at.radio(key="inspect.sim_method").set_value("cosine").run()
     assert not at.exception
+
+
+def test_the_split_picker_shows_the_training_sample(page, runs):
+    """Predictions and Gates show the validation rows first; picking the training split redraws them from
+    the stored training rows (this run has no test split, so the picker offers two)."""
+    open_page, ids = page
+    rid = ids["mmoe"]
+    s = RunStore(runs[0])
+    full = s.load_frame(rid, "predictions.parquet")
+    s.close()
+    at = open_page(rid, tab="Gates")
+    picker = at.radio(key="inspect.split")
+    assert picker.options == ["validation (40 rows)", "training (160 rows, sample)"]
+    assert any("All 40 validation rows" in c.value for c in at.caption)
+    picker.set_value("train").run()
+    assert not at.exception
+    assert any("All 160 training rows (a seeded sample of at most 20,000)" in c.value for c in at.caption)
+    train = rows_of_split(full, "train")
+    heat, targets = figure(chart(at, f"inspect.heat.{rid}.click"))["data"][:2]
+    pos = np.asarray(targets["customdata"]).reshape(-1, 3)[:, 0]
+    np.testing.assert_allclose(np.asarray(heat["z"], float), gates_of(train, "click", list(heat["x"]))[pos],
+                               rtol=1e-6)
+    at.session_state["inspect.tab"] = "Predictions"
+    at.run()
+    assert any("160 stored rows (training rows" in c.value for c in at.caption)
 
 
 def test_a_heatmap_sample_shows_its_stored_details(page, stored):
@@ -383,3 +410,24 @@ def test_inspect_follows_a_running_run(tmp_path, monkeypatch):
     at.run()
     assert not at.exception and not any("this page follows it" in i.value for i in at.info)
     assert "Why it stopped: all 2 epochs done" in [t.value for t in at.text]
+
+
+def test_inspect_shows_the_commands_that_train_the_run_again(page, stored):
+    """The command-line panel's commands, parsed by the real command line, give the stored run's settings
+    (its batch size and epochs as used, its seed), for one process and for torchrun."""
+    import shlex
+
+    from mmoe.cli import _configs, build_parser
+    from mmoe.config import DataConfig, ModelConfig, TrainConfig
+
+    open_page, ids = page
+    rec, _, _ = stored
+    at = open_page(ids["mmoe"])
+    codes = [c.value for c in at.code]
+    python = next(c for c in codes if c.startswith("python -m mmoe train"))
+    torchrun = next(c for c in codes if c.startswith("torchrun --standalone --nproc-per-node=2 -m mmoe train"))
+    for cmd, skip in ((python, 3), (torchrun, 5)):
+        a = build_parser().parse_args(shlex.split(cmd)[skip:])
+        dc, mc, tc = _configs(a)
+        assert dc == DataConfig.from_dict(rec.data_config) and mc == ModelConfig.from_dict(rec.model_config)
+        assert tc == TrainConfig.from_dict(rec.train_config)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mmoe.runs.predictions import rows_of_split
 from mmoe.runs.store import RunStore
 from mmoe.synthetic import click_like
 
@@ -223,7 +224,7 @@ def test_upload_train_inspect_compare(page, server, tmp_path):
     point = int(picked["points"][0])
     assert point % experts == 0, f"the click was in expert e0's column, plotly picked point {point}"
     store = RunStore(server.home)
-    stored = store.load_frame(1, "predictions.parquet")
+    stored = rows_of_split(store.load_frame(1, "predictions.parquet"), "val")    # the split shown by default
     store.close()
     assert int(row.input_value()) == int(stored["_row"].iloc[int(picked["customdata"][point])])
     no_exceptions(page, "Inspect, Gates tab")

@@ -14,6 +14,8 @@ from mmoe.cli import main as cli_main
 from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
 from mmoe.data import prepare
 from mmoe.runs.jobs import JobManager
+from mmoe.runs.predictions import rows_of_split
+from mmoe.runs import runner
 from mmoe.runs.runner import DataSource, load_run, predict_frame, run_training, submit_training
 from mmoe.runs.store import RunStore, StoreError
 from mmoe.training import Callback
@@ -62,9 +64,36 @@ def test_trained_run_reaches_its_quality(tiny_frame, mmoe_home):
     val_loss = h[(h["split"] == "val") & (h["task"] == "kind") & (h["metric"] == "loss")].set_index("epoch")["value"]
     assert val_loss[30] < 0.2 * val_loss[1]   # the stored curve shows the learning
     # the stored model scores its own validation rows as well as training reported
-    frame = store.load_frame(s.run_id, "predictions.parquet")
+    frame = rows_of_split(store.load_frame(s.run_id, "predictions.parquet"), "val")
     acc = (frame["pred:kind"] == tiny_frame.loc[frame["_row"], "kind"].to_numpy()).mean()
     assert acc == pytest.approx(s.metrics["kind"]["accuracy"])
+
+    # the training rows are stored too (all 160 here), and each split's rows score as that split
+    train = rows_of_split(store.load_frame(s.run_id, "predictions.parquet"), "train")
+    assert len(train) == 160 and not set(train["_row"]) & set(frame["_row"])
+    train_acc = (train["pred:kind"] == tiny_frame.loc[train["_row"], "kind"].to_numpy()).mean()
+    assert train_acc >= 0.9
+
+
+def test_stored_training_rows_are_a_seeded_bounded_sample(tiny_frame, mmoe_home, monkeypatch):
+    """A training split larger than the bound is stored as a sample of exactly that many distinct
+    training rows, drawn with the split seed: the same rows for the same split seed, other rows for another."""
+    monkeypatch.setattr(runner, "MAX_TRAIN_SAMPLE_ROWS", 50)
+    store = RunStore(mmoe_home)
+
+    def sample(split_seed: int, seed: int) -> list[int]:
+        s = run_training(DataSource(tiny_frame, DataConfig(tasks=TASKS, test_fraction=0.1, seed=split_seed)), MC,
+                         TrainConfig(epochs=1, batch_size=32, seed=seed), store=store)
+        frame = store.load_frame(s.run_id, "predictions.parquet")
+        assert frame["_split"].value_counts().to_dict() == {"val": 40, "test": 20, "train": 50}
+        rows = frame.loc[frame["_split"] == "train", "_row"].tolist()
+        held_out = set(frame.loc[frame["_split"] != "train", "_row"])
+        assert len(set(rows)) == 50 and not set(rows) & held_out
+        return rows
+
+    first = sample(3, 0)
+    assert sample(3, 1) == first          # the model seed does not move the sample
+    assert sample(4, 0) != first
 
 
 def test_background_job_progress_and_store(tiny_frame, mmoe_home, manager):
@@ -245,7 +274,7 @@ def test_cancelled_run_metrics_describe_the_stored_model(tiny_frame, mmoe_home):
     s = run_training(DataSource(tiny_frame, DataConfig(tasks=tasks)), MC, TrainConfig(epochs=10, batch_size=8, lr=0.05),
                      store=store, callbacks=[CancelMidEpoch()], cancel_event=cancel)
     assert s.status == "cancelled" and s.epochs == 2
-    frame = pd.read_parquet(store.artifact_dir(s.run_id) / "predictions.parquet")
+    frame = rows_of_split(pd.read_parquet(store.artifact_dir(s.run_id) / "predictions.parquet"), "val")
     y, p = frame["target:score"].to_numpy(float), frame["pred:score"].to_numpy(float)
     ok = ~np.isnan(y)
     rmse = float(np.sqrt(np.mean((y[ok] - p[ok]) ** 2)))

@@ -351,7 +351,8 @@ def test_three_cli_trainings_at_once_lose_nothing(tmp_path, tiny_frame):
             last.loc[last["metric"] == "auc", "value"].item())     # runs' rows are not mixed up
         assert all(store.has_artifact(rid, n) for n in ("model.pt", "model.json", "preprocessor.json",
                                                         "predictions.parquet"))
-        assert len(store.load_frame(rid, "predictions.parquet")) == rec.data_summary["splits"]["val"] > 0
+        stored = store.load_frame(rid, "predictions.parquet")["_split"].value_counts().to_dict()
+        assert stored == rec.data_summary["splits"] and stored["val"] > 0
         store.load_model_state(rid)
 
 
