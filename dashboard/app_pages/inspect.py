@@ -15,8 +15,8 @@ import streamlit as st
 
 from mmoe import views as A
 from mmoe.runs.artifacts import MODEL
-from mmoe.runs.predictions import (ROW, SPLIT, SPLIT_NAMES, pred_col, rows_of_split, rows_text, stored_splits,
-                                   target_col)
+from mmoe.runs.predictions import (ROW, SPLIT, SPLIT_NAMES, TRAIN_SAMPLE_ROWS, pred_col, rows_of_split, rows_text,
+                                   stored_splits, target_col)
 from mmoe.runs.status import ENDED_BADLY
 from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.formatting import chart_text, plain
@@ -432,7 +432,8 @@ def split_picker(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     counts = frame[SPLIT].astype(str).value_counts()
     split = st.radio("Rows shown in Predictions and Gates", found, horizontal=True, key="inspect.split",
                      format_func=lambda x: f"{SPLIT_NAMES.get(x, x)} ({counts.get(x, 0):,} rows"
-                                           + (", sample)" if x == "train" else ")"),
+                                           + (", sample)" if x == "train" and counts.get(x, 0) >= TRAIN_SAMPLE_ROWS
+                                              else ")"),
                      help="Judge a model on the validation (or test) rows; the training rows (a seeded sample "
                           "of at most 20,000) show what it fitted: a much better fit there than on validation "
                           "means it overfits.")

@@ -25,6 +25,7 @@ from mmoe.tasks import transform
 ROW, SPLIT = "_row", "_split"
 SPLITS = ("val", "test", "train")                 # the order a reader offers them in; the first present is
 SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}   # the one a run is judged on
+TRAIN_SAMPLE_ROWS = 20_000    # a stored run keeps at most this many training rows (a seeded sample)
 _GATE = re.compile(r"^gate:(?P<task>.+):e(?P<e>\d+)$")
 
 
@@ -105,9 +106,10 @@ def rows_of_split(frame: pd.DataFrame, split: str | None = None) -> pd.DataFrame
 def rows_text(frame: pd.DataFrame) -> str:
     """What a predictions frame's rows are, for captions: 'validation rows', 'validation and test rows', ..."""
     found = stored_splits(frame)
+    sampled = "train" in found and int((frame[SPLIT] == "train").sum()) >= TRAIN_SAMPLE_ROWS
     if found == ["train"]:
-        return "training rows (a seeded sample of at most 20,000)"
-    names = [SPLIT_NAMES.get(x, x) + (" (sample)" if x == "train" else "") for x in found]
+        return f"training rows (a seeded sample of {TRAIN_SAMPLE_ROWS:,})" if sampled else "training rows"
+    names = [SPLIT_NAMES.get(x, x) + (" (sample)" if x == "train" and sampled else "") for x in found]
     if not names:
         return "stored rows"
     return (", ".join(names[:-1]) + " and " if len(names) > 1 else "") + names[-1] + " rows"

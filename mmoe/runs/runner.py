@@ -20,7 +20,7 @@ from mmoe.config import DataConfig, ModelConfig, TrainConfig
 from mmoe.data import DataError, PreparedData, Preprocessor, prepare, prepare_for_prediction
 from mmoe.nn import TabularModel, build_model, count_parameters
 from mmoe.runs.artifacts import MODEL, MODEL_META, PREDICTIONS, PREPROCESSOR, damaged
-from mmoe.runs.predictions import ROW, decorate_predictions
+from mmoe.runs.predictions import ROW, TRAIN_SAMPLE_ROWS, decorate_predictions
 from mmoe.runs.status import ACTIVE, ENDED_BADLY
 from mmoe.runs.store import RunStore
 from mmoe.training import (
@@ -37,7 +37,7 @@ from mmoe.training import (
 from mmoe.training.distributed import world as current_world
 
 MAX_STORED_PREDICTION_ROWS = 200_000   # per validation / test split
-MAX_TRAIN_SAMPLE_ROWS = 20_000         # the training split is stored as a seeded sample of this many rows
+MAX_TRAIN_SAMPLE_ROWS = TRAIN_SAMPLE_ROWS   # the training split is stored as a seeded sample of at most this many
 
 
 @dataclass

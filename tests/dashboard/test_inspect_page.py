@@ -224,11 +224,11 @@ def test_the_split_picker_shows_the_training_sample(page, runs):
     s.close()
     at = open_page(rid, tab="Gates")
     picker = at.radio(key="inspect.split")
-    assert picker.options == ["validation (40 rows)", "training (160 rows, sample)"]
+    assert picker.options == ["validation (40 rows)", "training (160 rows)"]
     assert any("All 40 validation rows" in c.value for c in at.caption)
     picker.set_value("train").run()
     assert not at.exception
-    assert any("All 160 training rows (a seeded sample of at most 20,000)" in c.value for c in at.caption)
+    assert any("All 160 training rows, sorted" in c.value for c in at.caption)
     train = rows_of_split(full, "train")
     heat, targets = figure(chart(at, f"inspect.heat.{rid}.click"))["data"][:2]
     pos = np.asarray(targets["customdata"]).reshape(-1, 3)[:, 0]
@@ -236,7 +236,7 @@ def test_the_split_picker_shows_the_training_sample(page, runs):
                                rtol=1e-6)
     at.session_state["inspect.tab"] = "Predictions"
     at.run()
-    assert any("160 stored rows (training rows" in c.value for c in at.caption)
+    assert any("160 stored rows (training rows)" in c.value for c in at.caption)
 
 
 def test_a_heatmap_sample_shows_its_stored_details(page, stored):

@@ -353,3 +353,17 @@ def test_a_cancel_is_recorded_as_soon_as_the_weights_are_saved(tiny_frame, mmoe_
     seen.clear()
     assert run_training(data, MC, TrainConfig(epochs=1, batch_size=32), store=store).status == "finished"
     assert seen == [("running", True)]
+
+
+def test_captions_say_whether_the_training_rows_are_a_sample():
+    import pandas as pd
+
+    from mmoe.runs.predictions import TRAIN_SAMPLE_ROWS, rows_text
+
+    few = pd.DataFrame({"_split": ["val"] * 3 + ["train"] * 5})
+    many = pd.DataFrame({"_split": ["val"] * 3 + ["train"] * TRAIN_SAMPLE_ROWS})
+    assert rows_text(few) == "validation and training rows"
+    assert rows_text(many) == "validation and training (sample) rows"
+    assert rows_text(rows_of_split(many, "train")) == "training rows (a seeded sample of 20,000)"
+    assert rows_text(rows_of_split(few, "train")) == "training rows"
+    assert rows_text(rows_of_split(few)) == "validation rows"          # the evaluation split by default
