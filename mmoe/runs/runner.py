@@ -6,6 +6,7 @@ model and preprocessing back, and scoring a new frame with it.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,28 @@ class StoreCallback(Callback):
         self.store.log_epoch(self.run_id, state.epoch, state.epoch_metrics)
 
 
+def _prepare(source: "DataSource", store: RunStore | None):
+    if not source.stream:
+        return prepare(source.source, source.config)
+    from mmoe.data.stream_cache import prepare_streamed
+
+    home = store.home if store is not None else (os.environ.get("MMOE_HOME") or "runs")
+    return prepare_streamed(source.source, source.config, Path(home) / "cache")
+
+
+def _train_rows(data) -> int:
+    return int(data.split_counts["train"]) if getattr(data, "streamed", False) else len(data.splits["train"])
+
+
+def _streamed_predictions(model: TabularModel, data, device: torch.device) -> pd.DataFrame:
+    """A streamed table's stored predictions: its first validation rows (at most PREDICTION_ROWS), kept raw."""
+    frame = data.sample()
+    pre = data.preprocessor
+    x_num, x_cat = pre.transform_features(frame)
+    raw, gates = predict(model, x_num, x_cat, device=device)
+    return decorate_predictions(frame, pre, raw, gates, split="val", y=pre.transform_targets(frame))
+
+
 def _train_sample(data: PreparedData) -> torch.Tensor:
     """At most MAX_TRAIN_SAMPLE_ROWS training rows, drawn with the split's seed (the same rows every time)."""
     idx = data.splits["train"]
@@ -77,6 +100,8 @@ def _train_sample(data: PreparedData) -> torch.Tensor:
 def _prediction_frame(model: TabularModel, data: PreparedData, device: torch.device) -> pd.DataFrame:
     """Validation and test rows and a sample of training rows: raw features, targets, predictions and
     per-task gate weights, with ``_split`` saying which split each row is from."""
+    if getattr(data, "streamed", False):
+        return _streamed_predictions(model, data, device)
     parts = [(split, data.splits[split][:MAX_STORED_PREDICTION_ROWS]) for split in ("val", "test")
              if split in data.splits and len(data.splits[split])]
     parts.append(("train", _train_sample(data)))
@@ -98,6 +123,7 @@ class DataSource:
 
     source: Any
     config: DataConfig
+    stream: bool = False          # a table larger than memory: read in blocks, cached on disk (``--stream``)
 
     @property
     def name(self) -> str:
@@ -124,11 +150,11 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     store.require_writable()     # a read-only store refuses before the data is even read
     if isinstance(data, DataSource):
         dataset = dataset or data.name
-        data = prepare(data.source, data.config)
+        data = _prepare(data, store)
     dataset = dataset or data.source.get("filename") or "dataframe"
     data_config = data.config
     # an automatic batch size / number of epochs is chosen now, from the training rows, and stored as used
-    n_train = len(data.splits["train"])
+    n_train = _train_rows(data)
     warnings = schedule_warnings(train_config, n_train)
     train_config = resolve_schedule(train_config, n_train)
     device = resolve_device(train_config.device)
@@ -192,8 +218,8 @@ def _follow(data: PreparedData | DataSource, model_config: ModelConfig, train_co
     """A torchrun process other than rank 0: the same preparation, weights and schedule as rank 0, its
     shard of every step, nothing stored (rank 0 stores the run)."""
     if isinstance(data, DataSource):
-        data = prepare(data.source, data.config)
-    train_config = resolve_schedule(train_config, len(data.splits["train"]))
+        data = _prepare(data, None)
+    train_config = resolve_schedule(train_config, _train_rows(data))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)
         model = build_model(model_config, data)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from mmoe.tasks import compute_metrics, masked_loss, transform
 
 
-def _gate_entropy(gates: Tensor) -> Tensor:
+def gate_entropy(gates: Tensor) -> Tensor:
     """Mean entropy (nats) of each task's gate distribution. gates [t, n, e] -> [t]."""
     g = gates.float().clamp_min(1e-12)
     return -(g * g.log()).sum(-1).mean(-1)
@@ -76,13 +76,21 @@ def evaluate(model: nn.Module, data, idx: Tensor, *, device: torch.device, batch
     if scored is None:
         return None
     raw, gates = scored
-    out: dict[str, dict[str, float]] = {}
     idx_cpu = idx.cpu()
+    ys = {n: data.y[n].cpu()[idx_cpu] for n in data.y}
+    ms = {n: data.mask[n].cpu()[idx_cpu] for n in data.mask}
+    entropy = gate_entropy(gates).tolist() if gates is not None else None
+    return task_metrics(data, raw, ys, ms, entropy)
+
+
+def task_metrics(data, raw: dict[str, Tensor], ys: dict[str, Tensor], masks: dict[str, Tensor],
+                 entropy: list[float] | None) -> dict[str, dict[str, float]]:
+    """Loss and metrics per task from the raw outputs of some rows and their targets; ``entropy``: the mean
+    gate entropy per task over those rows (None without gates)."""
+    out: dict[str, dict[str, float]] = {}
     for t, spec in enumerate(data.tasks):
         name = spec.column
-        y = data.y[name].cpu()[idx_cpu]
-        m = data.mask[name].cpu()[idx_cpu]
-        r = raw[name]
+        y, m, r = ys[name], masks[name], raw[name]
         scale = data.preprocessor.target_scale(name)
         pred = transform(spec.kind, r[m], scale).numpy()
         y_true = y[m].numpy()
@@ -91,8 +99,8 @@ def evaluate(model: nn.Module, data, idx: Tensor, *, device: torch.device, batch
         # no labelled row of this task in the split: no loss and no metrics (not NaN, which means diverged)
         metrics = ({"loss": float(masked_loss(spec.kind, r, y, m)),
                     **compute_metrics(spec.kind, y_true, pred, data.task_dims[name])} if m.any() else {})
-        if gates is not None:
-            metrics["gate_entropy"] = float(_gate_entropy(gates[t:t + 1])[0])
+        if entropy is not None:
+            metrics["gate_entropy"] = float(entropy[t])
         out[name] = metrics
     return out
 

@@ -132,13 +132,17 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
     """Train ``model`` on ``data`` (a ``PreparedData``). Never returns without calling on_train_end.
 
     On the CPU, torch's intra-op threads are set for the run (``config.threads`` or
-    ``auto_threads()``) and put back to what they were afterwards."""
+    ``auto_threads()``) and put back to what they were afterwards. A table on disk (``StreamedData``,
+    ``--stream``) trains block by block (``streamed.fit_blocks``)."""
+    run = _fit
+    if getattr(data, "streamed", False):
+        from mmoe.training.streamed import fit_blocks as run   # the same contract, from disk
     if resolve_device(config.device).type != "cpu":   # (a GPU run leaves the CPU threads alone)
         with deterministic_cuda():
-            return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
+            return run(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
     threads = torch.get_num_threads()
     try:
-        return _fit(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
+        return run(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
     finally:
         torch.set_num_threads(threads)
 

@@ -102,3 +102,14 @@ def test_a_stop_or_cancel_on_one_process_ends_both_on_the_same_step(tmp_path, ho
         assert (rank["status"], rank["epochs"]) == (status, epochs), rank["message"]
     assert ranks[0]["weights"] == ranks[1]["weights"]
     assert ranks[0]["metrics"] == ranks[1]["metrics"]
+
+
+def test_stream_under_torchrun_is_refused_on_every_process(tmp_path):
+    from frames import make_tiny_frame
+
+    csv = tmp_path / "tiny.csv"
+    make_tiny_frame().to_csv(csv, index=False)
+    r = _launch(["-m", "mmoe", "train", "--data", csv, *TASKS, "--stream", "--store", tmp_path / "s", "--quiet"],
+                tmp_path)
+    assert r.returncode != 0 and "--stream under torchrun is not supported yet" in r.stderr
+    assert not (tmp_path / "s").exists()
