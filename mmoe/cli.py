@@ -227,9 +227,6 @@ def cmd_train(a) -> int:
 
     stream = a.stream or path.is_dir() or _starts_with(path, b"PAR1")     # Parquet: always streamed
     world = join_from_env(tc.device)      # under torchrun: one of several processes training one model
-    if world is not None and stream:
-        leave()
-        raise BadInput("--stream under torchrun is not supported yet: train a streamed table in one process")
     try:
         store = RunStore(a.store) if world is None or world.leader else None
         with cancel_on_signals(threading.Event()) as cancel:

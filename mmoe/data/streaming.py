@@ -16,6 +16,8 @@ the prepared tensors written once to a cache of flat files beside the run store,
    modification time) with the same settings reuses it.
 
 Bad input deep inside a file gets the in-memory reader's message with its row and line number.
+Under torchrun every process prepares (or finds) the same cache; the first to finish renames it into
+place and the others use it. Training then reads every world-size-th block (``training.streamed``).
 """
 from __future__ import annotations
 

@@ -113,6 +113,17 @@ class _TaskScore:
             self.logloss -= float(np.log(p[np.arange(len(yi)), yi]).sum())
             self.cm += np.bincount(yi * self.k + p.argmax(1), minlength=self.k * self.k).reshape(self.k, self.k)
 
+    def reduce(self, world, device) -> None:
+        """Sum this accumulator over the processes (each scored its own blocks)."""
+        scalars = world.sum_(torch.tensor([self.n, self.loss, self.logloss, self.correct, self.sse, self.sae,
+                                           self.sy, self.syy], dtype=torch.float64, device=device)).tolist()
+        self.n, self.correct = int(scalars[0]), int(scalars[3])
+        self.loss, self.logloss, self.sse, self.sae, self.sy, self.syy = (scalars[1], scalars[2], *scalars[4:])
+        for name in ("hist", "cm"):
+            a = getattr(self, name)
+            if a is not None:
+                setattr(self, name, world.sum_(torch.from_numpy(a).to(device)).cpu().numpy())
+
     def result(self) -> dict[str, float]:
         if not self.n:
             return {}
@@ -138,12 +149,14 @@ class _TaskScore:
         return out
 
 
-def _evaluate(model, data, step: TrainStep, device, stop) -> dict | None:
-    """Every validation row, block by block: the metrics of ``_TaskScore`` and the mean gate entropy."""
+def _evaluate(model, data, step: TrainStep, device, stop, world=None) -> dict | None:
+    """Every validation row, block by block: the metrics of ``_TaskScore`` and the mean gate entropy. Under
+    torchrun each process scores every world-size-th block and the accumulators are summed."""
     scores = {t.column: _TaskScore(t, data.task_dims[t.column], data.preprocessor.target_scale(t.column))
               for t in data.tasks}
-    ent_sum, rows = None, 0
-    for b in range(data.n_blocks):
+    ent_sum, rows = torch.zeros(len(scores), dtype=torch.float64), 0
+    mine = range(data.n_blocks) if world is None else range(world.rank, data.n_blocks, world.size)
+    for b in mine:
         if stop():
             return None
         blk = data.block(b)
@@ -161,11 +174,15 @@ def _evaluate(model, data, step: TrainStep, device, stop) -> dict | None:
         for name, sc in scores.items():
             sc.add(out[name], blk["y"][name][idx], blk["mask"][name][idx])
         if gates is not None:
-            e = gate_entropy(gates).double() * len(idx)
-            ent_sum = e if ent_sum is None else ent_sum + e
+            ent_sum += gate_entropy(gates).double() * len(idx)
         rows += len(idx)
+    if world is not None:
+        for sc in scores.values():
+            sc.reduce(world, device)
+        packed = world.sum_(torch.cat([ent_sum, torch.tensor([float(rows)], dtype=torch.float64)]).to(device)).cpu()
+        ent_sum, rows = packed[:-1], int(packed[-1])
     res = {name: sc.result() for name, sc in scores.items()}
-    if ent_sum is not None:
+    if hasattr(model, "gate"):       # MMoE / OMoE (Shared-Bottom has no gate), the same on every process
         for t, name in enumerate(scores):
             res[name]["gate_entropy"] = float(ent_sum[t] / max(rows, 1))
     return res
@@ -173,15 +190,16 @@ def _evaluate(model, data, step: TrainStep, device, stop) -> dict | None:
 
 def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback] = (),
                cancel_event: threading.Event | None = None):
-    from mmoe.training.loop import FitResult, _LastEpoch, _finite_or_raise, stop_reason
+    from mmoe.training.loop import FitResult, _agree, _finite_or_raise, _LastEpoch, stop_reason
 
-    if current_world() is not None:
-        raise ValueError("--stream under torchrun is not supported yet: train a streamed table in one process")
+    world = current_world()      # torchrun: each process reads every world-size-th block of the epoch's order
     device = resolve_device(config.device)
+    if world is not None:
+        device = world.device(device)
     if device.type == "cpu":
         torch.set_num_threads(config.threads or auto_threads())
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed + (world.rank if world is not None else 0))
+    gen = torch.Generator().manual_seed(config.seed)      # the same block order on every process
     tasks, names = list(data.tasks), [t.column for t in data.tasks]
     n_train = int(data.split_counts["train"])
     config = resolve_schedule(config, n_train)
@@ -189,27 +207,39 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
     batches = max(1, math.ceil(n_train / bs))
     model.to(device)
     model.train()
-    step = TrainStep(model, tasks, config, device)
+    step = TrainStep(model, tasks, config, device, world=world)
+    size = world.size if world is not None else 1
+    local_bs = max(1, math.ceil(bs / size))      # each process's part of the global batch
     state = TrainState(epochs=config.epochs, batches=batches, tasks=names, device=str(device), n_train=n_train)
     callbacks = [DivergenceGuard(_baseline(data)), EarlyStopping(model, config.early_stopping_patience),
                  *([TimeBudget(config.max_seconds)] if config.max_seconds is not None else []), *callbacks]
     cancelled = lambda: cancel_event is not None and cancel_event.is_set()  # noqa: E731
-    last = _LastEpoch(model, cancel_event is not None)
+    last = _LastEpoch(model, cancel_event is not None or world is not None)
+    spare = None             # one training row: what a process that ran out of rows computes on (weight 0)
+    if world is not None:
+        for b in range(data.n_blocks):
+            blk = data.block(b)
+            tr = np.flatnonzero(blk["split"] == SPLIT_CODES["train"])[:1]
+            if len(tr):
+                spare = [blk["x_num"][tr], blk["x_cat"][tr], *[blk["y"][n][tr] for n in names],
+                         *[blk["mask"][n][tr] for n in names]]
+                break
     touched = False
 
     def batches_of_epoch():
-        """(x_num, x_cat, ys, masks) batches of ``bs`` rows over the blocks in a seeded order."""
+        """(x_num, x_cat, ys, masks) batches of ``local_bs`` rows over this process's blocks in a seeded order."""
         carry = None
-        for b in torch.randperm(data.n_blocks, generator=gen).tolist():
+        order = torch.randperm(data.n_blocks, generator=gen).tolist()
+        for b in order[world.rank::size] if world is not None else order:
             blk = data.block(b)
             tr = torch.from_numpy(np.flatnonzero(blk["split"] == SPLIT_CODES["train"]))
             tr = tr[torch.randperm(len(tr), generator=gen)]
             part = [blk["x_num"][tr], blk["x_cat"][tr], *[blk["y"][n][tr] for n in names],
                     *[blk["mask"][n][tr] for n in names]]
             carry = part if carry is None else [torch.cat([c, p]) for c, p in zip(carry, part)]
-            while len(carry[0]) >= bs:
-                yield [c[:bs] for c in carry]
-                carry = [c[bs:] for c in carry]
+            while len(carry[0]) >= local_bs:
+                yield [c[:local_bs] for c in carry]
+                carry = [c[local_bs:] for c in carry]
         if carry is not None and len(carry[0]):
             yield carry
 
@@ -223,8 +253,19 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
             loss_sum = torch.zeros(len(tasks), device=device)
             seen = 0
             t0 = time.perf_counter()
-            for batch in batches_of_epoch():
-                if cancelled():
+            stream = batches_of_epoch()
+            while True:
+                batch = next(stream, None)
+                share, rows = 1.0, 0 if batch is None else len(batch[0])
+                if world is not None:     # every process takes part in every step, with or without rows
+                    rows = int(world.sum_(torch.tensor([float(rows)], device=device)).item())
+                    if rows == 0:
+                        break
+                    share = 0.0 if batch is None else len(batch[0]) / rows
+                    batch = batch if batch is not None else spare
+                elif batch is None:
+                    break
+                if world is None and cancelled():
                     state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
                     break
                 touched = True
@@ -233,10 +274,13 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
                 xb = batch[0]
                 if step.fused is not None:
                     codes = step.fused.cat_codes(batch[1])
-                    total, losses = step(xb, None, batch[2:2 + t_], batch[2 + t_:], codes=codes)
+                    total, losses = step(xb, None, batch[2:2 + t_], batch[2 + t_:], codes=codes, share=share)
                 else:
-                    total, losses = step(xb, batch[1], batch[2:2 + t_], batch[2 + t_:])
-                rows = len(xb)
+                    total, losses = step(xb, batch[1], batch[2:2 + t_], batch[2 + t_:], share=share)
+                stop_all = cancel_all = False
+                if world is not None:
+                    total, losses, stop_all, cancel_all = _agree(world, total, losses, share,
+                                                                 state.stop_requested, cancelled())
                 loss_sum += losses * rows
                 seen += rows
                 state.batch += 1
@@ -247,16 +291,21 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
                 now = time.perf_counter()
                 state.train_seconds += now - t0
                 t0 = now
+                if cancel_all:
+                    state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
+                    break
+                if stop_all and not state.stop_requested:
+                    state.request_stop("stopped together with another process that asked to stop")
                 for cb in callbacks:
                     cb.on_batch_end(state)
-                if state.stop_requested:
+                if stop_all or (world is None and state.stop_requested):
                     break
             if state.status == "cancelled":
                 break
             train_loss = (loss_sum / max(seen, 1)).tolist()
             _finite_or_raise(sum(train_loss), f"epoch {epoch}")
             metrics = {"train": {n: {"loss": v} for n, v in zip(names, train_loss)}}
-            val = _evaluate(model, data, step, device, cancelled)
+            val = _evaluate(model, data, step, device, cancelled if world is None else (lambda: False), world)
             if val is None:
                 state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
                 break
@@ -269,6 +318,13 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
                 cb.on_epoch_end(state)
             last.keep(epoch)
             touched = False
+            if world is not None:
+                stop_all, cancel_all = world.any(state.stop_requested, cancelled(), device=device)
+                if cancel_all:
+                    state.status, state.message = "cancelled", f"cancelled by the user after epoch {epoch}"
+                    break
+                if stop_all and not state.stop_requested:
+                    state.request_stop("stopped together with another process that asked to stop")
             if state.stop_requested:
                 break
         if state.status == "cancelled" and touched:

@@ -104,12 +104,29 @@ def test_a_stop_or_cancel_on_one_process_ends_both_on_the_same_step(tmp_path, ho
     assert ranks[0]["metrics"] == ranks[1]["metrics"]
 
 
-def test_stream_under_torchrun_is_refused_on_every_process(tmp_path):
+def test_a_streamed_table_trains_on_two_processes_each_reading_its_own_blocks(tmp_path):
+    """--stream under torchrun: the cache's blocks are dealt out (3 blocks: rank 0 reads two, rank 1 one, and
+    rank 1 runs out of rows first), one run is stored, and its validation metrics cover every validation
+    row: the stored model, scored alone over the whole cache, gives the same numbers."""
+    import torch
     from frames import make_tiny_frame
 
-    csv = tmp_path / "tiny.csv"
-    make_tiny_frame().to_csv(csv, index=False)
-    r = _launch(["-m", "mmoe", "train", "--data", csv, *TASKS, "--stream", "--store", tmp_path / "s", "--quiet"],
-                tmp_path)
-    assert r.returncode != 0 and "--stream under torchrun is not supported yet" in r.stderr
-    assert not (tmp_path / "s").exists()
+    from mmoe.config import DataConfig, TrainConfig
+    from mmoe.data.stream_cache import StreamedData
+    from mmoe.runs.runner import load_run
+    from mmoe.training.step import TrainStep
+    from mmoe.training.streamed import _evaluate
+
+    csv = tmp_path / "big.csv"
+    make_tiny_frame(140_000).to_csv(csv, index=False)
+    two = _train(csv, tmp_path / "two", tmp_path, "--stream", "--epochs", "2", "--batch-size", "512", nproc=2)
+    assert two["world_size"] == 2 and two["status"] == "finished"
+    assert two["metrics"]["click"]["auc"] > 0.9
+    store = RunStore(tmp_path / "two")
+    [rec] = store.list_runs()
+    assert rec.data_summary["streamed"]["blocks"] == 3 and rec.data_summary["distributed"]["world_size"] == 2
+    model, _ = load_run(store, rec.id)
+    data = StreamedData(rec.data_summary["streamed"]["cache"], DataConfig.from_dict(rec.data_config))
+    step = TrainStep(model, list(data.tasks), TrainConfig(precision="fp32"), torch.device("cpu"))
+    alone = _evaluate(model, data, step, torch.device("cpu"), lambda: False)
+    _close(rec.final_metrics, alone, rel=1e-5)
