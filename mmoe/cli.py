@@ -230,8 +230,8 @@ def cmd_train(a) -> int:
     try:
         store = RunStore(a.store) if world is None or world.leader else None
         with cancel_on_signals(threading.Event()) as cancel:
-            summary = run_training(DataSource(path, dc, stream=stream), mc, tc, store=store, name=a.name,
-                                   dataset=path.name,
+            summary = run_training(DataSource(path, dc, stream=stream, store=a.store), mc, tc, store=store,
+                                   name=a.name, dataset=path.name,
                                    callbacks=[ProgressBar(not a.quiet and sys.stderr.isatty() and store is not None)],
                                    cancel_event=cancel)
     finally:

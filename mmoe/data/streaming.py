@@ -16,8 +16,8 @@ the prepared tensors written once to a cache of flat files beside the run store,
    modification time) with the same settings reuses it.
 
 Bad input deep inside a file gets the in-memory reader's message with its row and line number.
-Under torchrun every process prepares (or finds) the same cache; the first to finish renames it into
-place and the others use it. Training then reads every world-size-th block (``training.streamed``).
+Under torchrun rank 0 prepares the cache while the other processes wait, then they open it; training
+reads every world-size-th block (``training.streamed``).
 """
 from __future__ import annotations
 
@@ -349,10 +349,19 @@ def _fresh_dir(root: Path) -> Path:
     return tmp
 
 
+STALE_SECONDS = 3600
+
+
 def remove_partial(root: Path) -> None:
-    """Temporary folders a killed preparation left behind."""
+    """Temporary folders a killed preparation left behind (untouched for an hour: not one being written now)."""
+    import time
+
     for p in root.glob(".tmp-*"):
-        shutil.rmtree(p, ignore_errors=True)
+        try:
+            if time.time() - p.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
 
 
 __all__: list[Any] = ["StreamSource", "row_splits", "fit_streamed", "cache_key", "SPLIT_CODES"]

@@ -6,7 +6,6 @@ model and preprocessing back, and scoring a new frame with it.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from mmoe.nn import TabularModel, build_model, count_parameters
 from mmoe.runs.artifacts import MODEL, MODEL_META, PREDICTIONS, PREPROCESSOR, damaged
 from mmoe.runs.predictions import ROW, TRAIN_SAMPLE_ROWS, decorate_predictions
 from mmoe.runs.status import ACTIVE, ENDED_BADLY
-from mmoe.runs.store import RunStore
+from mmoe.runs.store import RunStore, store_home
 from mmoe.training import (
     Callback,
     FitResult,
@@ -67,12 +66,21 @@ class StoreCallback(Callback):
 
 
 def _prepare(source: "DataSource", store: RunStore | None):
+    """In memory, or (``stream``) the table's cache in the store. Under torchrun rank 0 writes the cache while
+    the others wait, then they open it (give every node the same --store on a shared folder)."""
     if not source.stream:
         return prepare(source.source, source.config)
     from mmoe.data.stream_cache import prepare_streamed
 
-    home = store.home if store is not None else (os.environ.get("MMOE_HOME") or "runs")
-    return prepare_streamed(source.source, source.config, Path(home) / "cache")
+    root = (store.home if store is not None else store_home(source.store)) / "cache"
+    world = current_world()
+    if world is not None and not world.leader:
+        world.barrier()
+        return prepare_streamed(source.source, source.config, root)
+    data = prepare_streamed(source.source, source.config, root)
+    if world is not None:
+        world.barrier()
+    return data
 
 
 def _train_rows(data) -> int:
@@ -124,6 +132,7 @@ class DataSource:
     source: Any
     config: DataConfig
     stream: bool = False          # a table larger than memory: read in blocks, cached on disk (``--stream``)
+    store: str | None = None      # where that cache goes when no RunStore is open (torchrun's other ranks)
 
     @property
     def name(self) -> str:

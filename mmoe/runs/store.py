@@ -147,6 +147,11 @@ def _now() -> str:
 
 # ----------------------------------------------------------------------------- store
 
+def store_home(home: str | os.PathLike | None = None) -> Path:
+    """The run store's folder: ``home``, else ``$MMOE_HOME``, else ./runs (resolved; nothing is opened)."""
+    return Path(home if home is not None else (os.environ.get("MMOE_HOME") or "runs")).expanduser().resolve()
+
+
 class RunStore(ConnectionIO, ArtifactIO, ExperimentIO, RunFileIO, RunsTableIO):
     """SQLite-backed run registry with one artifact folder per run. Thread-safe.
 
@@ -155,8 +160,7 @@ class RunStore(ConnectionIO, ArtifactIO, ExperimentIO, RunFileIO, RunsTableIO):
     it, a damaged index and a missing or emptied one beside run folders, and changes nothing then."""
 
     def __init__(self, home: str | os.PathLike | None = None, *, read_only: bool | None = None):
-        home = home if home is not None else (os.environ.get("MMOE_HOME") or "runs")
-        self.home = Path(home).expanduser().resolve()
+        self.home = store_home(home)
         if not self.home.is_dir():
             try:
                 self.home.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,9 @@ class World:
         t = torch.tensor([float(f) for f in flags], device=device)
         return [bool(v > 0) for v in self.sum_(t).tolist()]
 
+    def barrier(self) -> None:
+        dist.barrier()
+
     def from_leader(self, obj):
         """Rank 0's ``obj`` (picklable) on every process."""
         box = [obj]

@@ -139,10 +139,16 @@ def test_a_failure_while_writing_leaves_no_cache(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         prepare_streamed(path, CONFIG, tmp_path / "cache")
     assert not list((tmp_path / "cache").iterdir())
-    (tmp_path / "cache" / ".tmp-leftover").mkdir()          # a killed preparation's folder: removed next time
+    import os
+    import time
+
+    old, fresh = tmp_path / "cache" / ".tmp-killed", tmp_path / "cache" / ".tmp-being-written"
+    old.mkdir()
+    fresh.mkdir()
+    os.utime(old, (time.time() - 2 * streaming.STALE_SECONDS,) * 2)   # a killed preparation's, an hour ago
     monkeypatch.undo()
     prepare_streamed(path, CONFIG, tmp_path / "cache")
-    assert not (tmp_path / "cache" / ".tmp-leftover").exists()
+    assert not old.exists() and fresh.exists()        # another process's preparation in progress is left alone
 
 
 def test_train_stream_end_to_end_from_the_command_line(tmp_path, small_blocks, capsys):

@@ -125,6 +125,8 @@ def test_a_streamed_table_trains_on_two_processes_each_reading_its_own_blocks(tm
     store = RunStore(tmp_path / "two")
     [rec] = store.list_runs()
     assert rec.data_summary["streamed"]["blocks"] == 3 and rec.data_summary["distributed"]["world_size"] == 2
+    assert len(list((tmp_path / "two" / "cache").iterdir())) == 1       # rank 0 wrote it, rank 1 waited and read it
+    assert not (tmp_path / "default-store").exists()
     model, _ = load_run(store, rec.id)
     data = StreamedData(rec.data_summary["streamed"]["cache"], DataConfig.from_dict(rec.data_config))
     step = TrainStep(model, list(data.tasks), TrainConfig(precision="fp32"), torch.device("cpu"))
