@@ -7,6 +7,8 @@ dict (saved per dataset key) and writes such a dict back before the widgets are 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from mmoe.runs.datasets import DatasetShelf
@@ -15,6 +17,7 @@ from mmoe.views.commands import train_commands
 from mmoe.views.formatting import plain
 from mmoe.views.datasets import BUILTINS
 from mmoe.views.presets import run_data_choices, run_widget_values
+from mmoe_dashboard.server_file import KEY_PREFIX, SERVER_FILE
 from mmoe_dashboard.state import page, store
 
 TRAIN_PREFIX = "train."
@@ -138,6 +141,12 @@ def source_of(record: RunRecord) -> tuple[str | None, str]:
     key, ds_id = src.get("dataset_key"), src.get("dataset_id")
     if ds_id and shelf().exists(ds_id):
         return f"dataset:{ds_id}", ""
+    if not key and (record.data_summary or {}).get("streamed") and src.get("path"):
+        key = KEY_PREFIX + str(src["path"])          # a streamed file on the server
+    if key and key.startswith(KEY_PREFIX):
+        if Path(key[len(KEY_PREFIX):]).exists():
+            return key, ""
+        return None, f"the file this run trained on ({key[len(KEY_PREFIX):]}) is no longer on the server"
     if key and (key.startswith("builtin:") or key.startswith("synthetic:")):
         return key, ""
     builtin = next((b for b in BUILTINS if b.file and b.file == record.dataset), None)
@@ -150,7 +159,9 @@ def source_of(record: RunRecord) -> tuple[str | None, str]:
 def select_source(key: str) -> None:
     """Point the Data page's source controls at dataset ``key``."""
     ss = st.session_state
-    if key.startswith("dataset:"):
+    if key.startswith(KEY_PREFIX):
+        ss["data.source"], ss["data.server_path"] = SERVER_FILE, key[len(KEY_PREFIX):]
+    elif key.startswith("dataset:"):
         ss["data.source"], ss["data.recent"] = "Recent dataset", key.split(":", 1)[1]
     elif key.startswith("builtin:"):
         file = key.split(":", 1)[1]
@@ -187,6 +198,8 @@ def data_argument(key: str | None, name: str) -> tuple[str, str]:
     """(the ``--data`` argument for the Data page's dataset ``key``, a step to run first or a note)."""
     if key and key.startswith("dataset:") and shelf().exists(key.split(":", 1)[1]):
         return str(shelf().data_file(key.split(":", 1)[1])), ""
+    if key and key.startswith(KEY_PREFIX):
+        return key[len(KEY_PREFIX):], ""
     if key and key.startswith("builtin:"):
         b = next((b for b in BUILTINS if b.file == key.split(":", 1)[1]), None)
         if b is not None and b.path is not None:
@@ -199,11 +212,11 @@ def data_argument(key: str | None, name: str) -> tuple[str, str]:
 
 
 def command_panel(data_config, model_config, train_config, key: str | None, name: str, *,
-                  what: str = "this run") -> None:
+                  what: str = "this run", stream: bool = False) -> None:
     """The ``python -m mmoe train`` and ``torchrun`` commands for ``what``, to copy."""
     with st.expander("The same run from the command line (one process, or torchrun)"):
         path, note = data_argument(key, name)
-        cmds = train_commands(data_config, model_config, train_config, path)
+        cmds = train_commands(data_config, model_config, train_config, path, stream=stream)
         st.caption(f"Train {what} from a shell, e.g. on the full table or on a machine with more GPUs or cores "
                    "(add --store DIR to choose the run store). torchrun: one model on N processes, data-parallel; "
                    "--batch-size stays the global batch.")

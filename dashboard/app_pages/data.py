@@ -35,10 +35,11 @@ from mmoe_dashboard.continuity import (
     select_source,
     shelf,
 )
+from mmoe_dashboard.server_file import SERVER_FILE, server_file_source
 from mmoe_dashboard.state import DATA_KEY, page, store
 
 KEEP = "session"   # widget values survive page switches
-SOURCES = ["Upload a CSV", "Recent dataset", "Built-in dataset"]
+SOURCES = ["Upload a CSV", "Recent dataset", "Built-in dataset", SERVER_FILE]
 
 
 # ------------------------------------------------------------------------------------- cached work
@@ -146,6 +147,7 @@ def main() -> None:
     name = key = ""
     suggested: dict = {}
     suggested_drop: tuple = ()
+    facts: dict = {}          # a file on the server: its path, size, whether it is streamed
 
     if source == "Upload a CSV":
         n = st.session_state.setdefault("data.upload_n", 0)
@@ -159,6 +161,8 @@ def main() -> None:
         else:
             st.info("Upload a CSV file, or choose a recent or a built-in dataset above.")
         st.stop()
+    elif source == SERVER_FILE:
+        df, name, key, facts = server_file_source()
     elif source == "Recent dataset":
         entries = shelf().list()
         if not entries:
@@ -361,10 +365,13 @@ def main() -> None:
 
     # ------------------------------------------------------------------------------------- summary
 
-    st.session_state[DATA_KEY] = {"name": name, "key": key, "frame": df, "data_config": config, "prepared": prepared}
+    st.session_state[DATA_KEY] = {"name": name, "key": key, "frame": df, "data_config": config, "prepared": prepared,
+                                  "server_file": facts}
     summary = prepared.summary()
     st.success(f"Ready to train on **{plain(name)}**: {len(tasks)} task(s), "
-               f"{len(prepared.feature_columns)} feature column(s).")
+               f"{len(prepared.feature_columns)} feature column(s)."
+               + (" The numbers below are of its first rows; training streams the whole file."
+                  if facts.get("streamed") else ""))
     tables = summary_tables(summary)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Rows", f"{summary['rows']:,}")

@@ -182,7 +182,7 @@ def header(rec: RunRecord) -> None:
     with st.expander("All settings"):
         st.json({"data": rec.data_config, "model": rec.model_config, "train": rec.train_config}, expanded=False)
     key, _ = source_of(rec)
-    command_panel(rec.data_config, rec.model_config, rec.train_config, key, rec.dataset)
+    command_panel(rec.data_config, rec.model_config, rec.train_config, key, rec.dataset, stream="streamed" in summ)
 
 
 def _layers(v) -> str:

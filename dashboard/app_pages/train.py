@@ -10,7 +10,7 @@ from mmoe.nn import build_model, count_parameters
 from mmoe.runs.experiments import grid_experiment, submit_experiment
 from mmoe.runs.errors import StoreError
 from mmoe.runs.naming import MAX_NAME, fit_run_name, optional_run_name
-from mmoe.runs.runner import submit_training
+from mmoe.runs.runner import DataSource, submit_training
 from mmoe.views.formatting import plain
 from mmoe.views.datasets import with_task_weights
 from mmoe.views.jobview import (
@@ -53,9 +53,14 @@ def main() -> None:
     else:
         prepared = dataset["prepared"]
         tasks = prepared.tasks
+        streamed = (dataset.get("server_file") or {}).get("streamed", False)
+        n_train = len(prepared.splits["train"])
+        if streamed and (dataset["server_file"].get("rows") or 0) > len(prepared):   # estimated from the file
+            n_train = int(dataset["server_file"]["rows"] * n_train / max(len(prepared), 1))
         st.caption(f"Dataset **{plain(dataset['name'])}** · tasks: "
                    + ", ".join(plain(t.label()) for t in tasks)
-                   + f" · {len(prepared.splits['train']):,} training rows")
+                   + (f" · streamed from the server: about {n_train:,} training rows" if streamed
+                      else f" · {n_train:,} training rows"))
         restore_train_settings(dataset["key"])   # a refresh: the settings last used with this dataset
         init_defaults()
         c1, c2 = st.columns([1, 2])
@@ -73,7 +78,7 @@ def main() -> None:
         with st.container(border=True):
             st.markdown("**Training**")
             try:
-                train_config = train_widgets(len(prepared.splits["train"]))
+                train_config = train_widgets(n_train)
             except ConfigError as e:
                 st.error(plain(e))
             weighting, weights = task_weight_widgets(tasks)
@@ -97,6 +102,8 @@ def main() -> None:
 
         save_train_settings(dataset["key"])
         data = with_task_weights(prepared, weights)
+        # a streamed file: the job prepares (or finds) its cache and trains on all of it, not on these first rows
+        job_data = DataSource(dataset["server_file"]["path"], data.config, stream=True) if streamed else data
         if train_config is not None:
             train_config = dataclasses.replace(train_config, task_weighting=weighting)
         if model_config is not None:
@@ -110,13 +117,17 @@ def main() -> None:
         ready = model_config is not None and train_config is not None
         if ready:
             command_panel(data.config, model_config, train_config, dataset["key"], dataset["name"],
-                          what="these settings")
+                          what="these settings", stream=streamed)
         if store().read_only:
             st.warning(f"The run store {plain(str(store().home))} is read-only for this server: stored runs can be "
                        "inspected and compared, but new runs cannot be saved. Start the dashboard with a writable "
                        "--store (or fix the folder's permissions) to train.")
             ready = False
         experiment = None
+        if ready and streamed and (seeds > 1 or grid):
+            st.error("Repeats and sweeps of a streamed file are not supported yet: train one run at a time, or "
+                     "use a sample of the file that fits in memory.")
+            ready = False
         if ready and (seeds > 1 or grid):
             try:
                 experiment = grid_experiment(data, model_config, train_config, grid,
@@ -148,7 +159,7 @@ def main() -> None:
                 for mc in configs:
                     base = run_name.strip() or f"{mc.arch} on {dataset['name']}"
                     name = fit_run_name(f"{base} [{mc.arch}]" if compare_clicked and run_name.strip() else base)
-                    submit_training(manager(), data, mc, train_config, store_home=str(store().home), name=name,
+                    submit_training(manager(), job_data, mc, train_config, store_home=str(store().home), name=name,
                                     dataset=dataset["name"])
             except (ValueError, RuntimeError) as e:   # e.g. cuda asked for but absent
                 slot_submit.error(str(e))

@@ -309,6 +309,9 @@ def submit_training(manager, data: PreparedData | DataSource, model_config: Mode
 
     def work(ctx) -> str:
         store = RunStore(store_home)
+        if isinstance(data, DataSource) and data.stream:
+            ctx.update(message="preparing the streamed table: two passes over the file, once per file and "
+                               "settings (then kept in the store's cache)")
         summary = run_training(data, model_config, train_config, store=store, name=name,
                                dataset=dataset, callbacks=[JobProgressCallback(ctx)],
                                cancel_event=ctx.cancel_event, on_run_created=ctx.set_run_id)

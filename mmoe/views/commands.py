@@ -81,10 +81,12 @@ def train_args(data_config: Mapping | DataConfig, model_config: Mapping | ModelC
 
 
 def train_commands(data_config, model_config, train_config, data: str, *, nproc: int = NPROC,
-                   name: str | None = None) -> dict[str, str]:
+                   name: str | None = None, stream: bool = False) -> dict[str, str]:
     """{"python": one process, "torchrun": ``nproc`` processes on this machine, "unsaid": settings the
-    command line cannot give (empty when the commands reproduce everything)}."""
+    command line cannot give (empty when the commands reproduce everything)}. ``stream``: add --stream."""
     args, unsaid = train_args(data_config, model_config, train_config, data)
+    if stream:
+        args.insert(3, "--stream")
     if name:
         args += ["--name", name]
     line = " ".join(shlex.quote(a) for a in args)
