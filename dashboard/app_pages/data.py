@@ -209,7 +209,7 @@ def main() -> None:
     profiles = profile(key, df)
     restore_data_choices(key, list(df.columns))
     c1, c2, c3 = st.columns(3)
-    c1.metric("Rows", f"{len(df):,}")
+    c1.metric("First rows shown" if facts.get("streamed") else "Rows", f"{len(df):,}")
     c2.metric("Columns", f"{df.shape[1]:,}")
     c3.metric("Missing cells", f"{float(df.isna().to_numpy().mean()):.1%}")
     lines, changed = read_report_lines(df.attrs.get("read_report"))
