@@ -248,7 +248,8 @@ def cmd_train(a) -> int:
             print(f"warning: no better than a constant prediction: {flag}", file=sys.stderr)
     if not a.json:
         on = f" on {summary.world_size} processes" if summary.world_size > 1 else ""
-        print(f"run {summary.run_id} {summary.status}{on} after {summary.epochs} epochs "
+        print(f"{summary.status}: {summary.stop_reason}" if summary.run_id is None else
+              f"run {summary.run_id} {summary.status}{on} after {summary.epochs} epochs "
               f"({summary.train_seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s): {summary.stop_reason}")
         for task, m in summary.metrics.items():
             print(f"  {task}: " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))

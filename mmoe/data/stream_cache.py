@@ -24,6 +24,7 @@ from mmoe.data.streaming import (
     BLOCK_ROWS,
     PREDICTION_ROWS,
     SPLIT_CODES,
+    PreparationCancelled,
     StreamSource,
     _fresh_dir,
     _with_rows,
@@ -129,7 +130,7 @@ class StreamedData:
                 "streamed": {"cache": str(self.folder), "blocks": self.n_blocks, "block_rows": BLOCK_ROWS}}
 
 
-def _write(src: StreamSource, config: DataConfig, pre: Preprocessor, folder: Path) -> None:
+def _write(src: StreamSource, config: DataConfig, pre: Preprocessor, folder: Path, stop=None) -> None:
     """The write pass: every block transformed and appended; the first validation rows kept raw."""
     feats = pre.feature_columns
     cols = list(dict.fromkeys(feats + [t.column for t in pre.tasks]))
@@ -138,6 +139,8 @@ def _write(src: StreamSource, config: DataConfig, pre: Preprocessor, folder: Pat
     kept, n_kept, offset = [], 0, 0
     try:
         for block in src.blocks(cols):
+            if stop is not None and stop():
+                raise PreparationCancelled(f"cancelled while preparing {src.name} (after {offset:,} rows)")
             try:
                 x_num, x_cat = pre.transform_features(block)
                 y, mask = pre.transform_targets(block)
@@ -165,9 +168,11 @@ def _write(src: StreamSource, config: DataConfig, pre: Preprocessor, folder: Pat
     sample.to_parquet(folder / "sample.parquet", index=False)
 
 
-def prepare_streamed(path: str | os.PathLike, config: DataConfig, cache_root: str | os.PathLike) -> StreamedData:
+def prepare_streamed(path: str | os.PathLike, config: DataConfig, cache_root: str | os.PathLike, *,
+                     stop=None) -> StreamedData:
     """A large table -> StreamedData: the cache for (file, settings) if complete, else written now
-    (two passes over the file; a failure leaves no partial cache behind)."""
+    (two passes over the file; a failure leaves no partial cache behind). ``stop``: checked between
+    blocks; when it turns true, ``PreparationCancelled`` is raised and nothing is kept."""
     if config.val_fraction <= 0:
         raise DataError("a streamed table needs a validation share above 0", field="split")
     src = StreamSource.open(path)
@@ -177,12 +182,12 @@ def prepare_streamed(path: str | os.PathLike, config: DataConfig, cache_root: st
         return StreamedData(folder, config)
     root.mkdir(parents=True, exist_ok=True)
     remove_partial(root)
-    pre, counts = fit_streamed(src, config)
+    pre, counts = fit_streamed(src, config, stop=stop)
     if counts["train"] < 1 or counts["val"] < 1:
         raise DataError(f"only {counts['rows']} rows: too few to keep training and validation rows", field="split")
     tmp = _fresh_dir(root)
     try:
-        _write(src, config, pre, tmp)
+        _write(src, config, pre, tmp, stop)
         manifest = {"rows": counts["rows"], "splits": {k: counts[k] for k in ("train", "val", "test")},
                     "preprocessor": pre.to_dict(), "config": config.to_dict(),
                     "source": {"filename": src.name, **src.report, "path": str(src.path)}}

@@ -54,6 +54,10 @@ SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 _MASK = (1 << 64) - 1
 
 
+class PreparationCancelled(Exception):
+    """The caller's stop() turned true between two blocks of a pass (nothing is left behind)."""
+
+
 def row_splits(rows: np.ndarray, config: DataConfig) -> np.ndarray:
     """Split code (SPLIT_CODES) of each row number: a seeded hash (splitmix64) of the row number, so
     any block, read by any process in any order, gets the same split."""
@@ -264,7 +268,7 @@ def _with_rows(err: DataError, offset: int) -> DataError:
 
 
 def fit_streamed(src: StreamSource, config: DataConfig, *, min_count: int | None = None,
-                 max_vocab: int | None = None) -> tuple[Preprocessor, dict]:
+                 max_vocab: int | None = None, stop=None) -> tuple[Preprocessor, dict]:
     """One pass over the file: the Preprocessor (train statistics, all-row classes) and the row counts."""
     from mmoe.data.errors import MAX_VOCAB, MIN_CATEGORY_COUNT
 
@@ -284,6 +288,8 @@ def fit_streamed(src: StreamSource, config: DataConfig, *, min_count: int | None
     splits = np.zeros(3, dtype=np.int64)
     offset = 0
     for block in src.blocks(cols):
+        if stop is not None and stop():
+            raise PreparationCancelled(f"cancelled while reading {src.name} (after {offset:,} rows)")
         sp = row_splits(np.arange(offset, offset + len(block)), config)
         splits += np.bincount(sp, minlength=3)
         train = sp == SPLIT_CODES["train"]

@@ -65,7 +65,7 @@ class StoreCallback(Callback):
         self.store.log_epoch(self.run_id, state.epoch, state.epoch_metrics)
 
 
-def _prepare(source: "DataSource", store: RunStore | None):
+def _prepare(source: "DataSource", store: RunStore | None, stop=None):
     """In memory, or (``stream``) the table's cache in the store. Under torchrun rank 0 writes the cache while
     the others wait, then they open it (give every node the same --store on a shared folder)."""
     if not source.stream:
@@ -77,7 +77,7 @@ def _prepare(source: "DataSource", store: RunStore | None):
     if world is not None and not world.leader:
         world.barrier()
         return prepare_streamed(source.source, source.config, root)
-    data = prepare_streamed(source.source, source.config, root)
+    data = prepare_streamed(source.source, source.config, root, stop=stop)
     if world is not None:
         world.barrier()
     return data
@@ -158,8 +158,13 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     store = store or RunStore()
     store.require_writable()     # a read-only store refuses before the data is even read
     if isinstance(data, DataSource):
+        from mmoe.data.streaming import PreparationCancelled
+
         dataset = dataset or data.name
-        data = _prepare(data, store)
+        try:
+            data = _prepare(data, store, cancel_event.is_set if cancel_event is not None else None)
+        except PreparationCancelled as e:        # a streamed table's passes: no run was created
+            return RunSummary(None, "cancelled", message=str(e), stop_reason=f"{e}; no run was created")
     dataset = dataset or data.source.get("filename") or "dataframe"
     data_config = data.config
     # an automatic batch size / number of epochs is chosen now, from the training rows, and stored as used

@@ -199,3 +199,35 @@ def test_an_experiment_refuses_streamed_data_with_a_clear_message(tmp_path, caps
     code = main(["experiment", "--data", str(path), "--task", "click:binary=yes", "--stream", "--grid",
                  "arch=mmoe,omoe", "--seeds", "2", "--store", str(tmp_path / "runs")])
     assert code == 2 and "--stream (and Parquet data) is not supported yet" in capsys.readouterr().err
+
+
+def test_a_cancel_during_preparation_stops_between_blocks_and_keeps_nothing(tmp_path, small_blocks):
+    """The cancel event is checked between blocks of both passes: the run is not created, no cache is left,
+    and the job's summary says so (the dashboard's Cancel on a large file)."""
+    import threading
+
+    from mmoe.config import ModelConfig, TrainConfig
+    from mmoe.runs.runner import DataSource, run_training
+    from mmoe.runs.store import RunStore
+
+    path = _table(tmp_path)
+    calls = {"n": 0}
+    original = streaming.StreamSource.blocks
+
+    def counting(self, columns):
+        for block in original(self, columns):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                cancel.set()
+            yield block
+    cancel = threading.Event()
+    streaming.StreamSource.blocks = counting
+    try:
+        store = RunStore(tmp_path / "runs")
+        s = run_training(DataSource(path, CONFIG, stream=True), ModelConfig(num_experts=2, expert_hidden=(8,)),
+                         TrainConfig(epochs=1), store=store, cancel_event=cancel)
+    finally:
+        streaming.StreamSource.blocks = original
+    assert s.status == "cancelled" and s.run_id is None and "no run was created" in s.stop_reason
+    assert calls["n"] == 5 and store.list_runs() == []
+    assert not list((tmp_path / "runs" / "cache").iterdir())
