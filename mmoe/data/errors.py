@@ -83,6 +83,10 @@ def _is_numeric(s: pd.Series) -> bool:
 
 def _as_float(s: pd.Series) -> np.ndarray:
     """A numeric (or bool) column as float64 with NaN for missing and for +-inf."""
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        a = s.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)      # already numbers: no parsing
+        a[~np.isfinite(a)] = np.nan
+        return a
     if _is_bool_object(s):
         s = s.map(lambda v: float(v) if isinstance(v, (bool, np.bool_)) else np.nan)
     a = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan).copy()

@@ -68,9 +68,10 @@ class Preprocessor:
     def fit(cls, frame: pd.DataFrame, *, tasks: Iterable[TaskSpec], numeric_columns: list[str],
             categorical_columns: list[str], train_rows: Any = None, embedding_dims: dict[str, int] | None = None,
             max_classes: int = 50, min_count: int = MIN_CATEGORY_COUNT, max_vocab: int = MAX_VOCAB,
-            ignored: dict[str, str] | None = None) -> "Preprocessor":
+            ignored: dict[str, str] | None = None, labels: dict[str, pd.Series] | None = None) -> "Preprocessor":
         """Fit on ``frame`` rows ``train_rows`` (positions; None = all). Target classes come from
-        all rows (a class seen only outside train still gets an output); statistics from train."""
+        all rows (a class seen only outside train still gets an output); statistics from train.
+        ``labels``: ``_labels`` of the categorical columns of the whole frame, when the caller has them."""
         tasks = tuple(tasks)
         rows = np.arange(len(frame)) if train_rows is None else np.asarray(train_rows, dtype=np.int64)
         train = frame.iloc[rows]
@@ -87,13 +88,16 @@ class Preprocessor:
         vocab, dims = {}, []
         embedding_dims = embedding_dims or {}
         for c in categorical_columns:
-            vc = _labels(train[c]).value_counts()
+            vc = (labels[c].iloc[rows] if labels and c in labels else _labels(train[c])).value_counts()
             vc = vc[vc >= min_count]
             order = sorted(zip(vc.index.tolist(), vc.to_numpy().tolist()), key=lambda t: (-t[1], t[0]))
             vocab[c] = [str(v) for v, _ in order[:max_vocab]]
             dims.append(int(embedding_dims.get(c, default_embedding_dim(len(vocab[c]) + 1))))
-        targets = {t.column: target_encoding(frame[t.column], t, max_classes).scaled(_as_float(train[t.column]))
-                   for t in tasks}
+        targets = {}
+        for t in tasks:
+            enc = target_encoding(frame[t.column], t, max_classes)
+            # the train mean and std standardise a regression target (the others have no scale to fit)
+            targets[t.column] = enc.scaled(_as_float(train[t.column])) if enc.kind == "regression" else enc
         return cls(tasks=tasks, numeric_columns=list(numeric_columns), categorical_columns=list(categorical_columns),
                    num_mean=means, num_std=stds, indicator_columns=indicators, vocab=vocab, embedding_dims=dims,
                    targets=targets, ignored=ignored)
@@ -137,8 +141,9 @@ class Preprocessor:
             raise DataError(f"the data has no {what} column {c!r}{more}, which the model was trained with; "
                             f"add it (values may be empty).{_close(c, df.columns)}")
 
-    def transform_features(self, df: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-        """df -> (x_num float32 [n, dn], x_cat int64 [n, dc])."""
+    def transform_features(self, df: pd.DataFrame, *, labels: dict[str, pd.Series] | None = None,
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """df -> (x_num float32 [n, dn], x_cat int64 [n, dc]); ``labels`` as in ``fit``."""
         self._require(df, self.feature_columns, "feature")
         n = len(df)
         x_num = np.zeros((n, self.num_numeric), dtype=np.float32)
@@ -153,8 +158,10 @@ class Preprocessor:
                 x_num[:, ind[c]] = miss
         x_cat = np.zeros((n, len(self.categorical_columns)), dtype=np.int64)
         for j, c in enumerate(self.categorical_columns):
-            idx = self._index[c].get_indexer(_labels(df[c]))
-            x_cat[:, j] = idx + 1  # unseen / missing: -1 -> 0
+            # each distinct label is looked up once: codes of the column's values, then their vocabulary index
+            codes, uniques = pd.factorize(labels[c] if labels and c in labels else _labels(df[c]))
+            look = self._index[c].get_indexer(uniques) + 1          # unseen: -1 -> 0
+            x_cat[:, j] = np.where(codes >= 0, look[np.maximum(codes, 0)], 0)   # missing (code -1) -> 0
         return torch.from_numpy(x_num), torch.from_numpy(x_cat)
 
     def transform_targets(self, df: pd.DataFrame, tasks: Iterable[str] | None = None,
