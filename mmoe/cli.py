@@ -242,7 +242,7 @@ def cmd_train(a) -> int:
     for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if summary.run_id is not None and summary.status == "finished":
-        from mmoe.views.runinfo import no_better_than_baseline
+        from mmoe.runs.verdicts import no_better_than_baseline
 
         for flag in no_better_than_baseline(store.get_run(summary.run_id)):
             print(f"warning: no better than a constant prediction: {flag}", file=sys.stderr)
