@@ -117,6 +117,52 @@ def deterministic_cuda():
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+STOPPED_TOGETHER = "stopped together with another process that asked to stop"
+
+
+def agree_at_epoch_end(world, state: TrainState, cancelled, device, epoch: int) -> bool:
+    """Under torchrun, after an epoch's callbacks: stop if any process asked to, cancel if any was cancelled
+    (True: the run is cancelled and the caller ends the loop). Nothing to agree on for one process."""
+    if world is None:
+        return False
+    stop_all, cancel_all = world.any(state.stop_requested, cancelled(), device=device)
+    if cancel_all:
+        state.status, state.message = "cancelled", f"cancelled by the user after epoch {epoch}"
+        return True
+    if stop_all and not state.stop_requested:
+        state.request_stop(STOPPED_TOGETHER)
+    return False
+
+
+def diverged(state: TrainState, e: FloatingPointError) -> None:
+    state.status = "diverged"
+    what = str(e) if "exploded" in str(e) else f"the loss became NaN or infinite at {e}"
+    state.message = (f"training diverged: {what}. "
+                     "Lower the learning rate, standardise extreme targets, or use a smaller batch.")
+
+
+def end_of_training(callbacks, state: TrainState) -> None:
+    for cb in callbacks:
+        try:
+            cb.on_train_end(state)
+        except Exception:   # a broken callback must not hide the run's own outcome
+            pass
+
+
+def fit_result(state: TrainState, step, device, placement: str) -> FitResult:
+    """The FitResult of a finished loop: final metrics from the restored (or last) epoch."""
+    final = {}
+    if state.history:
+        src = state.history[state.restored_epoch - 1] if state.restored_epoch else state.history[-1]
+        final = copy.deepcopy(src.get("val", src.get("train", {})))
+    return FitResult(status=state.status, message=state.message, epochs=len(state.history),
+                     best_epoch=state.best_epoch, train_seconds=state.train_seconds,
+                     samples_per_second=state.samples_per_second, metrics=final,
+                     history=state.history, device=str(device),
+                     step="fused" if step.fused is not None else f"autograd ({step.fused_unsupported})",
+                     placement=placement, stop_reason=stop_reason(state))
+
+
 def _agree(world, total, losses, share: float, stop: bool, cancel: bool):
     """One all-reduce per step: the global batch's total and per-task losses (each shard's weighted by its
     share of the rows) and whether any process asked to stop or was cancelled."""
@@ -250,7 +296,7 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                     cancel_now(epoch)
                     break
                 if stop_all and not state.stop_requested:
-                    state.request_stop("stopped together with another process that asked to stop")
+                    state.request_stop(STOPPED_TOGETHER)
                 for cb in callbacks:
                     cb.on_batch_end(state)
                 if stop_all or (world is None and state.stop_requested):
@@ -288,41 +334,18 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                 cb.on_epoch_end(state)
             last.keep(epoch)
             touched = False
-            if world is not None:
-                stop_all, cancel_all = world.any(state.stop_requested, cancelled(), device=device)
-                if cancel_all:
-                    state.status, state.message = "cancelled", f"cancelled by the user after epoch {epoch}"
-                    break
-                if stop_all and not state.stop_requested:
-                    state.request_stop("stopped together with another process that asked to stop")
-            if state.stop_requested:
+            if agree_at_epoch_end(world, state, cancelled, device, epoch) or state.stop_requested:
                 break
         if state.status == "cancelled" and touched:
             last.restore()    # the weights of the last evaluated epoch (none: the run keeps no model)
         if state.status == "running":
             state.status = "finished"
     except FloatingPointError as e:
-        state.status = "diverged"
-        what = str(e) if "exploded" in str(e) else f"the loss became NaN or infinite at {e}"
-        state.message = (f"training diverged: {what}. "
-                         "Lower the learning rate, standardise extreme targets, or use a smaller batch.")
+        diverged(state, e)
     except BaseException as e:
         state.status = "failed"
         state.message = f"{type(e).__name__}: {e}"
         raise
     finally:
-        for cb in callbacks:
-            try:
-                cb.on_train_end(state)
-            except Exception:   # a broken callback must not hide the run's own outcome
-                pass
-    final = {}
-    if state.history:
-        src = state.history[state.restored_epoch - 1] if state.restored_epoch else state.history[-1]
-        final = copy.deepcopy(src.get("val", src.get("train", {})))
-    return FitResult(status=state.status, message=state.message, epochs=len(state.history),
-                     best_epoch=state.best_epoch, train_seconds=state.train_seconds,
-                     samples_per_second=state.samples_per_second, metrics=final,
-                     history=state.history, device=str(device),
-                     step="fused" if step.fused is not None else f"autograd ({step.fused_unsupported})",
-                     placement="resident" if resident else "streamed", stop_reason=stop_reason(state))
+        end_of_training(callbacks, state)
+    return fit_result(state, step, device, "resident" if resident else "streamed")

@@ -190,7 +190,16 @@ def _evaluate(model, data, step: TrainStep, device, stop, world=None) -> dict | 
 
 def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback] = (),
                cancel_event: threading.Event | None = None):
-    from mmoe.training.loop import FitResult, _agree, _finite_or_raise, _LastEpoch, stop_reason
+    from mmoe.training.loop import (
+        STOPPED_TOGETHER,
+        _agree,
+        _finite_or_raise,
+        _LastEpoch,
+        agree_at_epoch_end,
+        diverged,
+        end_of_training,
+        fit_result,
+    )
 
     world = current_world()      # torchrun: each process reads every world-size-th block of the epoch's order
     device = resolve_device(config.device)
@@ -295,7 +304,7 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
                     state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
                     break
                 if stop_all and not state.stop_requested:
-                    state.request_stop("stopped together with another process that asked to stop")
+                    state.request_stop(STOPPED_TOGETHER)
                 for cb in callbacks:
                     cb.on_batch_end(state)
                 if stop_all or (world is None and state.stop_requested):
@@ -318,40 +327,17 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
                 cb.on_epoch_end(state)
             last.keep(epoch)
             touched = False
-            if world is not None:
-                stop_all, cancel_all = world.any(state.stop_requested, cancelled(), device=device)
-                if cancel_all:
-                    state.status, state.message = "cancelled", f"cancelled by the user after epoch {epoch}"
-                    break
-                if stop_all and not state.stop_requested:
-                    state.request_stop("stopped together with another process that asked to stop")
-            if state.stop_requested:
+            if agree_at_epoch_end(world, state, cancelled, device, epoch) or state.stop_requested:
                 break
         if state.status == "cancelled" and touched:
             last.restore()
         if state.status == "running":
             state.status = "finished"
     except FloatingPointError as e:
-        state.status = "diverged"
-        what = str(e) if "exploded" in str(e) else f"the loss became NaN or infinite at {e}"
-        state.message = (f"training diverged: {what}. "
-                         "Lower the learning rate, standardise extreme targets, or use a smaller batch.")
+        diverged(state, e)
     except BaseException as e:
         state.status, state.message = "failed", f"{type(e).__name__}: {e}"
         raise
     finally:
-        for cb in callbacks:
-            try:
-                cb.on_train_end(state)
-            except Exception:
-                pass
-    final = {}
-    if state.history:
-        src = state.history[state.restored_epoch - 1] if state.restored_epoch else state.history[-1]
-        final = {k: dict(v) for k, v in src.get("val", {}).items()}
-    return FitResult(status=state.status, message=state.message, epochs=len(state.history),
-                     best_epoch=state.best_epoch, train_seconds=state.train_seconds,
-                     samples_per_second=state.samples_per_second, metrics=final, history=state.history,
-                     device=str(device),
-                     step="fused" if step.fused is not None else f"autograd ({step.fused_unsupported})",
-                     placement="blocks from disk", stop_reason=stop_reason(state))
+        end_of_training(callbacks, state)
+    return fit_result(state, step, device, "blocks from disk")
