@@ -40,9 +40,26 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+FLAGS = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_vnni": "AVX512-VNNI", "avx512_bf16": "AVX512-BF16",
+         "amx_bf16": "AMX-BF16", "amx_tile": "AMX-TILE"}
+
+
+def cpu_flags() -> list[str]:
+    """The CPU features that decide which GEMMs are fast here (bf16 needs AVX512-BF16 or AMX)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [name for flag, name in FLAGS.items() if flag in have]
+    except OSError:
+        pass
+    return []
+
+
 def machine_info(device: str = "cpu") -> dict:
     info = {
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -56,8 +73,10 @@ def machine_info(device: str = "cpu") -> dict:
 
 
 def machine_line(info: Mapping) -> str:
-    s = (f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} "
-         f"({info['torch_threads']} threads), Python {info['python']}")
+    flags = info.get("cpu_flags")
+    s = (f"{info['cpu']}, {info['cores']} cores"
+         + (f" ({' '.join(flags) if flags else 'none of AVX2/AVX512/AMX'})" if flags is not None else "")
+         + f", torch {info['torch']} ({info['torch_threads']} threads), Python {info['python']}")
     if "gpu" in info:
         s += f", GPU {info['gpu']}"
     return s
