@@ -16,19 +16,10 @@ from mmoe.data.profiling import _profile
 from mmoe.data.reading import clean_frame, read_csv
 
 
-@dataclass
-class PreparedData:
-    """Tensors for training plus everything needed to explain them (row i of ``frame`` is tensor row i)."""
+class ModelInputs:
+    """What a model is built from, read off a table's fitted ``preprocessor`` (in memory or streamed)."""
 
-    x_num: torch.Tensor                 # float32 [n, dn]
-    x_cat: torch.Tensor                 # int64   [n, dc]
-    y: dict[str, torch.Tensor]          # per task [n]
-    mask: dict[str, torch.Tensor]       # per task bool [n]
-    splits: dict[str, torch.Tensor]     # "train", "val" (and "test"): int64 row indices
     preprocessor: Preprocessor
-    frame: pd.DataFrame
-    config: DataConfig
-    source: dict = field(default_factory=dict)   # filename / encoding / delimiter when read from a file
 
     @property
     def tasks(self) -> tuple[TaskSpec, ...]:
@@ -40,7 +31,7 @@ class PreparedData:
 
     @property
     def num_numeric(self) -> int:
-        return int(self.x_num.shape[1])
+        return self.preprocessor.num_numeric
 
     @property
     def cardinalities(self) -> list[int]:
@@ -57,6 +48,21 @@ class PreparedData:
     @property
     def feature_names(self) -> list[str]:
         return self.preprocessor.feature_names
+
+
+@dataclass
+class PreparedData(ModelInputs):
+    """Tensors for training plus everything needed to explain them (row i of ``frame`` is tensor row i)."""
+
+    x_num: torch.Tensor                 # float32 [n, dn]
+    x_cat: torch.Tensor                 # int64   [n, dc]
+    y: dict[str, torch.Tensor]          # per task [n]
+    mask: dict[str, torch.Tensor]       # per task bool [n]
+    splits: dict[str, torch.Tensor]     # "train", "val" (and "test"): int64 row indices
+    preprocessor: Preprocessor
+    frame: pd.DataFrame
+    config: DataConfig
+    source: dict = field(default_factory=dict)   # filename / encoding / delimiter when read from a file
 
     def __len__(self) -> int:
         return int(self.x_num.shape[0])

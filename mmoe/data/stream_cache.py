@@ -19,6 +19,7 @@ import torch
 
 from mmoe.config import DataConfig
 from mmoe.data.errors import DataError
+from mmoe.data.prepared import ModelInputs
 from mmoe.data.preprocess import Preprocessor
 from mmoe.data.streaming import (
     BLOCK_ROWS,
@@ -41,7 +42,7 @@ def _y_dtype(kind: str):
     return np.int64 if kind == "multiclass" else np.float32
 
 
-class StreamedData:
+class StreamedData(ModelInputs):
     """What ``fit`` and the runner need of a prepared table, for one that lives on disk: the fitted
     preprocessor, row counts per split, and blocks of tensors read on demand."""
 
@@ -54,27 +55,6 @@ class StreamedData:
         self.n_rows = int(self.manifest["rows"])
         self.split_counts = dict(self.manifest["splits"])
         self.source = dict(self.manifest.get("source", {}))
-
-    # -- what the model is built from (as PreparedData)
-    @property
-    def tasks(self):
-        return self.preprocessor.tasks
-
-    @property
-    def task_dims(self) -> dict[str, int]:
-        return self.preprocessor.task_dims
-
-    @property
-    def num_numeric(self) -> int:
-        return self.preprocessor.num_numeric
-
-    @property
-    def cardinalities(self) -> list[int]:
-        return self.preprocessor.cardinalities
-
-    @property
-    def embedding_dims(self) -> list[int]:
-        return self.preprocessor.embedding_dims
 
     def __len__(self) -> int:
         return self.n_rows

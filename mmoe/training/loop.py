@@ -120,6 +120,19 @@ def deterministic_cuda():
 STOPPED_TOGETHER = "stopped together with another process that asked to stop"
 
 
+def after_batch(state: TrainState, callbacks, world, stop_all: bool, cancel_all: bool, epoch: int) -> bool:
+    """The end of a step: a cancel or a stop the processes agreed on, then the callbacks' on_batch_end.
+    True: the epoch ends here (cancelled, or stopping)."""
+    if cancel_all:
+        state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
+        return True
+    if stop_all and not state.stop_requested:
+        state.request_stop(STOPPED_TOGETHER)
+    for cb in callbacks:
+        cb.on_batch_end(state)
+    return stop_all or (world is None and state.stop_requested)
+
+
 def agree_at_epoch_end(world, state: TrainState, cancelled, device, epoch: int) -> bool:
     """Under torchrun, after an epoch's callbacks: stop if any process asked to, cancel if any was cancelled
     (True: the run is cancelled and the caller ends the loop). Nothing to agree on for one process."""
@@ -292,14 +305,7 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                 now = time.perf_counter()
                 state.train_seconds += now - t0
                 t0 = now
-                if cancel_all:
-                    cancel_now(epoch)
-                    break
-                if stop_all and not state.stop_requested:
-                    state.request_stop(STOPPED_TOGETHER)
-                for cb in callbacks:
-                    cb.on_batch_end(state)
-                if stop_all or (world is None and state.stop_requested):
+                if after_batch(state, callbacks, world, stop_all, cancel_all, epoch):
                     break
             if state.status == "cancelled":
                 break

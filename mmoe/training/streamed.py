@@ -191,10 +191,10 @@ def _evaluate(model, data, step: TrainStep, device, stop, world=None) -> dict | 
 def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback] = (),
                cancel_event: threading.Event | None = None):
     from mmoe.training.loop import (
-        STOPPED_TOGETHER,
         _agree,
         _finite_or_raise,
         _LastEpoch,
+        after_batch,
         agree_at_epoch_end,
         diverged,
         end_of_training,
@@ -300,14 +300,7 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
                 now = time.perf_counter()
                 state.train_seconds += now - t0
                 t0 = now
-                if cancel_all:
-                    state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
-                    break
-                if stop_all and not state.stop_requested:
-                    state.request_stop(STOPPED_TOGETHER)
-                for cb in callbacks:
-                    cb.on_batch_end(state)
-                if stop_all or (world is None and state.stop_requested):
+                if after_batch(state, callbacks, world, stop_all, cancel_all, epoch):
                     break
             if state.status == "cancelled":
                 break
