@@ -13,6 +13,7 @@ import streamlit as st
 from mmoe.runs.artifacts import PREDICTIONS
 from mmoe.runs.jobs import JobManager, get_manager
 from mmoe.runs.store import RunStore, StoreError
+from mmoe.views.formatting import plain
 
 PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
 # name -> (title, icon); the first is the default page
@@ -111,3 +112,12 @@ def open_experiment(exp_id: int) -> None:
     """Go to the Experiments page showing experiment ``exp_id`` (?experiment= works too)."""
     st.session_state[EXPERIMENT_KEY] = int(exp_id)
     st.switch_page(page("experiments"), query_params={"experiment": str(int(exp_id))})
+
+
+def no_predictions(rec) -> None:
+    """Why a run has no predictions frame (still running, or ended before saving one)."""
+    if rec.active:
+        st.info("Predictions are stored when the run ends.")
+    else:
+        why = f" ({plain(rec.error)})" if rec.error else ""
+        st.info(f"This run has no stored predictions: it ended as **{rec.status}** before saving them{why}.")

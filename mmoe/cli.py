@@ -15,8 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from mmoe.runs.naming import optional_run_name, printable
-
+from mmoe.runs.naming import optional_run_name
 from mmoe.runs.signals import call_forwarding_signals, cancel_on_signals
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3, 130
@@ -272,10 +271,11 @@ def _run_experiment(exp, a, store) -> int:
     from mmoe.runs.experiments import run_experiment, summarize
     from mmoe.tasks import headline_metric
     from mmoe.views.experiments import experiment_report
+    from mmoe.views.listing import fmt_metric
 
     def progress(p) -> None:
         if p.last is not None and not a.quiet:
-            m = "  ".join(f"{t}: {k}={_fmt(ms[k])}" for t, ms in p.last.metrics.items()
+            m = "  ".join(f"{t}: {k}={fmt_metric(ms[k])}" for t, ms in p.last.metrics.items()
                           if (k := headline_metric(ms)))
             print(f"run {p.runs_done}/{p.runs_total} (#{p.run_id}) {p.last.status}: {m}", file=sys.stderr)
 
@@ -316,8 +316,14 @@ def cmd_experiment(a) -> int:
 def cmd_paper(a) -> int:
     import dataclasses
 
-    from mmoe.runs.paper import CENSUS_DEFAULTS, CENSUS_TRAIN, PAPER_DEFAULTS, PAPER_TRAIN, census_experiment, \
-        paper_experiment
+    from mmoe.runs.paper import (
+        CENSUS_DEFAULTS,
+        CENSUS_TRAIN,
+        PAPER_DEFAULTS,
+        PAPER_TRAIN,
+        census_experiment,
+        paper_experiment,
+    )
     from mmoe.runs.store import RunStore
 
     a.name = optional_run_name(a.name)
@@ -346,14 +352,10 @@ def cmd_paper(a) -> int:
     return _run_experiment(exp, a, RunStore(a.store))
 
 
-def _fmt(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
-
-
 def cmd_runs(a) -> int:
     from mmoe.runs.housekeeping import store_notes
     from mmoe.runs.store import RunStore
-    from mmoe.tasks import PRIMARY_METRIC
+    from mmoe.views.listing import experiment_lines, run_lines, run_records
 
     if a.repair:   # rebuild the index from the run folders
         from mmoe.runs.repair import repair_store
@@ -364,43 +366,15 @@ def cmd_runs(a) -> int:
     for note in store_notes(store):   # read-only, stale temporary files removed
         print(note, file=sys.stderr)
     if a.experiments:
-        return _list_experiments(store, a.json)
+        exps = store.list_experiments()
+        if a.json:
+            from mmoe.runs.experiments import summarize
+            print(_json_line([summarize(store, e.id) for e in exps]))
+        else:
+            print("\n".join(experiment_lines(store, exps)))
+        return EXIT_OK
     runs = store.list_runs()
-    if a.json:
-        print(_json_line([{"run_id": r.id, "name": r.name, "dataset": r.dataset, "arch": r.arch,
-                           "status": r.status, "created_at": r.created_at, "epochs": r.epochs,
-                           "train_seconds": r.train_seconds, "metrics": r.final_metrics, "error": r.error,
-                           "stop_reason": r.stop_reason, "experiment_id": r.experiment_id}
-                          for r in runs]))
-        return EXIT_OK
-    if not runs:
-        print("no runs yet; train one with: python -m mmoe train --data FILE.csv --task COL")
-        return EXIT_OK
-    print(f"{'id':>4}  {'status':<11} {'arch':<13} {'epochs':>6} {'seconds':>8}  {'name':<24} metrics")
-    for r in runs:
-        metrics = printable("; ".join(f"{t}: " + " ".join(f"{k}={_fmt(v)}" for k, v in m.items()
-                                                if k in PRIMARY_METRIC.values())
-                            for t, m in (r.final_metrics or {}).items()))
-        secs = f"{r.train_seconds:.1f}" if r.train_seconds else "-"
-        print(f"{r.id:>4}  {r.status:<11} {r.arch:<13} {r.epochs or 0:>6} {secs:>8}  "
-              f"{printable(r.name)[:24]:<24} {metrics}")
-        if r.stop_reason:
-            print(f"{'':>6}{printable(r.stop_reason)}")
-    return EXIT_OK
-
-
-def _list_experiments(store, as_json: bool) -> int:
-    exps = store.list_experiments()
-    if as_json:
-        from mmoe.runs.experiments import summarize
-        print(_json_line([summarize(store, e.id) for e in exps]))
-        return EXIT_OK
-    if not exps:
-        print("no experiments yet; start one with: python -m mmoe experiment ... --grid KEY=V1,V2 --seeds N")
-    for e in exps:
-        grid = " x ".join(f"{k} ({len(v)})" for k, v in e.spec.get("grid", [])) or "one setting"
-        print(f"{e.id:>4}  {e.status:<11} {len(store.experiment_runs(e.id)):>4} runs  {grid} x {len(e.seeds)} seeds"
-              f"  {printable(e.name)[:40]}")
+    print(_json_line(run_records(runs)) if a.json else "\n".join(run_lines(runs)))
     return EXIT_OK
 
 

@@ -7,67 +7,41 @@ pages), then the newest finished run. Computations live in ``mmoe.views``; figur
 """
 from __future__ import annotations
 
-import functools
-
-import numpy as np
 import pandas as pd
 import streamlit as st
-
-from mmoe import views as A
-from mmoe.runs.artifacts import MODEL
-from mmoe.runs.predictions import (ROW, SPLIT, SPLIT_NAMES, TRAIN_SAMPLE_ROWS, pred_col, rows_of_split, rows_text,
-                                   stored_splits, target_col)
-from mmoe.runs.status import ENDED_BADLY
-from mmoe.runs.store import RunRecord, RunStore, StoreError
-from mmoe.views.formatting import chart_text, plain
-from mmoe.views.jobview import duration_text, run_label
 from mmoe_dashboard import charts
 from mmoe_dashboard.continuity import command_panel, source_of, train_again
+from mmoe_dashboard.downloads_panel import downloads_section
+from mmoe_dashboard.gates_panel import gates_section
 from mmoe_dashboard.scoring import score_tab
-from mmoe_dashboard.state import INSPECT_RUN_KEY, NA, open_experiment, predictions, predictions_version, store
+from mmoe_dashboard.state import (
+    INSPECT_RUN_KEY,
+    NA,
+    no_predictions,
+    open_experiment,
+    predictions,
+    store,
+)
+
+from mmoe import views as A
+from mmoe.runs.predictions import (
+    SPLIT,
+    SPLIT_NAMES,
+    TRAIN_SAMPLE_ROWS,
+    pred_col,
+    rows_of_split,
+    rows_text,
+    stored_splits,
+)
+from mmoe.runs.status import ENDED_BADLY
+from mmoe.runs.store import RunRecord, RunStore, StoreError
+from mmoe.views.formatting import plain
+from mmoe.views.jobview import duration_text, run_label
 
 STATUS_BADGE = {"finished": "green", "running": "blue", "queued": "gray", "cancelled": "orange",
                 "diverged": "red", "failed": "red", "interrupted": "orange"}
 TABS = ["Training", "Predictions", "Gates", "Downloads", "Score a file"]
-HOVER_FEATURES = 3
 BR = "  \n"     # a Markdown line break (no HTML on this page)
-
-
-# ----------------------------------------------------------------------------- data (cached)
-
-@st.cache_data(max_entries=24, show_spinner=False)
-def _heatmap_payload(frame: pd.DataFrame, task: str, max_rows: int, features: tuple[str, ...],
-                     kind: str, key: tuple) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(gates of the rows shown [n, e], their positions in the frame, hover text per row).
-    ``key`` (home, run, mtime) only keys the cache; frame hashing does the rest."""
-    g = A.gate_matrix(frame, task)
-    pos = A.order_and_sample(g, max_rows=max_rows)
-    rows = frame[ROW].to_numpy() if ROW in frame else np.arange(len(frame))
-    tgt = frame.get(target_col(task))
-    prd = frame.get(pred_col(task))
-    labels = A.class_labels(frame, task) if kind == "multiclass" else []
-    hover = []
-    for p in pos:
-        bits = [f"<b>row {chart_text(rows[p])}</b>"]
-        if tgt is not None and pd.notna(tgt.iat[p]):
-            t = tgt.iat[p]
-            t = labels[int(t)] if labels and 0 <= int(t) < len(labels) else (A.format_number(t) if kind == "regression" else int(t))
-            bits.append(f"{chart_text(task)}: {chart_text(t)}")
-        if prd is not None:
-            v = prd.iat[p]
-            bits.append(f"predicted: {A.format_number(v)}" if isinstance(v, (float, np.floating))
-                        else f"predicted: {chart_text(v)}")
-        bits.append(", ".join(f"{chart_text(c)}={chart_text(_short(frame[c].iat[p]))}"
-                              for c in features[:HOVER_FEATURES]))
-        hover.append("<br>".join(bits))
-    return g[pos], pos, hover
-
-
-def _short(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return A.format_number(v)
-    s = str(v)
-    return s if len(s) <= 16 else s[:15] + "…"
 
 
 # ----------------------------------------------------------------------------- choosing the run
@@ -220,7 +194,7 @@ def training_section(s: RunStore, rec: RunRecord) -> None:
 
 def predictions_section(rec: RunRecord, frame: pd.DataFrame | None) -> None:
     if frame is None:
-        _no_predictions(rec)
+        no_predictions(rec)
         return
     kinds = A.task_kinds(rec.data_config)
     st.caption(f"{len(frame):,} stored rows ({rows_text(frame)}).")
@@ -263,167 +237,6 @@ def predictions_section(rec: RunRecord, frame: pd.DataFrame | None) -> None:
         st.dataframe(frame.head(1000), placeholder=NA)
 
 
-def _no_predictions(rec: RunRecord) -> None:
-    if rec.active:
-        st.info("Predictions are stored when the run ends.")
-    else:
-        why = f" ({plain(rec.error)})" if rec.error else ""
-        st.info(f"This run has no stored predictions: it ended as **{rec.status}** before saving them{why}.")
-
-
-def _on_gate_click(chart_key: str, row_key: str, rows: np.ndarray) -> None:
-    ev = st.session_state.get(chart_key)
-    try:
-        pts = ev["selection"]["points"]
-    except (KeyError, TypeError):
-        return
-    if not pts:
-        return
-    cd = pts[0].get("customdata")
-    if isinstance(cd, (list, tuple)):
-        cd = cd[0] if cd else None
-    if cd is None:
-        return
-    st.session_state[row_key] = int(rows[int(cd)])
-
-
-@st.fragment
-def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
-    """Per-sample heatmaps; a click (or a typed row number) shows that sample in detail."""
-    kinds = A.task_kinds(rec.data_config)
-    tasks = [t for t in kinds if A.gate_columns(frame, t)]
-    feats = tuple(A.feature_columns(frame, rec.data_summary, kinds))
-    rows = frame[ROW].to_numpy() if ROW in frame else np.arange(len(frame))
-    row_key = f"inspect.row.{rec.id}"
-    n = len(frame)
-    top = min(n, A.MAX_HEATMAP_ROWS)
-    shown = top if n <= 200 else st.slider("Samples per heatmap", min_value=min(200, top), max_value=top,
-                                           value=min(1000, top), step=100 if top >= 300 else 1,
-                                           key="inspect.heatmap_rows",
-                                           help="Rows are drawn stratified by dominant expert, so every expert "
-                                                "keeps its share.")
-    what = rows_text(frame)
-    if n > shown:
-        st.caption(f"Each panel shows {shown:,} of {n:,} {what}, sampled stratified by dominant expert "
-                   "and sorted by dominant expert, then by its weight. Click a sample for its details.")
-    else:
-        st.caption(f"All {n:,} {what}, sorted by dominant expert, then by its weight. "
-                   "Click a sample for its details.")
-    if rec.model_config.get("arch") == "omoe":
-        st.caption("OMoE has one gate shared by all tasks, so every task's panel is the same.")
-    per_row = min(len(tasks), 3)
-    version = predictions_version(rec.id)
-    for i in range(0, len(tasks), per_row):
-        cols = st.columns(per_row)
-        for col, task in zip(cols, tasks[i:i + per_row]):
-            g, pos, hover = _heatmap_payload(frame, task, shown, feats, kinds[task], (str(s.home), rec.id, version))
-            key = f"inspect.heat.{rec.id}.{task}"
-            col.plotly_chart(charts.gate_heatmap(g, task, hover=hover, positions=pos), key=key,
-                             on_select=functools.partial(_on_gate_click, key, row_key, rows), selection_mode="points",
-                             config={"displayModeBar": False})
-
-    st.markdown("**Sample details**")
-    st.number_input("Row number (click a sample above, or type a row number from the data)", min_value=0,
-                    value=None, step=1, key=row_key, placeholder="no sample chosen")
-    chosen = st.session_state.get(row_key)
-    if chosen is None:
-        st.caption("No sample chosen yet.")
-        return
-    hits = np.flatnonzero(rows == int(chosen))
-    if not len(hits):
-        st.warning(f"Row {chosen} is not among the {n:,} {what} of this run; pick another row, or another "
-                   "split above the tabs.")
-        return
-    labels = {t: d.get("classes") for t, d in ((rec.data_summary or {}).get("tasks") or {}).items()
-              if d.get("kind") == "binary"}
-    d = A.sample_details(frame, int(hits[0]), kinds, feats, binary_labels=labels)
-    c1, c2 = st.columns([2, 3])
-    with c1:
-        st.markdown(f"Row **{d['row']}** ({d['split'] or 'validation'} split): features")
-        st.dataframe(pd.DataFrame({"feature": list(d["features"]),
-                                   "value": [_short(v) for v in d["features"].values()]}),
-                     hide_index=True, key="inspect.sample_features")
-    with c2:
-        table = []
-        for t, info in d["tasks"].items():
-            pred = info["prediction"]
-            if info["kind"] == "binary" and pred is not None:
-                pred = f"P(positive) = {float(pred):.3f}"
-            elif info["kind"] == "regression" and pred is not None:
-                pred = A.format_number(pred)
-            elif info["probabilities"]:
-                pred = f"{pred} ({info['probabilities'].get(str(pred), float('nan')):.0%})"
-            tgt = info["target"]
-            table.append({"task": t, "kind": info["kind"], "target": "missing" if tgt is None else
-                          (A.format_number(tgt) if info["kind"] == "regression" else str(tgt)),
-                          "prediction": str(pred),
-                          "top expert": (f"e{int(np.argmax(info['gates']))} ({max(info['gates']):.2f})"
-                                         if info["gates"] else "—")})
-        st.dataframe(pd.DataFrame(table), hide_index=True, key="inspect.sample_tasks")
-        st.plotly_chart(charts.sample_gates_figure(d), key="inspect.sample_gates")
-
-
-def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> None:
-    hist = s.history(rec.id)
-    arch = rec.model_config.get("arch", rec.arch)
-    if arch == "shared-bottom" or (frame is not None and not A.has_gates(frame)):
-        st.info("**No gates in this run.** A Shared-Bottom model feeds every task the same shared layers, so there "
-                "is no per-task or per-sample expert routing to show. Train an MMoE or OMoE run to see gates.")
-        return
-    n_experts = int(rec.model_config.get("num_experts") or 1)
-    if n_experts == 1:
-        st.caption("This run has a single expert: every gate weight is 1.")
-    ent = A.entropy_history(hist)
-    order = list(A.task_kinds(rec.data_config))    # the run's task order: one colour per task in every chart
-    if frame is None:
-        _no_predictions(rec)
-        if not ent.empty:
-            st.plotly_chart(charts.entropy_figure(ent, n_experts, order), key="inspect.entropy")
-        return
-    st.subheader("Per-sample gate weights")
-    gate_explorer(s, rec, frame)
-    st.subheader("Expert utilisation")
-    c1, c2 = st.columns(2)
-    util = A.utilisation(frame)
-    c1.plotly_chart(charts.utilisation_figure(util, tasks=order), key="inspect.util")
-    c2.plotly_chart(charts.entropy_figure(ent, n_experts, order), key="inspect.entropy")
-    st.subheader("How alike are the tasks' gates?")
-    tasks = A.gate_tasks(frame)
-    if len(tasks) < 2:
-        st.caption("One task only: nothing to compare.")
-        return
-    method = st.radio("Measure", ["js", "cosine"], horizontal=True, key="inspect.sim_method",
-                      format_func=lambda m: {"js": "Jensen–Shannon divergence (0 = same routing)",
-                                             "cosine": "cosine similarity (1 = same routing)"}[m])
-    c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(charts.similarity_figure(A.task_gate_similarity(frame, tasks, method), method),
-                    key="inspect.similarity")
-    c2.caption(f"Each cell averages, over the {rows_text(frame)}, how different two tasks' gate distributions are "
-               "for the same sample. Tasks that route alike share experts; tasks that route apart have "
-               "specialised experts." + (" OMoE shares one gate, so all tasks are identical." if arch == "omoe" else ""))
-
-
-def downloads_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> None:
-    if frame is not None:
-        st.download_button("Download predictions with gate weights (CSV)", data=lambda: A.predictions_csv(frame),
-                           file_name=f"run{rec.id}-{_slug(rec.name)}-predictions.csv", mime="text/csv",
-                           on_click="ignore", icon=":material/download:", key="inspect.dl_preds")
-        st.caption(f"{len(frame):,} rows ({rows_text(frame)}) · columns: `_split`, raw features, "
-                   "`target:<task>`, `pred:<task>`, `prob:<task>:<class>`, `gate:<task>:e<i>`. Text that a spreadsheet would run as a formula "
-                   "(starting with = + - @) is written with a leading ' so it opens as text.")
-    else:
-        _no_predictions(rec)
-    if s.has_artifact(rec.id, MODEL):
-        st.download_button("Download the model (model.pt + model.json + preprocessor.json, zip)",
-                           data=lambda: A.model_archive(s, rec.id) or b"", file_name=f"run{rec.id}-{_slug(rec.name)}-model.zip",
-                           mime="application/zip", on_click="ignore", icon=":material/download:", key="inspect.dl_model")
-        st.caption(f"Score new data with it: `python -m mmoe predict --run {rec.id} --data FILE.csv --out preds.csv`.")
-        for problem in A.model_archive_problems(s, rec.id):
-            st.warning(plain(problem))
-    else:
-        st.info("No saved model for this run" + (f": it ended as {rec.status}." if not rec.active else " yet."))
-
-
 def split_picker(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     """The split whose rows Predictions and Gates show (validation first); the whole frame has one split."""
     found = stored_splits(frame) if frame is not None else []
@@ -440,10 +253,6 @@ def split_picker(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     if split not in found:
         split = found[0]
     return rows_of_split(frame, split)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "run"
 
 
 # ----------------------------------------------------------------------------- page
