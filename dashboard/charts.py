@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from mmoe import views as A
 from mmoe.views.formatting import chart_text
+from mmoe.views.gates import SHARED
 
 # 20 well-separated colours; a run's colour is picked by its id, so it never changes
 RUN_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -306,16 +307,35 @@ def confusion_figure(cm: pd.DataFrame, task: str) -> go.Figure:
 
 # ----------------------------------------------------------------------------- gates
 
+def _expert_groups(fig: go.Figure, groups: Sequence[str] | None) -> None:
+    """CGC / PLE: a dotted line between consecutive groups of experts (shared, a task's own) and the
+    group's name above it. ``groups``: per drawn expert column, ``SHARED`` or the owning task."""
+    if not groups or len(set(groups)) < 2:
+        return
+    starts = [0] + [j for j in range(1, len(groups)) if groups[j] != groups[j - 1]]
+    ends = starts[1:] + [len(groups)]
+    fig.update_layout(shapes=list(fig.layout.shapes) + [
+        dict(type="line", xref="x", x0=j - 0.5, x1=j - 0.5, yref="paper", y0=0, y1=1,
+             line=dict(color="#444", width=2, dash="dot")) for j in starts[1:]])
+    for a, b in zip(starts, ends):
+        name = "shared" if groups[a] == SHARED else f"{chart_text(groups[a])}'s own"
+        fig.add_annotation(x=(a + b - 1) / 2, xref="x", y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                           text=name, font=dict(size=11, color="#444"))
+
+
 def gate_heatmap(gates: np.ndarray, task: str, hover: Sequence[str] | None = None,
                  positions: Sequence[int] | None = None, selectable: bool = True,
-                 height: int = 460, title: str | None = None) -> go.Figure:
+                 height: int = 460, title: str | None = None, labels: Sequence[str] | None = None,
+                 groups: Sequence[str] | None = None) -> go.Figure:
     """Samples (rows, already sorted/sampled) x experts heatmap of one task's gate weights.
 
     With ``selectable``, an invisible scatter point sits on every cell (the heatmap itself
     returns no selection in Streamlit); its ``customdata`` is the row's position in the
-    predictions frame (``positions``), so a click tells the page which sample it was."""
+    predictions frame (``positions``), so a click tells the page which sample it was.
+    ``labels`` (raw expert labels, default e0, e1, ...) and ``groups`` (``views.gates.ExpertLayout``):
+    CGC / PLE columns named s0 / <task>:t0 and marked shared or the task's own."""
     n, e = gates.shape
-    labels = A.expert_labels(e)
+    labels = [chart_text(x) for x in labels] if labels is not None else A.expert_labels(e)
     ys = np.arange(n)
     zmax = float(np.nanmax(gates)) if gates.size else 1.0
     fig = go.Figure(go.Heatmap(z=gates, x=labels, y=ys, colorscale=GATE_SCALE, zmin=0.0, zmax=max(zmax, 1e-6),
@@ -352,11 +372,13 @@ def gate_heatmap(gates: np.ndarray, task: str, hover: Sequence[str] | None = Non
     # hoverdistance -1: the nearest target is picked wherever the pointer is, so a click anywhere
     # in a cell (not only on its invisible marker, at most 30 px wide) selects that sample
     fig.update_layout(clickmode="event+select", dragmode=False, hovermode="closest", hoverdistance=-1)
+    _expert_groups(fig, groups)
     return _layout(fig, title=title or f"{task}: gate weight per sample", height=height)
 
 
-def sample_gates_figure(details: Mapping) -> go.Figure:
-    """One small bar chart per task: the chosen sample's gate weight per expert."""
+def sample_gates_figure(details: Mapping, layout=None) -> go.Figure:
+    """One small bar chart per task: the chosen sample's gate weight per expert (with a CGC / PLE
+    ``layout``: only the experts the task's gate sees, labelled s0 / <task>:t0)."""
     tasks = [t for t, d in details["tasks"].items() if d.get("gates")]
     if not tasks:
         return empty_figure("this run has no gates")
@@ -365,7 +387,11 @@ def sample_gates_figure(details: Mapping) -> go.Figure:
     ymax = max(max(details["tasks"][t]["gates"]) for t in tasks)
     for i, t in enumerate(tasks):
         g = details["tasks"][t]["gates"]
-        fig.add_trace(go.Bar(x=A.expert_labels(len(g)), y=g, marker=dict(color=task_color(i)), showlegend=False,
+        x = A.expert_labels(len(g))
+        if layout is not None and layout.n_experts == len(g):
+            keep = layout.visible(t)
+            x, g = [chart_text(layout.labels()[j]) for j in keep], [g[j] for j in keep]
+        fig.add_trace(go.Bar(x=x, y=g, marker=dict(color=task_color(i)), showlegend=False,
                              hovertemplate=f"{chart_text(t)}<br>%{{x}}: %{{y:.3f}}<extra></extra>"), row=1, col=i + 1)
         fig.update_xaxes(title_text="expert", row=1, col=i + 1)
     fig.update_yaxes(title_text="gate weight", row=1, col=1)
@@ -375,22 +401,27 @@ def sample_gates_figure(details: Mapping) -> go.Figure:
 
 def utilisation_figure(util: pd.DataFrame, title: str | None = None, ymax: float | None = None,
                        height: int = HEIGHT, tasks: Sequence[str] | None = None) -> go.Figure:
-    """Mean gate weight per expert, grouped bars per task, with the uniform share 1/E as a line."""
+    """Mean gate weight per expert, grouped bars per task, with the uniform share 1/E as a line (E the
+    experts one gate sees: for CGC / PLE the shared ones and the task's own, marked by group)."""
     if util.empty:
         return empty_figure("no gates in this run")
-    experts = list(dict.fromkeys(util["expert"]))
+    experts = [chart_text(x) for x in dict.fromkeys(util["expert"])]
+    per_gate = int(util.groupby("task").size().max())
     fig = go.Figure()
     for i, task, d in _in_order(util, tasks):
-        fig.add_trace(go.Bar(x=d["expert"], y=d["weight"], name=chart_text(task), marker=dict(color=task_color(i)),
+        fig.add_trace(go.Bar(x=[chart_text(x) for x in d["expert"]], y=d["weight"], name=chart_text(task),
+                             marker=dict(color=task_color(i)),
                              customdata=d["share_dominant"],
                              hovertemplate=f"{chart_text(task)}<br>%{{x}}: mean weight %{{y:.3f}}<br>"
                                            "dominant for %{customdata:.1%} of samples<extra></extra>"))
     # the reference line is a shape above the bars; its label is a legend entry, not an annotation
     # that bars would cover
-    fig.add_hline(y=1 / len(experts), line=dict(color="#666", dash="dash"), layer="above")
-    _legend_line(fig, f"uniform 1/{len(experts)} = {1 / len(experts):.3g}")
+    fig.add_hline(y=1 / per_gate, line=dict(color="#666", dash="dash"), layer="above")
+    _legend_line(fig, f"uniform 1/{per_gate} = {1 / per_gate:.3g}")
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="expert", type="category", categoryorder="array", categoryarray=experts)
+    if "group" in util:
+        _expert_groups(fig, list(dict(zip(util["expert"], util["group"])).values()))
     fig.update_yaxes(title_text="mean gate weight", range=[0, ymax] if ymax else None)
     return _layout(fig, title=title or "expert utilisation (mean gate weight per task)", height=height)
 

@@ -13,17 +13,22 @@ from mmoe_dashboard.state import no_predictions, predictions_version
 from mmoe import views as A
 from mmoe.runs.predictions import ROW, pred_col, rows_text, target_col
 from mmoe.runs.store import RunRecord, RunStore
-from mmoe.views.formatting import chart_text
+from mmoe.views.formatting import chart_text, plain
+from mmoe.views.gates import ExpertLayout, expert_layout
 
 HOVER_FEATURES = 3
 
 
 @st.cache_data(max_entries=24, show_spinner=False)
 def _heatmap_payload(frame: pd.DataFrame, task: str, max_rows: int, features: tuple[str, ...],
-                     kind: str, key: tuple) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                     kind: str, key: tuple, columns: tuple[int, ...] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(gates of the rows shown [n, e], their positions in the frame, hover text per row).
-    ``key`` (home, run, mtime) only keys the cache; frame hashing does the rest."""
+    ``key`` (home, run, mtime) only keys the cache; frame hashing does the rest. ``columns``: the
+    experts drawn (CGC / PLE: the ones the task's gate sees; None: all)."""
     g = A.gate_matrix(frame, task)
+    if columns is not None:
+        g = g[:, list(columns)]
     pos = A.order_and_sample(g, max_rows=max_rows)
     rows = frame[ROW].to_numpy() if ROW in frame else np.arange(len(frame))
     tgt = frame.get(target_col(task))
@@ -69,11 +74,20 @@ def _on_gate_click(chart_key: str, row_key: str, rows: np.ndarray) -> None:
     st.session_state[row_key] = int(rows[int(cd)])
 
 
+def _layout(rec: RunRecord, frame: pd.DataFrame) -> ExpertLayout:
+    """Who owns each stored gate column (CGC / PLE: shared or one task's experts)."""
+    tasks = A.gate_tasks(frame)
+    n = len(A.gate_columns(frame, tasks[0])) if tasks else 0
+    return expert_layout(rec.model_config, list(A.task_kinds(rec.data_config)), n_experts=n)
+
+
 @st.fragment
 def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
     """Per-sample heatmaps; a click (or a typed row number) shows that sample in detail."""
     kinds = A.task_kinds(rec.data_config)
     tasks = [t for t in kinds if A.gate_columns(frame, t)]
+    layout = _layout(rec, frame)
+    labels, groups = layout.labels(), layout.groups()
     feats = tuple(A.feature_columns(frame, rec.data_summary, kinds))
     rows = frame[ROW].to_numpy() if ROW in frame else np.arange(len(frame))
     row_key = f"inspect.row.{rec.id}"
@@ -93,14 +107,20 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
                    "Click a sample for its details.")
     if rec.model_config.get("arch") == "omoe":
         st.caption("OMoE has one gate shared by all tasks, so every task's panel is the same.")
+    if layout.layered:
+        st.caption(plain(layout.caption()))
     per_row = min(len(tasks), 3)
     version = predictions_version(rec.id)
     for i in range(0, len(tasks), per_row):
         cols = st.columns(per_row)
         for col, task in zip(cols, tasks[i:i + per_row]):
-            g, pos, hover = _heatmap_payload(frame, task, shown, feats, kinds[task], (str(s.home), rec.id, version))
+            seen = layout.visible(task)
+            g, pos, hover = _heatmap_payload(frame, task, shown, feats, kinds[task], (str(s.home), rec.id, version),
+                                             tuple(seen) if layout.layered else None)
             key = f"inspect.heat.{rec.id}.{task}"
-            col.plotly_chart(charts.gate_heatmap(g, task, hover=hover, positions=pos), key=key,
+            col.plotly_chart(charts.gate_heatmap(g, task, hover=hover, positions=pos,
+                                                 labels=[labels[j] for j in seen],
+                                                 groups=[groups[j] for j in seen]), key=key,
                              on_select=functools.partial(_on_gate_click, key, row_key, rows), selection_mode="points",
                              config={"displayModeBar": False})
 
@@ -139,10 +159,14 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
             table.append({"task": t, "kind": info["kind"], "target": "missing" if tgt is None else
                           (A.format_number(tgt) if info["kind"] == "regression" else str(tgt)),
                           "prediction": str(pred),
-                          "top expert": (f"e{int(np.argmax(info['gates']))} ({max(info['gates']):.2f})"
-                                         if info["gates"] else "—")})
+                          "top expert": (f"{_label(labels, int(np.argmax(info['gates'])))} "
+                                         f"({max(info['gates']):.2f})" if info["gates"] else "—")})
         st.dataframe(pd.DataFrame(table), hide_index=True, key="inspect.sample_tasks")
-        st.plotly_chart(charts.sample_gates_figure(d), key="inspect.sample_gates")
+        st.plotly_chart(charts.sample_gates_figure(d, layout if layout.layered else None), key="inspect.sample_gates")
+
+
+def _label(labels: list[str], j: int) -> str:
+    return labels[j] if 0 <= j < len(labels) else f"e{j}"
 
 
 def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> None:
@@ -150,9 +174,13 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
     arch = rec.model_config.get("arch", rec.arch)
     if arch == "shared-bottom" or (frame is not None and not A.has_gates(frame)):
         st.info("**No gates in this run.** A Shared-Bottom model feeds every task the same shared layers, so there "
-                "is no per-task or per-sample expert routing to show. Train an MMoE or OMoE run to see gates.")
+                "is no per-task or per-sample expert routing to show. Train an MMoE, OMoE, CGC or PLE run to see "
+                "gates.")
         return
-    n_experts = int(rec.model_config.get("num_experts") or 1)
+    layout = _layout(rec, frame) if frame is not None else expert_layout(rec.model_config,
+                                                                         list(A.task_kinds(rec.data_config)))
+    # the experts one gate sees: ln of it is the entropy of uniform gating
+    n_experts = layout.n_visible() if layout.n_experts else int(rec.model_config.get("num_experts") or 1)
     if n_experts == 1:
         st.caption("This run has a single expert: every gate weight is 1.")
     ent = A.entropy_history(hist)
@@ -166,7 +194,11 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
     gate_explorer(s, rec, frame)
     st.subheader("Expert utilisation")
     c1, c2 = st.columns(2)
-    util = A.utilisation(frame)
+    util = A.utilisation(frame, layout=layout)
+    if layout.layered:
+        c1.caption(plain(f"Each task's bars cover the {n_experts} experts its gate sees: the shared ones and its "
+                         "own; the dashed line is the uniform share. Entropy's ceiling is "
+                         f"ln({n_experts})."))
     c1.plotly_chart(charts.utilisation_figure(util, tasks=order), key="inspect.util")
     c2.plotly_chart(charts.entropy_figure(ent, n_experts, order), key="inspect.entropy")
     st.subheader("How alike are the tasks' gates?")
@@ -182,4 +214,6 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
                     key="inspect.similarity")
     c2.caption(f"Each cell averages, over the {rows_text(frame)}, how different two tasks' gate distributions are "
                "for the same sample. Tasks that route alike share experts; tasks that route apart have "
-               "specialised experts." + (" OMoE shares one gate, so all tasks are identical." if arch == "omoe" else ""))
+               "specialised experts." + (" OMoE shares one gate, so all tasks are identical." if arch == "omoe" else "")
+               + (" Here each task's own experts are seen by its gate alone, so weight on them counts as routing "
+                  "apart; only weight on the shared experts can route alike." if layout.layered else ""))

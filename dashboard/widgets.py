@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mmoe.config import ModelConfig, TaskSpec, TrainConfig
+from mmoe.config import LAYERED_ARCHS, ModelConfig, TaskSpec, TrainConfig
 from mmoe.runs.experiments import parse_grid
 from mmoe.views.formatting import plain
 from mmoe.training import auto_schedule, schedule_text, schedule_warnings
@@ -18,7 +18,9 @@ from mmoe.views.presets import DEFAULT_PRESET, PRESETS, widget_values
 
 KEEP = "session"
 ARCH_LABELS = {"mmoe": "MMoE (a gate per task)", "omoe": "OMoE (one shared gate)",
-               "shared-bottom": "Shared-Bottom (no experts)"}
+               "shared-bottom": "Shared-Bottom (no experts)", "cgc": "CGC (shared + per-task experts)",
+               "ple": "PLE (stacked CGC levels)"}
+LAYERED_DEFAULTS = {"shared_experts": 4, "task_experts": 2, "levels": 2}   # cgc / ple, until a preset sets them
 K = "train."   # widget key prefix
 
 
@@ -47,9 +49,18 @@ def model_widgets() -> ModelConfig:
     arch = st.radio("Architecture", list(ARCH_LABELS), format_func=ARCH_LABELS.get, key=K + "arch",
                     horizontal=True, persist_state=KEEP)
     shared = arch == "shared-bottom"
+    layered = arch in LAYERED_ARCHS
     c1, c2, c3 = st.columns(3)
-    experts = c1.number_input("Experts", 1, 256, key=K + "experts", disabled=shared, persist_state=KEEP,
-                              help="number of expert networks shared by all tasks")
+    if layered:   # cgc / ple: shared and per-task experts instead of one number of experts
+        for k, v in LAYERED_DEFAULTS.items():
+            st.session_state.setdefault(K + k, v)
+        per_level = " (on each level)" if arch == "ple" else ""
+        n_shared = c1.number_input("Shared experts", 1, 64, key=K + "shared_experts", persist_state=KEEP,
+                                   help="experts every task's gate sees" + per_level)
+        experts = st.session_state.get(K + "experts", 8)
+    else:
+        experts = c1.number_input("Experts", 1, 256, key=K + "experts", disabled=shared, persist_state=KEEP,
+                                  help="number of expert networks shared by all tasks")
     expert_hidden = c2.text_input("Bottom MLP layers" if shared else "Expert layers", key=K + "expert_hidden",
                                   persist_state=KEEP, help="hidden widths, comma separated, e.g. 64,32")
     tower_hidden = c3.text_input("Tower layers", key=K + "tower_hidden", persist_state=KEEP,
@@ -60,16 +71,30 @@ def model_widgets() -> ModelConfig:
     gate_hidden = c2.text_input("Gate layers", key=K + "gate_hidden", disabled=shared or gate != "MLP",
                                 persist_state=KEEP, help="hidden widths of the gate MLP, e.g. 16")
     dropout = c3.slider("Dropout", 0.0, 0.8, step=0.05, key=K + "dropout", persist_state=KEEP)
+    n_task, levels = LAYERED_DEFAULTS["task_experts"], None
+    if layered:
+        c1, c2, c3 = st.columns(3)
+        n_task = c1.number_input("Experts per task", 1, 64, key=K + "task_experts", persist_state=KEEP,
+                                 help="each task's own experts" + per_level + ": only that task's gate sees them")
+        if arch == "ple":
+            levels = c2.number_input("Extraction levels", 1, 8, key=K + "levels", persist_state=KEEP,
+                                     help="stacked CGC levels; every level but the last has a shared gate over "
+                                          "all its experts, feeding the next level's shared experts")
+        c3.caption("Each task's gate mixes the shared experts and that task's own experts.")
     c1, c2, c3 = st.columns(3)
-    sparse = c1.checkbox("Sparse top-k gating", key=K + "sparse", disabled=shared, persist_state=KEEP,
-                         help="route each row to its k best experts only (with a load-balancing loss)")
-    top_k = c2.number_input("k", 1, 256, key=K + "top_k", disabled=shared or not sparse, persist_state=KEEP)
+    no_sparse = shared or layered
+    sparse = c1.checkbox("Sparse top-k gating", key=K + "sparse", disabled=no_sparse, persist_state=KEEP,
+                         help="CGC and PLE have dense gates only" if layered else
+                         "route each row to its k best experts only (with a load-balancing loss)")
+    top_k = c2.number_input("k", 1, 256, key=K + "top_k", disabled=no_sparse or not sparse, persist_state=KEEP)
     aux = c3.number_input("Load-balancing loss weight", 0.0, 10.0, step=0.005, format="%.3f", key=K + "aux",
-                          disabled=shared or not sparse, persist_state=KEEP)
+                          disabled=no_sparse or not sparse, persist_state=KEEP)
     return ModelConfig(arch=arch, num_experts=1 if shared else int(experts), expert_hidden=expert_hidden,
                        gate_hidden=gate_hidden if gate == "MLP" and not shared else (),
-                       tower_hidden=tower_hidden, top_k=int(top_k) if sparse and not shared else None,
-                       dropout=float(dropout), aux_loss_weight=float(aux))
+                       tower_hidden=tower_hidden, top_k=int(top_k) if sparse and not no_sparse else None,
+                       dropout=float(dropout), aux_loss_weight=float(aux),
+                       **({"shared_experts": int(n_shared), "task_experts": int(n_task),
+                           "levels": int(levels) if levels is not None else None} if layered else {}))
 
 
 def device_options() -> tuple[list[str], str]:
@@ -142,7 +167,7 @@ def task_weight_widgets(tasks: tuple[TaskSpec, ...]) -> tuple[str, dict[str, flo
 
 
 # what the Train page can sweep (the CLI's --grid keys), with a starting list of values
-SWEEPS = {"arch": ("architecture", "mmoe, omoe, shared-bottom"), "experts": ("number of experts", "4, 8, 16"),
+SWEEPS = {"arch": ("architecture", "mmoe, omoe, shared-bottom, cgc, ple"), "experts": ("number of experts", "4, 8, 16"),
           "expert-hidden": ("expert layers", "32 / 64,32 / 128,64"), "gate-hidden": ("gate layers", " / 16"),
           "top-k": ("top-k (0 = dense)", "0, 2, 4"), "lr": ("learning rate", "0.0003, 0.001, 0.003"),
           "batch-size": ("batch size", "256, 1024"), "task-weighting": ("task weighting", "fixed, uncertainty")}

@@ -40,8 +40,11 @@ def _train_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--data", required=True, help="CSV file (.csv or .csv.gz; , ; or tab separated)")
     t.add_argument("--task", action="append", required=True, metavar="COL[:KIND]",
                    help="target column and kind: binary | regression | multiclass | binary=VALUE (repeat per task)")
-    t.add_argument("--arch", default="mmoe", help="mmoe | omoe | shared-bottom")
-    t.add_argument("--experts", type=int, default=8, help="number of experts")
+    t.add_argument("--arch", default="mmoe", help="mmoe | omoe | shared-bottom | cgc | ple")
+    t.add_argument("--experts", type=int, default=8, help="number of experts (mmoe, omoe)")
+    t.add_argument("--shared-experts", type=int, default=4, help="cgc, ple: shared experts per level")
+    t.add_argument("--task-experts", type=int, default=2, help="cgc, ple: experts of each task per level")
+    t.add_argument("--levels", type=int, default=None, help="ple: extraction levels (None: 2; cgc is 1)")
     t.add_argument("--expert-hidden", default="64,32", help="expert layer widths (shared-bottom: the bottom MLP)")
     t.add_argument("--gate-hidden", default="", help="gate MLP widths ('' : a linear gate, as in the paper)")
     t.add_argument("--tower-hidden", default="16", help="tower layer widths")
@@ -96,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seeds", type=int, default=3, help="seeds per setting (default 3)")
 
     pp = sub.add_parser("paper", help="the MMoE paper's experiments: synthetic correlations, or census-income",
-                        description="Ma et al. (KDD 2018): MMoE vs OMoE vs Shared-Bottom at comparable parameter "
-                                    "counts, on two regression tasks of controlled correlation (default) or on "
-                                    "census-income (--census).")
+                        description="Ma et al. (KDD 2018): MMoE vs OMoE vs Shared-Bottom (and CGC, PLE) at comparable "
+                                    "parameter counts, on two regression tasks of controlled correlation (default) "
+                                    "or on census-income (--census).")
     pp.add_argument("--correlations", default="0.5,0.9,1.0", help="task correlations, comma separated")
     pp.add_argument("--seeds", type=int, default=None, help="seeds per setting")
     pp.add_argument("--rows", type=int, default=None, help="rows of synthetic data per run")
@@ -184,7 +187,8 @@ def _configs(a):
                     val_fraction=a.val_fraction, test_fraction=a.test_fraction,
                     seed=a.seed if a.split_seed is None else a.split_seed)
     mc = ModelConfig(arch=a.arch, num_experts=a.experts, expert_hidden=a.expert_hidden, gate_hidden=a.gate_hidden,
-                     tower_hidden=a.tower_hidden, top_k=a.top_k, dropout=a.dropout, aux_loss_weight=a.aux_weight)
+                     tower_hidden=a.tower_hidden, top_k=a.top_k, dropout=a.dropout, aux_loss_weight=a.aux_weight,
+                     shared_experts=a.shared_experts, task_experts=a.task_experts, levels=a.levels)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                      optimizer=a.optimizer, task_weighting=a.task_weighting, early_stopping_patience=a.patience,
                      device=a.device, seed=a.seed, threads=a.threads,

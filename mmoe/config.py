@@ -11,13 +11,15 @@ field and how to fix it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 TASK_KINDS = ("binary", "regression", "multiclass")
 COLUMN_KINDS = ("numeric", "categorical", "identifier", "constant", "empty")
-ARCHS = ("mmoe", "omoe", "shared-bottom")
+ARCHS = ("mmoe", "omoe", "shared-bottom", "cgc", "ple")
+LAYERED_ARCHS = ("cgc", "ple")   # task-specific + shared experts (mmoe.nn.ple)
 OPTIMIZERS = ("adam", "adamw")
 TASK_WEIGHTINGS = ("fixed", "uncertainty")
 DEVICES = ("auto", "cpu", "cuda")
@@ -196,10 +198,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture. arch: mmoe | omoe | shared-bottom.
+    """Architecture. arch: mmoe | omoe | shared-bottom | cgc | ple.
 
     expert_hidden is the expert MLP (for shared-bottom: the bottom MLP);
     gate_hidden () means a linear gate; top_k None means dense gating.
+    cgc / ple (Tang et al., RecSys 2020) use shared_experts + task_experts per task on each of
+    ``levels`` extraction levels instead of num_experts (cgc is one level; levels None: 1 for cgc,
+    2 for ple, see ``num_levels``); they have dense gates only and ignore num_experts.
     """
 
     arch: str = "mmoe"
@@ -210,6 +215,9 @@ class ModelConfig:
     top_k: int | None = None
     dropout: float = 0.0
     aux_loss_weight: float = 0.01
+    shared_experts: int = 4
+    task_experts: int = 2
+    levels: int | None = None          # None: the architecture's default (``num_levels``)
 
     def __post_init__(self) -> None:
         arch = str(self.arch).lower().replace("_", "-")
@@ -228,6 +236,9 @@ class ModelConfig:
             k = int(self.top_k)
             if k <= 0:
                 k = None  # 0 means dense, as in the CLI
+            elif arch in LAYERED_ARCHS:
+                raise ConfigError(f"model: sparse top-k gating is not available for {arch.upper()} (its gates are "
+                                  "dense); leave top-k out (or 0), or use arch mmoe or omoe for top-k routing")
             elif k > self.num_experts:
                 raise ConfigError(f"model: top-k ({k}) cannot exceed the number of experts ({self.num_experts})")
             object.__setattr__(self, "top_k", k)
@@ -235,6 +246,37 @@ class ModelConfig:
             raise ConfigError(f"model: dropout must be in [0, 1), got {self.dropout}")
         if not (self.aux_loss_weight >= 0):
             raise ConfigError(f"model: load-balancing loss weight must be >= 0, got {self.aux_loss_weight}")
+        self._check_layered()
+
+    def _check_layered(self) -> None:
+        """shared_experts, task_experts and levels (used by cgc and ple)."""
+        for name, what, hi in (("shared_experts", "number of shared experts", 64),
+                               ("task_experts", "number of experts per task", 64), ("levels", "extraction levels", 8)):
+            v = getattr(self, name)
+            if v is None:   # levels left out: the architecture's default (num_levels)
+                continue
+            n = _whole(v)
+            if n is None or not 1 <= n <= hi:
+                raise ConfigError(f"model: {what} must be a whole number between 1 and {hi}, got {v!r} "
+                                  f"(--{name.replace('_', '-')} N)")
+            object.__setattr__(self, name, n)
+        if self.arch == "cgc" and self.levels not in (None, 1):
+            raise ConfigError(f"model: CGC has one extraction level, got levels={self.levels}; use arch ple for "
+                              "several levels (--arch ple --levels L), or leave levels out")
+
+    @property
+    def num_levels(self) -> int:
+        """Extraction levels of cgc/ple: ``levels``, or when left out 2 for ple and 1 otherwise."""
+        return self.levels if self.levels is not None else (2 if self.arch == "ple" else 1)
+
+    def expert_owners(self, tasks) -> list[str | None]:
+        """Who owns each expert on the gates' last axis, in order: None for an expert every task's gate
+        sees, else the task whose gate alone sees it. Empty for shared-bottom (no gates)."""
+        if self.arch == "shared-bottom":
+            return []
+        if self.arch in LAYERED_ARCHS:
+            return layered_expert_owners(tasks, self.shared_experts, self.task_experts)
+        return [None] * self.num_experts
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -242,6 +284,23 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: Mapping) -> "ModelConfig":
         return cls(**dict(d))
+
+
+def _whole(v: Any) -> int | None:
+    """v as an int when it is a whole number (2, 2.0, "2"), else None."""
+    if isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if math.isfinite(f) and f == int(f) else None
+
+
+def layered_expert_owners(tasks, shared_experts: int, task_experts: int) -> list[str | None]:
+    """CGC/PLE expert order (the one home of it): the shared experts first, then each task's own experts
+    in task order. None marks a shared expert, a task name that task's expert."""
+    return [None] * int(shared_experts) + [t for t in tasks for _ in range(int(task_experts))]
 
 
 @dataclass(frozen=True)

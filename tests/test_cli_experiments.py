@@ -73,9 +73,9 @@ def test_paper_json_carries_arch_and_correlation(mmoe_home, capsys):
                              "--epochs", 1, "--threads", 1, "--json")
     assert code == 0, err
     s = strict_json(out.strip().splitlines()[-1])
-    assert s["kind"] == "paper" and len(s["runs"]) == 12 and s["seconds"] > 0
+    assert s["kind"] == "paper" and len(s["runs"]) == 20 and s["seconds"] > 0
     assert {tuple(sorted(c["settings"])) for c in s["configs"]} == {("arch", "correlation")}
-    assert {c["settings"]["arch"] for c in s["configs"]} == {"mmoe", "omoe", "shared-bottom"}
+    assert {c["settings"]["arch"] for c in s["configs"]} == {"mmoe", "omoe", "shared-bottom", "cgc", "ple"}
 
 
 def test_a_paper_run_reproduces_from_synth_and_train(tmp_path, mmoe_home, capsys):
@@ -106,7 +106,8 @@ def test_paper_census_on_the_packaged_sample(mmoe_home, capsys):
     code, out, err = run_cli(capsys, "paper", "--census", "--seeds", 1, "--epochs", 1, "--threads", 1, "--json")
     assert code == 0, err
     s = strict_json(out.strip().splitlines()[-1])
-    assert s["kind"] == "census" and [c["settings"]["arch"] for c in s["configs"]] == ["mmoe", "omoe", "shared-bottom"]
+    assert s["kind"] == "census"
+    assert [c["settings"]["arch"] for c in s["configs"]] == ["mmoe", "omoe", "shared-bottom", "cgc", "ple"]
     assert set(s["configs"][0]["metrics"]) == {"income_50k", "marital_stat"}
 
 

@@ -1,5 +1,5 @@
 """nn.Modules only: the input encoder, stacked experts, gates and towers, MMoE / OMoE /
-Shared-Bottom (``model``), and the hand-written training step for them (``fused``).
+Shared-Bottom (``model``), CGC / PLE (``ple``), and the hand-written training step for them (``fused``).
 
 Dimension legend used throughout: b batch, e experts, t tasks, g gates, h hidden, d input width.
 """
@@ -15,6 +15,7 @@ from mmoe.nn.model import (
                            build_model,
                            count_parameters,
 )
+from mmoe.nn.ple import CGC, PLE, ExtractionLevel
 
-__all__ = ["MMoE", "OMoE", "SharedBottom", "MixtureOfExperts", "ModelOutput", "StackedMLP", "InputEncoder",
-           "TabularModel", "build_model", "count_parameters"]
+__all__ = ["MMoE", "OMoE", "SharedBottom", "CGC", "PLE", "MixtureOfExperts", "ExtractionLevel", "ModelOutput",
+           "StackedMLP", "InputEncoder", "TabularModel", "build_model", "count_parameters"]

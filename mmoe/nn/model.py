@@ -1,4 +1,5 @@
-"""The networks: input encoder, stacked expert bank, gates, towers, MMoE / OMoE / SharedBottom.
+"""The networks: input encoder, stacked expert bank, gates, towers, MMoE / OMoE / SharedBottom
+(CGC / PLE, built on the same ``StackedMLP``, live in ``mmoe.nn.ple``).
 
 Ma et al., KDD 2018:  y_k = h_k( sum_i g^k(x)_i f_i(x) ),  g^k(x) = softmax(W_k x).
 
@@ -319,7 +320,7 @@ class InputEncoder(nn.Module):
         return torch.cat([x_num, emb], 1) if self.num_numeric else emb
 
 
-ARCH_CLASSES = {"mmoe": MMoE, "omoe": OMoE, "shared-bottom": SharedBottom}
+ARCH_CLASSES = {"mmoe": MMoE, "omoe": OMoE, "shared-bottom": SharedBottom}   # cgc, ple: mmoe.nn.ple
 
 
 class TabularModel(nn.Module):
@@ -338,6 +339,14 @@ class TabularModel(nn.Module):
         mc = ModelConfig.from_dict(meta["model_config"])
         check_model_size(meta, mc)   # a damaged model.json or huge settings: refused before allocating
         self.encoder = InputEncoder(meta["num_numeric"], meta["cardinalities"], meta["embedding_dims"])
+        if mc.arch in ("cgc", "ple"):
+            from mmoe.nn.ple import CGC, PLE   # ple.py builds on this module
+
+            self.core = (CGC if mc.arch == "cgc" else PLE)(
+                self.encoder.out_features, dict(meta["task_dims"]), shared_experts=mc.shared_experts,
+                task_experts=mc.task_experts, expert_hidden=mc.expert_hidden, gate_hidden=mc.gate_hidden,
+                tower_hidden=mc.tower_hidden, dropout=mc.dropout, levels=mc.num_levels)
+            return
         cls = ARCH_CLASSES[mc.arch]
         self.core = cls(self.encoder.out_features, dict(meta["task_dims"]), num_experts=mc.num_experts,
                         expert_hidden=mc.expert_hidden, gate_hidden=mc.gate_hidden,

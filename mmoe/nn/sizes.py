@@ -57,6 +57,13 @@ def parameter_count(meta: Mapping, mc) -> int:
     t, widths = len(outs), tuple(mc.expert_hidden)
     if mc.arch == "shared-bottom":
         total += _stacked(1, d, widths)
+    elif mc.arch in ("cgc", "ple"):   # mmoe.nn.ple: per level e experts, t task gates over s+k, a shared gate
+        s, k = mc.shared_experts, mc.task_experts
+        for i in range(mc.num_levels):
+            din = d if i == 0 else widths[-1]
+            total += _stacked(s + t * k, din, widths) + _stacked(t, din, (*mc.gate_hidden, s + k))
+            if i < mc.num_levels - 1:
+                total += _stacked(1, din, (*mc.gate_hidden, s + t * k))
     else:
         gates = 1 if mc.arch == "omoe" else t
         total += _stacked(mc.num_experts, d, widths) + _stacked(gates, d, (*mc.gate_hidden, mc.num_experts))

@@ -196,6 +196,8 @@ SWEEPABLE: dict[str, tuple[str, str, type]] = {
     "expert-hidden": ("model", "expert_hidden", str), "gate-hidden": ("model", "gate_hidden", str),
     "tower-hidden": ("model", "tower_hidden", str), "top-k": ("model", "top_k", int),
     "dropout": ("model", "dropout", float), "aux-weight": ("model", "aux_loss_weight", float),
+    "shared-experts": ("model", "shared_experts", int), "task-experts": ("model", "task_experts", int),
+    "levels": ("model", "levels", int),
     "epochs": ("train", "epochs", int), "batch-size": ("train", "batch_size", int), "lr": ("train", "lr", float),
     "weight-decay": ("train", "weight_decay", float), "optimizer": ("train", "optimizer", str),
     "task-weighting": ("train", "task_weighting", str), "patience": ("train", "early_stopping_patience", int),

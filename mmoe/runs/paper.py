@@ -2,7 +2,8 @@
 
     paper_experiment(correlations=(0.5, 0.9, 1.0), seeds=5, rows=10_000, epochs=30)
         section 3/5.2: two regression tasks whose label correlation is controlled
-        (``mmoe.synthetic.paper_synthetic``); MMoE vs OMoE vs Shared-Bottom at each correlation.
+        (``mmoe.synthetic.paper_synthetic``); MMoE vs OMoE vs Shared-Bottom vs CGC vs PLE at each
+        correlation.
         Every seed draws a fresh table (the generator's seed) and fresh initial weights, as the paper
         repeats each setting with independent data generation and model initialisation.
     census_experiment(path, seeds=3, epochs=10)
@@ -10,8 +11,12 @@
 
 Comparable parameter counts, as in the paper: MMoE and OMoE have 8 experts of one hidden layer;
 Shared-Bottom's bottom is one hidden layer whose width is chosen so that it has as many parameters
-as the MMoE (``matched_bottom``). The generator is used as it is, whatever comes out: an MMoE
-advantage at low correlation is a finding to be checked, not a target to be tuned for.
+as the MMoE (``matched_bottom``). CGC and PLE (Tang et al., RecSys 2020; the fourth and fifth
+architecture) split the same number of experts into shared and task-specific ones (8 experts, 2 tasks:
+4 shared + 2 per task; PLE has 2 such levels) and their expert width is chosen the same way, so that
+they too have as many parameters as the MMoE (``matched_layered``). The generator is used as it is,
+whatever comes out: an MMoE advantage at low correlation is a finding to be checked, not a target to be
+tuned for.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from mmoe.runs.experiments import Experiment, Point
 from mmoe.runs.runner import DataSource
 from mmoe.synthetic import paper_synthetic
 
-ARCHS = ("mmoe", "omoe", "shared-bottom")
+ARCHS = ("mmoe", "omoe", "shared-bottom", "cgc", "ple")
 SYNTHETIC_TASKS = (TaskSpec("y1", "regression"), TaskSpec("y2", "regression"))
 CENSUS_TASKS = (TaskSpec("income_50k", "binary", positive="50000+."),
                 TaskSpec("marital_stat", "binary", positive="Never married"))
@@ -40,11 +45,37 @@ CENSUS_TRAIN = TrainConfig(epochs=10, batch_size=1024, lr=1e-3)
 
 def matched_bottom(model: ModelConfig, data: PreparedData) -> int:
     """The width of a one-layer shared bottom with (about) as many parameters as ``model`` on ``data``."""
+    return _matched_width(model, data, lambda width: dataclasses.replace(
+        model, arch="shared-bottom", num_experts=1, expert_hidden=(width,), top_k=None))
+
+
+def layered_split(num_experts: int, num_tasks: int) -> tuple[int, int]:
+    """(shared experts, experts per task) of a CGC/PLE level with ``num_experts`` experts in all: half of
+    them (at least one per task) task-specific, the rest (at least one) shared."""
+    per_task = max(1, num_experts // (2 * num_tasks))
+    return max(1, num_experts - num_tasks * per_task), per_task
+
+
+def matched_layered(model: ModelConfig, data: PreparedData, arch: str) -> ModelConfig:
+    """``model`` as CGC or PLE: its experts split by ``layered_split``, the first expert layer's width
+    (the others scaled alike) chosen so that it has (about) as many parameters as ``model``."""
+    shared, per_task = layered_split(model.num_experts, len(data.task_dims))
+    base = dataclasses.replace(model, arch=arch, top_k=None, shared_experts=shared, task_experts=per_task,
+                               levels=None)
+    first = model.expert_hidden[0]
+
+    def at(width: int) -> ModelConfig:
+        return dataclasses.replace(base, expert_hidden=(width, *(max(1, round(w * width / first))
+                                                                  for w in model.expert_hidden[1:])))
+    return at(_matched_width(model, data, at))
+
+
+def _matched_width(model: ModelConfig, data: PreparedData, make) -> int:
+    """The width w for which ``make(w)`` (a ModelConfig) has the parameter count nearest ``model``'s."""
     target = count_parameters(build_model(model, data))
 
     def params(width: int) -> int:
-        sb = dataclasses.replace(model, arch="shared-bottom", num_experts=1, expert_hidden=(width,), top_k=None)
-        return count_parameters(build_model(sb, data))
+        return count_parameters(build_model(make(width), data))
 
     lo, hi = 1, 1
     while params(hi) < target and hi < 65536:
@@ -56,11 +87,12 @@ def matched_bottom(model: ModelConfig, data: PreparedData) -> int:
 
 
 def arch_configs(model: ModelConfig, data: PreparedData) -> dict[str, ModelConfig]:
-    """MMoE, OMoE and a parameter-matched Shared-Bottom built from ``model``'s expert settings."""
+    """MMoE, OMoE, and a parameter-matched Shared-Bottom, CGC and PLE built from ``model``'s expert settings."""
     width = matched_bottom(model, data)
     return {"mmoe": dataclasses.replace(model, arch="mmoe"), "omoe": dataclasses.replace(model, arch="omoe"),
             "shared-bottom": dataclasses.replace(model, arch="shared-bottom", num_experts=1,
-                                                 expert_hidden=(width,), top_k=None)}
+                                                 expert_hidden=(width,), top_k=None),
+            "cgc": matched_layered(model, data, "cgc"), "ple": matched_layered(model, data, "ple")}
 
 
 class _Synthetic:
@@ -102,13 +134,13 @@ def paper_experiment(correlations=PAPER_DEFAULTS["correlations"], seeds: int = P
 def census_experiment(path: str | Path, seeds: int = CENSUS_DEFAULTS["seeds"],
                       epochs: int = CENSUS_DEFAULTS["epochs"], *, train: TrainConfig = CENSUS_TRAIN,
                       model: ModelConfig = PAPER_MODEL, name: str | None = None, first_seed: int = 0) -> Experiment:
-    """The census-income experiment: the three architectures, ``seeds`` seeds each."""
+    """The census-income experiment: the five architectures, ``seeds`` seeds each."""
     seeds = _check("seeds", seeds, 1, 1000)
     tc = dataclasses.replace(train, epochs=_check("epochs", epochs, 1, 100_000))
     dc = DataConfig(tasks=CENSUS_TASKS, drop=CENSUS_DROP, seed=first_seed)
     models = arch_configs(model, prepare(path, dc))
     source = DataSource(path, dc)
     points = [Point({"arch": a}, source, models[a], tc) for a in ARCHS]
-    return Experiment(name or f"paper census-income: 3 architectures x {seeds} seeds", "census", Path(path).name,
-                      [("arch", list(ARCHS))], tuple(range(first_seed, first_seed + seeds)), points,
+    return Experiment(name or f"paper census-income: {len(ARCHS)} architectures x {seeds} seeds", "census",
+                      Path(path).name, [("arch", list(ARCHS))], tuple(range(first_seed, first_seed + seeds)), points,
                       split_follows_seed=True)

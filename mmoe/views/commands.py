@@ -60,6 +60,10 @@ def train_args(data_config: Mapping | DataConfig, model_config: Mapping | ModelC
             args += [flag, _widths(getattr(mc, name))]
     if mc.top_k is not None:
         args += ["--top-k", str(mc.top_k)]
+    for name, flag in (("shared_experts", "--shared-experts"), ("task_experts", "--task-experts"),
+                       ("levels", "--levels")):   # cgc / ple
+        if getattr(mc, name) is not None and getattr(mc, name) != getattr(d_mc, name):
+            args += [flag, str(getattr(mc, name))]
     for name, flag in (("dropout", "--dropout"), ("aux_loss_weight", "--aux-weight")):
         if getattr(mc, name) != getattr(d_mc, name):
             args += [flag, f"{getattr(mc, name):g}"]

@@ -78,6 +78,8 @@ def widget_values(model: ModelConfig, train: TrainConfig) -> dict:
         "gate": "MLP" if m.gate_hidden else "linear", "gate_hidden": widths_text(m.gate_hidden) or "16",
         "sparse": m.top_k is not None, "top_k": m.top_k or 2, "aux": m.aux_loss_weight,
         "tower_hidden": widths_text(m.tower_hidden), "dropout": m.dropout,
+        "shared_experts": m.shared_experts, "task_experts": m.task_experts,
+        "levels": m.num_levels if m.arch == "ple" else 2,
         "optimizer": t.optimizer, "lr": t.lr, "weight_decay": t.weight_decay, "epochs": t.epochs or 10,
         "batch_size": t.batch_size or 512, "auto_schedule": t.batch_size is None and t.epochs is None,
         "early": t.early_stopping_patience is not None, "patience": t.early_stopping_patience or 3,

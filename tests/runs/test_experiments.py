@@ -211,7 +211,7 @@ def test_paper_experiment_grid_and_comparable_sizes():
     exp = paper_experiment((0.5, 1.0), seeds=2, rows=300, epochs=1)
     assert [tuple(p.settings.values()) for p in exp.points] == [(a, c) for a in ARCHS for c in (0.5, 1.0)]
     assert exp.seeds == (0, 1) and exp.split_follows_seed
-    # the three architectures have about the same number of parameters (the paper's condition)
+    # the five architectures have about the same number of parameters (the paper's condition)
     from mmoe.data import prepare
     data = prepare(*[(d.source, d.config) for d in [exp.points[0].data(0)]][0])
     sizes = {p.settings["arch"]: count_parameters(build_model(p.model_config, data)) for p in exp.points}
@@ -231,12 +231,12 @@ def test_paper_experiment_runs_and_summarises(mmoe_home):
     s = summarize(store, run_experiment(paper_experiment((0.5, 0.9), seeds=2, rows=400, epochs=2,
                                                          train=TrainConfig(epochs=2, batch_size=64, threads=1)),
                                         store))
-    assert s["kind"] == "paper" and len(s["runs"]) == 12
+    assert s["kind"] == "paper" and len(s["runs"]) == 20
     assert [c["settings"] for c in s["configs"]][:2] == [{"arch": "mmoe", "correlation": 0.5},
                                                         {"arch": "mmoe", "correlation": 0.9}]
     # each architecture against MMoE at the same correlation, for both tasks
     assert {(d["b"]["arch"], d["b"]["correlation"], d["task"]) for d in s["differences"]} == {
-        (a, c, t) for a in ("omoe", "shared-bottom") for c in (0.5, 0.9) for t in ("y1", "y2")}
+        (a, c, t) for a in ("omoe", "shared-bottom", "cgc", "ple") for c in (0.5, 0.9) for t in ("y1", "y2")}
     assert all(d["a"] == {"arch": "mmoe", "correlation": d["b"]["correlation"]} for d in s["differences"])
 
 

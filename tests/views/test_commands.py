@@ -32,6 +32,10 @@ def _parsed(command: str, prefix: str):
                  precision="fp32")),
     (DataConfig(tasks=TASKS[1:2], seed=5), ModelConfig(arch="shared-bottom", expert_hidden=(128, 64)),
      TrainConfig(seed=5, lr=1e-3)),
+    (DataConfig(tasks=TASKS[:2]), ModelConfig(arch="ple", shared_experts=3, task_experts=1, levels=3,
+                                              expert_hidden=(16,)), TrainConfig()),
+    (DataConfig(tasks=TASKS[:2]), ModelConfig(arch="cgc", shared_experts=1), TrainConfig()),
+    (DataConfig(tasks=TASKS[:2]), ModelConfig(arch="ple"), TrainConfig()),             # levels left out
 ])
 def test_the_commands_parse_back_to_the_same_settings(dc, mc, tc):
     cmds = train_commands(dc.to_dict(), mc.to_dict(), tc.to_dict(), "/data/my table.csv", name="again")
@@ -53,3 +57,11 @@ def test_what_the_command_line_cannot_say_is_named():
     assert "--drop" not in cmds["python"]
     assert "a column name holds a comma" in cmds["unsaid"] and "embedding widths" in cmds["unsaid"]
     assert "time budget of 30 s" in cmds["unsaid"]
+
+
+def test_cgc_and_ple_commands_carry_their_expert_counts():
+    mc = ModelConfig(arch="ple", shared_experts=3, task_experts=1, levels=3)
+    cmd = train_commands(DataConfig(tasks=TASKS[:1]), mc, TrainConfig(), "t.csv")["python"]
+    assert "--arch ple --shared-experts 3 --task-experts 1 --levels 3" in cmd
+    cmd = train_commands(DataConfig(tasks=TASKS[:1]), ModelConfig(arch="cgc"), TrainConfig(), "t.csv")["python"]
+    assert "--arch cgc" in cmd and "--levels" not in cmd and "--shared-experts" not in cmd
