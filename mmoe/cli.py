@@ -1,4 +1,4 @@
-"""``python -m mmoe train | runs | predict | synth | dashboard``: the dashboard's headless twin, and
+"""``python -m mmoe train | runs | predict | export | synth | dashboard``: the dashboard's headless twin, and
 ``mmoe dashboard`` to start the packaged dashboard from any folder.
 
 Exit status: 0 finished, 2 bad input (one clear line on stderr, no traceback; also a damaged or
@@ -127,7 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True)
     pr.add_argument("--store", default=None)
     pr.add_argument("--device", default="cpu")
+    pr.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                    help="what computes the model: torch, or onnxruntime on its ONNX graph (CPU; needs mmoe[onnx])")
     pr.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="a run's model as ONNX, or runs into MLflow / TensorBoard",
+                       description="--format onnx --out FILE [--gates] | --to mlflow [--tracking-uri URI] "
+                                   "[--experiment NAME] | --to tensorboard [--logdir DIR] (see mmoe.runs.exports)")
+    x.add_argument("--run", required=True, type=int, action="append", help="run id (repeat for --to)")
+    x.add_argument("--format", default=None, help="onnx: the model as an ONNX graph, its preprocessing beside it")
+    x.add_argument("--out", default=None, help="the .onnx file (an existing one is replaced atomically)")
+    x.add_argument("--gates", action="store_true", help="each task's gate weights as outputs too")
+    x.add_argument("--to", default=None, help="mlflow | tensorboard")
+    x.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///<store>/mlflow.db)")
+    x.add_argument("--experiment", default=None, help="MLflow experiment (default: MMoE Lab)")
+    x.add_argument("--logdir", default=None, help="TensorBoard folder (default <store>/tensorboard)")
+    x.add_argument("--store", default=None)
+    x.add_argument("--json", action="store_true")
 
     d = sub.add_parser("dashboard", help="start the dashboard (the packaged Streamlit app) from any folder",
                        description="Start the MMoE Lab dashboard. Options not listed here go to streamlit run "
@@ -396,10 +412,20 @@ def cmd_predict(a) -> int:
     df = read_csv(path, min_rows=1)
     from mmoe.views.downloads import people_csv, readable_predictions
 
-    out = readable_predictions(predict_frame(store, a.run, df, device=a.device))
+    out = readable_predictions(predict_frame(store, a.run, df, device=a.device, backend=a.backend))
     people_csv(out, a.out)
     msg = {"run_id": a.run, "rows": len(out), "out": str(a.out), "status": "finished"}
     print(_json_line(msg) if a.json else f"wrote {len(out)} rows with predictions of run {a.run} to {a.out}")
+    return EXIT_OK
+
+
+def cmd_export(a) -> int:
+    from mmoe.runs.exports import ExportRequest, run_export
+    from mmoe.runs.store import RunStore
+
+    req = ExportRequest(a.run, a.format, a.to, a.out, a.gates, a.tracking_uri, a.experiment, a.logdir)
+    report = run_export(RunStore(a.store), req)   # MissingExtra and ExportError are StoreErrors: exit 2
+    print(_json_line(report.to_dict()) if a.json else "\n".join(report.lines()))
     return EXIT_OK
 
 
@@ -446,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             raise BadInput(f"python -m mmoe {a.command}: unrecognized arguments: {' '.join(extra)} (see --help)")
         return {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "synth": cmd_synth,
-                "experiment": cmd_experiment, "paper": cmd_paper}[a.command](a)
+                "experiment": cmd_experiment, "paper": cmd_paper, "export": cmd_export}[a.command](a)
     except (BadInput, ConfigError, DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -32,6 +32,7 @@ from mmoe.views.jobview import run_label
 from mmoe_dashboard import charts
 from mmoe_dashboard.continuity import train_again
 from mmoe_dashboard.state import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store
+from mmoe_dashboard.tracking_panel import tracking_section
 
 PICK = "compare.pick"
 FLASH = "compare.flash"
@@ -485,6 +486,7 @@ def main() -> None:
         tables_section(chosen, notes, names)
         st.header("Gates")
         gates_section(s, chosen)
+        tracking_section(s, [r.id for r in chosen if not r.active], key="compare")
     st.header("Manage runs")
     manage_section(s, runs, [r.id for r in chosen])
 

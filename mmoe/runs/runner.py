@@ -263,13 +263,30 @@ def load_run(store: RunStore, run_id: int) -> tuple[TabularModel, Preprocessor]:
     return model, pre
 
 
-def predict_frame(store: RunStore, run_id: int, df: pd.DataFrame, *, device: str = "cpu") -> pd.DataFrame:
-    """Score a new frame with a stored run: the input columns plus pred/prob/gate (and target) columns."""
-    model, pre = load_run(store, run_id)
-    x_num, x_cat, y, mask = prepare_for_prediction(df, pre)
+BACKENDS = ("torch", "onnx")   # what computes the model's outputs in predict_frame
+
+
+def score(model: TabularModel, x_num: torch.Tensor, x_cat: torch.Tensor, *, backend: str = "torch",
+          device: str = "cpu", pre: Preprocessor | None = None) -> tuple[dict, torch.Tensor | None]:
+    """The model's raw outputs per task [n, d] and gates [t, n, e] (None without gates), computed by torch
+    (on ``device``) or by onnxruntime on the model's exported ONNX graph (``backend="onnx"``, CPU)."""
+    if backend == "onnx":
+        from mmoe.runs.onnx_export import onnx_predict
+        return onnx_predict(model, x_num, x_cat, pre=pre)
+    if backend != "torch":
+        raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     dev = resolve_device(device)
     model.to(dev)
-    raw, gates = predict(model, x_num, x_cat, device=dev)
+    return predict(model, x_num, x_cat, device=dev)
+
+
+def predict_frame(store: RunStore, run_id: int, df: pd.DataFrame, *, device: str = "cpu",
+                  backend: str = "torch") -> pd.DataFrame:
+    """Score a new frame with a stored run: the input columns plus pred/prob/gate (and target) columns.
+    ``backend``: torch, or onnx (onnxruntime on the exported graph; the same columns, see ``score``)."""
+    model, pre = load_run(store, run_id)
+    x_num, x_cat, y, mask = prepare_for_prediction(df, pre)
+    raw, gates = score(model, x_num, x_cat, backend=backend, device=device, pre=pre)
     return decorate_predictions(df.reset_index(drop=True), pre, raw, gates,
                                 y=(y, mask) if y is not None else None)
 
