@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-import zipfile
 import io
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,11 @@ TASKS = (TaskSpec("rich", "binary", positive="yes"), TaskSpec("cultivar", "multi
 ARCHS = {"mmoe": ModelConfig(arch="mmoe", num_experts=3, expert_hidden=(8,), tower_hidden=(4,)),
          "omoe": ModelConfig(arch="omoe", num_experts=3, expert_hidden=(8,), tower_hidden=(4,)),
          "shared-bottom": ModelConfig(arch="shared-bottom", expert_hidden=(8,), tower_hidden=(4,)),
-         "mmoe-top2": ModelConfig(arch="mmoe", num_experts=4, expert_hidden=(8,), tower_hidden=(4,), top_k=2)}
+         "mmoe-top2": ModelConfig(arch="mmoe", num_experts=4, expert_hidden=(8,), tower_hidden=(4,), top_k=2),
+         # the layered architectures (mmoe.nn.ple) export with no change to the exporter: it only sees a TabularModel
+         "cgc": ModelConfig(arch="cgc", shared_experts=2, task_experts=1, expert_hidden=(8,), tower_hidden=(4,)),
+         "ple": ModelConfig(arch="ple", shared_experts=2, task_experts=1, levels=2, expert_hidden=(8,),
+                            tower_hidden=(4,))}
 
 
 def wine_table(seed: int = 0) -> pd.DataFrame:
