@@ -45,7 +45,7 @@ def version() -> str:
 
 
 def census_configs(epochs=5, batch_size=1024, lr=1e-3, device="cpu", seed=0,
-                   num_experts=8, expert_hidden=(16,), tower_hidden=(8,)):
+                   num_experts=8, expert_hidden=(16,), tower_hidden=(8,), precision="auto"):
     from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
     from bench.peers.census_data import DROP
 
@@ -54,7 +54,7 @@ def census_configs(epochs=5, batch_size=1024, lr=1e-3, device="cpu", seed=0,
                     drop=DROP, val_fraction=0.2, seed=0)   # the shared split; training seed below
     mc = ModelConfig(arch="mmoe", num_experts=num_experts, expert_hidden=tuple(expert_hidden),
                      tower_hidden=tuple(tower_hidden))
-    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed)
+    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, precision=precision)
     return dc, mc, tc
 
 
@@ -70,12 +70,13 @@ class ThreadsSeen:
 
 
 def train_census(split, epochs=5, batch_size=1024, lr=1e-3, device="cpu", seed=0,
-                 num_experts=8, expert_hidden=(16,), tower_hidden=(8,)) -> dict:
+                 num_experts=8, expert_hidden=(16,), tower_hidden=(8,), precision="auto") -> dict:
     from mmoe.data import prepare
     from mmoe.nn import build_model
     from mmoe.training import fit
 
-    dc, mc, tc = census_configs(epochs, batch_size, lr, device, seed, num_experts, expert_hidden, tower_hidden)
+    dc, mc, tc = census_configs(epochs, batch_size, lr, device, seed, num_experts, expert_hidden, tower_hidden,
+                                precision)
     if tc.device == "cpu":
         # the same number of torch threads as the peers get (torch's default), not the product's
         # own choice from what else runs right now (``auto_threads``), so that a moment of other

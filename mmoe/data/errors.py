@@ -115,8 +115,16 @@ def _labels(s: pd.Series) -> pd.Series:
         m = s.notna()
         s[m] = s[m].map(_label)
         s = s.astype("str")
+    elif _clean_labels(s):     # read_csv's columns are clean already: checked on the distinct values only
+        return s
     s = s.str.strip()
     return s.where(~s.isin(MISSING_MARKERS))
+
+
+def _clean_labels(s: pd.Series) -> bool:
+    """True when no value of text column ``s`` has surrounding spaces or is a missing marker."""
+    u = pd.Series(s.dropna().unique(), dtype=s.dtype)
+    return not (u.str.strip() != u).any() and not u.isin(MISSING_MARKERS).any()
 
 
 def _row_word(pos: int) -> str:

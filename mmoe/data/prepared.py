@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 
 from mmoe.config import DataConfig, TaskSpec
-from mmoe.data.errors import MIN_ROWS, DataError, _close, _is_numeric, _labels
-from mmoe.data.preprocess import Preprocessor, _numeric_feature
+from mmoe.data.errors import MIN_ROWS, DataError, _close, _is_numeric
+from mmoe.data.preprocess import Preprocessor, _numeric_feature, label_codes
 from mmoe.data.profiling import _profile
 from mmoe.data.reading import clean_frame, read_csv
 
@@ -201,11 +201,11 @@ def prepare(source: Any, config: DataConfig, *, filename: str | None = None) -> 
                             field=f"target:{t.column}")
     numeric, categorical, ignored = select_features(df, config)
     splits = _split(len(df), config)
-    labels = {c: _labels(df[c]) for c in categorical}       # once, for the fit and the transform
+    coded = {c: label_codes(df[c]) for c in categorical}    # once, for the fit and the transform
     pre = Preprocessor.fit(df, tasks=config.tasks, numeric_columns=numeric, categorical_columns=categorical,
                            train_rows=splits["train"].numpy(), embedding_dims=config.embedding_dims,
-                           max_classes=config.max_classes, ignored=ignored, labels=labels)
-    x_num, x_cat = pre.transform_features(df, labels=labels)
+                           max_classes=config.max_classes, ignored=ignored, coded=coded)
+    x_num, x_cat = pre.transform_features(df, coded=coded)
     y, mask = pre.transform_targets(df)
     tr = splits["train"]
     for t in config.tasks:

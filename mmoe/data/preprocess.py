@@ -32,6 +32,12 @@ def default_embedding_dim(cardinality: int) -> int:
     return max(1, min(16, int(round(1.6 * cardinality ** 0.56))))
 
 
+def label_codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """(code per row, -1 where missing; the distinct labels) of a categorical column's ``_labels``:
+    a column is hashed once, and the vocabulary counts and lookups work on the distinct labels."""
+    return pd.factorize(_labels(s))
+
+
 class Preprocessor:
     """Turns frames into tensors with statistics fitted on the training rows only.
 
@@ -68,16 +74,15 @@ class Preprocessor:
     def fit(cls, frame: pd.DataFrame, *, tasks: Iterable[TaskSpec], numeric_columns: list[str],
             categorical_columns: list[str], train_rows: Any = None, embedding_dims: dict[str, int] | None = None,
             max_classes: int = 50, min_count: int = MIN_CATEGORY_COUNT, max_vocab: int = MAX_VOCAB,
-            ignored: dict[str, str] | None = None, labels: dict[str, pd.Series] | None = None) -> "Preprocessor":
+            ignored: dict[str, str] | None = None, coded: dict[str, tuple] | None = None) -> "Preprocessor":
         """Fit on ``frame`` rows ``train_rows`` (positions; None = all). Target classes come from
         all rows (a class seen only outside train still gets an output); statistics from train.
-        ``labels``: ``_labels`` of the categorical columns of the whole frame, when the caller has them."""
+        ``coded``: ``label_codes`` of the categorical columns of the whole frame, when the caller has them."""
         tasks = tuple(tasks)
         rows = np.arange(len(frame)) if train_rows is None else np.asarray(train_rows, dtype=np.int64)
-        train = frame.iloc[rows]
         means, stds, indicators = [], [], []
-        for c in numeric_columns:
-            a = _numeric_feature(train[c], c)
+        for c in numeric_columns:      # whole columns converted, then the training rows taken (no frame copy)
+            a = _numeric_feature(frame[c], c)[rows]
             ok = ~np.isnan(a)
             mu = float(a[ok].mean()) if ok.any() else 0.0
             sd = float(a[ok].std()) if ok.sum() > 1 else 1.0
@@ -88,16 +93,18 @@ class Preprocessor:
         vocab, dims = {}, []
         embedding_dims = embedding_dims or {}
         for c in categorical_columns:
-            vc = (labels[c].iloc[rows] if labels and c in labels else _labels(train[c])).value_counts()
-            vc = vc[vc >= min_count]
-            order = sorted(zip(vc.index.tolist(), vc.to_numpy().tolist()), key=lambda t: (-t[1], t[0]))
+            codes, uniques = coded[c] if coded and c in coded else label_codes(frame[c])
+            counts = np.bincount(codes[rows][codes[rows] >= 0], minlength=len(uniques))   # per distinct label
+            keep = np.flatnonzero(counts >= min_count)
+            order = sorted(zip(np.asarray(uniques, dtype=object)[keep].tolist(), counts[keep].tolist()),
+                           key=lambda t: (-t[1], t[0]))
             vocab[c] = [str(v) for v, _ in order[:max_vocab]]
             dims.append(int(embedding_dims.get(c, default_embedding_dim(len(vocab[c]) + 1))))
         targets = {}
         for t in tasks:
             enc = target_encoding(frame[t.column], t, max_classes)
             # the train mean and std standardise a regression target (the others have no scale to fit)
-            targets[t.column] = enc.scaled(_as_float(train[t.column])) if enc.kind == "regression" else enc
+            targets[t.column] = enc.scaled(_as_float(frame[t.column])[rows]) if enc.kind == "regression" else enc
         return cls(tasks=tasks, numeric_columns=list(numeric_columns), categorical_columns=list(categorical_columns),
                    num_mean=means, num_std=stds, indicator_columns=indicators, vocab=vocab, embedding_dims=dims,
                    targets=targets, ignored=ignored)
@@ -141,9 +148,9 @@ class Preprocessor:
             raise DataError(f"the data has no {what} column {c!r}{more}, which the model was trained with; "
                             f"add it (values may be empty).{_close(c, df.columns)}")
 
-    def transform_features(self, df: pd.DataFrame, *, labels: dict[str, pd.Series] | None = None,
+    def transform_features(self, df: pd.DataFrame, *, coded: dict[str, tuple] | None = None,
                            ) -> tuple[torch.Tensor, torch.Tensor]:
-        """df -> (x_num float32 [n, dn], x_cat int64 [n, dc]); ``labels`` as in ``fit``."""
+        """df -> (x_num float32 [n, dn], x_cat int64 [n, dc]); ``coded`` as in ``fit``."""
         self._require(df, self.feature_columns, "feature")
         n = len(df)
         x_num = np.zeros((n, self.num_numeric), dtype=np.float32)
@@ -159,7 +166,7 @@ class Preprocessor:
         x_cat = np.zeros((n, len(self.categorical_columns)), dtype=np.int64)
         for j, c in enumerate(self.categorical_columns):
             # each distinct label is looked up once: codes of the column's values, then their vocabulary index
-            codes, uniques = pd.factorize(labels[c] if labels and c in labels else _labels(df[c]))
+            codes, uniques = coded[c] if coded and c in coded else label_codes(df[c])
             look = self._index[c].get_indexer(uniques) + 1          # unseen: -1 -> 0
             x_cat[:, j] = np.where(codes >= 0, look[np.maximum(codes, 0)], 0)   # missing (code -1) -> 0
         return torch.from_numpy(x_num), torch.from_numpy(x_cat)

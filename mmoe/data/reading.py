@@ -21,6 +21,7 @@ from mmoe.data.errors import (
     MIN_ROWS,
     MISSING_MARKERS,
     DataError,
+    _clean_labels,
     _is_bool_object,
     _label,
     _q,
@@ -313,8 +314,9 @@ def clean_frame(df: pd.DataFrame) -> pd.DataFrame:
             s = s.astype(object)
             s[m] = s[m].map(lambda v: v if isinstance(v, str) else _label(v))
             s = s.astype("str")
-        s = s.str.strip()
-        s = s.where(~s.isin(MISSING_MARKERS))
+        if not _clean_labels(s):     # checked on the distinct values: a clean column is not rewritten
+            s = s.str.strip()
+            s = s.where(~s.isin(MISSING_MARKERS))
         out[n] = _maybe_numeric(s, decimal_comma)
         if decimal_comma and pd.api.types.is_numeric_dtype(out[n].dtype) and s.str.contains(",", regex=False).any():
             converted.append(n)
