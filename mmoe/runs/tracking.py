@@ -75,7 +75,8 @@ class TrackingReport:
     def lines(self) -> list[str]:
         if self.to == "mlflow":
             head = (f"exported {len(self.runs)} run(s) to MLflow at {self.location}, experiment "
-                    f"{self.experiment!r}; see them with: mlflow ui --backend-store-uri {self.location}")
+                    f"{self.experiment!r}; see them in the MLflow UI (it comes with pip install mlflow): "
+                    f"mlflow ui --backend-store-uri {self.location}")
         else:
             head = (f"wrote TensorBoard event files for {len(self.runs)} run(s) under {self.location}; "
                     f"see them with: tensorboard --logdir {self.location}")
