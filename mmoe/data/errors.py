@@ -121,6 +121,21 @@ def _labels(s: pd.Series) -> pd.Series:
     return s.where(~s.isin(MISSING_MARKERS))
 
 
+def label_codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(_labels(s))`` -- (code per row, -1 where missing; the distinct labels in order of
+    first appearance) -- with a text column hashed once and cleaned on its distinct values only."""
+    if not isinstance(s.dtype, pd.StringDtype):
+        return pd.factorize(_labels(s))
+    codes, uniq = pd.factorize(s)
+    u = pd.Series(uniq, dtype=s.dtype)
+    clean = u.str.strip()
+    clean = clean.where(~clean.isin(MISSING_MARKERS))
+    if clean.equals(u):
+        return codes, pd.Index(uniq)
+    remap, cleaned = pd.factorize(clean)                 # labels that became equal (or missing) merge
+    return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1), pd.Index(cleaned)
+
+
 def _clean_labels(s: pd.Series) -> bool:
     """True when no value of text column ``s`` has surrounding spaces or is a missing marker."""
     u = pd.Series(s.dropna().unique(), dtype=s.dtype)

@@ -109,7 +109,8 @@ def _load(source: Any, filename: str | None, min_rows: int) -> pd.DataFrame:
     return read_csv(source, filename=filename, min_rows=min_rows)
 
 
-def select_features(df: pd.DataFrame, config: DataConfig) -> tuple[list[str], list[str], dict[str, str]]:
+def select_features(df: pd.DataFrame, config: DataConfig, coded: dict | None = None,
+                    ) -> tuple[list[str], list[str], dict[str, str]]:
     """(numeric, categorical, ignored {column: why}) feature columns of ``df`` under ``config``: the
     explicit feature list or all non-target columns, less drops; identifier-like, constant and empty
     columns ignored unless the kind overrides say otherwise."""
@@ -150,7 +151,7 @@ def select_features(df: pd.DataFrame, config: DataConfig) -> tuple[list[str], li
                 candidates.append(c)
     numeric, categorical = [], []
     for c in candidates:
-        prof = _profile(c, df[c])
+        prof = _profile(c, df[c], coded)
         kind = config.kind_overrides.get(c, prof.kind)
         if prof.kind == "empty":
             if explicit:
@@ -199,23 +200,24 @@ def prepare(source: Any, config: DataConfig, *, filename: str | None = None) -> 
         if t.column not in df.columns:
             raise DataError(f"target column {t.column!r} is not in the data.{_close(t.column, df.columns)}",
                             field=f"target:{t.column}")
-    numeric, categorical, ignored = select_features(df, config)
+    coded: dict = {}                       # label codes of each text column, made once by the profiling
+    numeric, categorical, ignored = select_features(df, config, coded)
     splits = _split(len(df), config)
-    coded = {c: label_codes(df[c]) for c in categorical}    # once, for the fit and the transform
+    coded = {c: coded[c] if c in coded else label_codes(df[c]) for c in categorical}   # for the fit and transform
     pre = Preprocessor.fit(df, tasks=config.tasks, numeric_columns=numeric, categorical_columns=categorical,
                            train_rows=splits["train"].numpy(), embedding_dims=config.embedding_dims,
                            max_classes=config.max_classes, ignored=ignored, coded=coded)
     x_num, x_cat = pre.transform_features(df, coded=coded)
     y, mask = pre.transform_targets(df)
-    tr = splits["train"]
+    tr = splits["train"].numpy()
     for t in config.tasks:
-        m = mask[t.column][tr]
+        m = mask[t.column].numpy()[tr]
         if not m.any():
             raise DataError(f"target {t.column!r} has no labelled rows in the training split "
                             f"({int(mask[t.column].sum())} labelled rows in all); add labelled rows "
                             "or change the split seed", field=f"target:{t.column}")
         if t.kind == "binary":
-            pos = int(y[t.column][tr][m].sum())
+            pos = int(y[t.column].numpy()[tr][m].sum())
             classes = pre.class_labels(t.column)
             if pos == 0 or pos == int(m.sum()):
                 lacking = classes[1] if pos == 0 else classes[0]

@@ -20,9 +20,9 @@ from mmoe.data.errors import (
     _as_float,
     _close,
     _is_numeric,
-    _labels,
     _q,
     _row_word,
+    label_codes,
 )
 from mmoe.data.targets import TargetEncoding, encode_target, target_encoding
 
@@ -30,12 +30,6 @@ from mmoe.data.targets import TargetEncoding, encode_target, target_encoding
 def default_embedding_dim(cardinality: int) -> int:
     """fastai's rule: min(16, round(1.6 * V ** 0.56)), at least 1."""
     return max(1, min(16, int(round(1.6 * cardinality ** 0.56))))
-
-
-def label_codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """(code per row, -1 where missing; the distinct labels) of a categorical column's ``_labels``:
-    a column is hashed once, and the vocabulary counts and lookups work on the distinct labels."""
-    return pd.factorize(_labels(s))
 
 
 class Preprocessor:

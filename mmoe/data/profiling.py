@@ -16,6 +16,7 @@ from mmoe.data.errors import (
     _is_numeric,
     _label,
     _labels,
+    label_codes,
     _q,
 )
 from mmoe.data.reading import clean_frame
@@ -47,7 +48,9 @@ def _looks_like_id_name(name: str) -> bool:
     return bool(_ID_NAME.search(name) or _CAMEL_ID.search(name))
 
 
-def _profile(name: str, s: pd.Series) -> ColumnProfile:
+def _profile(name: str, s: pd.Series, coded: dict | None = None) -> ColumnProfile:
+    """``coded``: a dict that receives (and may already hold) ``label_codes`` of a text column by name,
+    so preparation codes each column once."""
     n = len(s)
     nn = s.dropna()
     k = len(nn)
@@ -60,7 +63,13 @@ def _profile(name: str, s: pd.Series) -> ColumnProfile:
         a = _as_float(nn)
         vc = pd.Series(a).value_counts()
     else:
-        vc = _labels(nn).value_counts()
+        codes, uniq = coded[name] if coded is not None and name in coded else label_codes(s)
+        if coded is not None:
+            coded[name] = (codes, uniq)
+        counts = np.bincount(codes[codes >= 0], minlength=len(uniq))
+        order = np.argsort(-counts, kind="stable")             # most frequent first, ties by first appearance
+        order = order[counts[order] > 0]
+        vc = pd.Series(counts[order], index=np.asarray(uniq, dtype=object)[order])
     nd = int(len(vc))
     is_bool = s.dtype == bool or _is_bool_object(s)
     examples = [(str(v > 0.5) if is_bool else _label(v)) for v in vc.index[:5]]

@@ -136,3 +136,21 @@ def test_prepare_for_prediction(tiny_frame):
     _, _, y, _ = prepare_for_prediction(tiny_frame.drop(columns=["score", "kind"]).head(3).to_csv(index=False)
                                         .encode(), p)
     assert set(y) == {"click"}
+
+
+def test_label_codes_equal_factorizing_the_cleaned_labels():
+    """label_codes cleans a text column on its distinct values only; it must give what factorizing the
+    cleaned column gives: stray spaces merged, missing markers missing, first-appearance order kept."""
+    import numpy as np
+    import pandas as pd
+
+    from mmoe.data.errors import _labels, label_codes
+
+    raw = pd.Series([" b", "a", "NA", None, "b ", "a", "?", "c", " a "], dtype="str")
+    clean = pd.Series(["x", "y", None, "x", "z"], dtype="str")
+    for s in (raw, clean, pd.Series([1.0, 2.0, np.nan, 1.0]), pd.Series([True, False, True])):
+        codes, uniq = label_codes(s)
+        want_codes, want_uniq = pd.factorize(_labels(s))
+        assert np.array_equal(codes, want_codes)
+        assert list(uniq) == list(want_uniq)
+    assert list(label_codes(raw)[1]) == ["b", "a", "c"]
