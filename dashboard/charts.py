@@ -473,3 +473,22 @@ def similarity_figure(mat: pd.DataFrame, method: str = "js") -> go.Figure:
     fig.update_xaxes(type="category", title_text="task")
     fig.update_yaxes(type="category", title_text="task", autorange="reversed")
     return _layout(fig, title=title, height=max(260, 70 * len(mat) + 140))
+
+
+def task_weights_figure(weights: pd.DataFrame, method: str, tasks: Sequence[str] | None = None) -> go.Figure:
+    """The learned loss weight of each task per epoch (``mmoe.views.task_weights``): GradNorm's w_k (they
+    sum to the number of tasks) or uncertainty weighting's exp(-s_k)."""
+    if weights.empty:
+        return empty_figure("this run's task weights were fixed")
+    fig = go.Figure()
+    for i, task, s in _in_order(weights, tasks):
+        fig.add_trace(go.Scatter(x=s["epoch"], y=s["weight"], mode=curve_mode(len(s)), name=chart_text(task),
+                                 line=dict(color=task_color(i)), marker=dict(size=5),
+                                 hovertemplate=f"{chart_text(task)}<br>epoch %{{x}}<br>weight %{{y:.4f}}<extra></extra>"))
+    if method == "GradNorm":
+        fig.add_hline(y=1.0, line=dict(color="#666", dash="dash"))
+        _legend_line(fig, "1 (the starting weight; the weights sum to the number of tasks)")
+    _epoch_axis(fig, weights["epoch"].to_numpy())
+    fig.update_yaxes(title_text="weight of the task's loss" if method == "GradNorm" else "exp(-log variance)",
+                     rangemode="tozero")
+    return _layout(fig, title=f"learned task weights per epoch ({method})", height=HEIGHT + 40)

@@ -25,7 +25,7 @@ PENDING = "continuity.pending"        # {dataset key: data choices} waiting for 
 # the Train page's widgets (without the prefix) that are saved and restored
 TRAIN_KEYS = ("arch", "experts", "expert_hidden", "gate", "gate_hidden", "sparse", "top_k", "aux", "tower_hidden",
               "dropout", "optimizer", "lr", "weight_decay", "epochs", "batch_size", "auto_schedule", "early",
-              "patience", "device", "seed", "weighting", "seeds", "sweep")
+              "patience", "device", "seed", "weighting", "gradnorm_alpha", "seeds", "sweep")
 
 
 def shelf() -> DatasetShelf:
@@ -115,7 +115,7 @@ def save_train_settings(key: str) -> None:
     ss = st.session_state
     values = {name: ss[TRAIN_PREFIX + name] for name in TRAIN_KEYS if TRAIN_PREFIX + name in ss}
     values.update({k[len(TRAIN_PREFIX):]: v for k, v in ss.items()
-                   if isinstance(k, str) and k.startswith(TRAIN_PREFIX + "w.")})
+                   if isinstance(k, str) and k.startswith((TRAIN_PREFIX + "w.", TRAIN_PREFIX + "pw."))})
     try:
         shelf().save_choices(f"train:{key}", {"train": values})
     except Exception:   # noqa: BLE001 - see save_data_choices

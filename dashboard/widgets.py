@@ -3,7 +3,8 @@
     apply_preset(name)            fill the widgets below with a preset (an on_click/on_change callback)
     model_widgets()               -> ModelConfig            (raises ConfigError with a clear message)
     train_widgets(device_info)    -> TrainConfig
-    task_weight_widgets(tasks)    -> ("fixed" | "uncertainty", {task: weight})
+    task_weight_widgets(tasks)    -> ("fixed" | "uncertainty" | "gradnorm", {task: weight},
+                                      {"gradnorm_alpha"?, "pos_weight": {task: number | "balanced"}})
     experiment_widgets()          -> (seeds, grid): repeat with N seeds, sweep up to two settings
 """
 from __future__ import annotations
@@ -153,19 +154,65 @@ def train_widgets(n_train: int | None = None) -> TrainConfig:
                        device=device, seed=int(seed))
 
 
-def task_weight_widgets(tasks: tuple[TaskSpec, ...]) -> tuple[str, dict[str, float]]:
-    """Fixed per-task loss weights, or learned uncertainty weighting (Kendall et al. 2018)."""
-    mode = st.radio("Task loss weights", ["fixed", "uncertainty"], key=K + "weighting", horizontal=True,
-                    persist_state=KEEP,
-                    format_func={"fixed": "fixed per task", "uncertainty": "learned (uncertainty weighting)"}.get)
+WEIGHTINGS = {"fixed": "fixed per task", "uncertainty": "learned (uncertainty weighting)",
+              "gradnorm": "learned (GradNorm)"}
+CLASS_WEIGHTS = {"none": "none", "balanced": "balanced (from the training split)", "number": "a number"}
+
+
+def task_weight_widgets(tasks: tuple[TaskSpec, ...]) -> tuple[str, dict[str, float], dict]:
+    """Fixed per-task loss weights, or learned ones: uncertainty weighting (Kendall et al. 2018) or GradNorm
+    (Chen et al. 2018) with its alpha; then a class weight per binary task (``class_weight_widgets``).
+    Returns (weighting, fixed weights, the further TrainConfig fields: gradnorm_alpha, pos_weight)."""
+    mode = st.radio("Task loss weights", list(WEIGHTINGS), key=K + "weighting", horizontal=True,
+                    persist_state=KEEP, format_func=WEIGHTINGS.get,
+                    help="uncertainty: each task's loss is scaled by a learned exp(-s), s its log variance; "
+                         "GradNorm: weights learned so that the tasks' gradients at the last shared layer keep "
+                         "their losses falling at the same rate (they sum to the number of tasks). Inspect "
+                         "draws the learned weights per epoch.")
     weights: dict[str, float] = {}
+    options: dict = {}
     if mode == "fixed":
         cols = st.columns(min(4, max(1, len(tasks))))
         for i, t in enumerate(tasks):
             weights[t.column] = float(cols[i % len(cols)].number_input(
                 f"weight of {plain(t.column)}", 0.0, 100.0, value=float(t.weight), step=0.1, key=K + f"w.{t.column}",
                 persist_state=KEEP))
-    return mode, weights
+    elif mode == "gradnorm":
+        st.session_state.setdefault(K + "gradnorm_alpha", TrainConfig().gradnorm_alpha)
+        options["gradnorm_alpha"] = float(st.number_input(
+            "GradNorm alpha", 0.0, 10.0, step=0.05, key=K + "gradnorm_alpha", persist_state=KEEP,
+            help="how hard GradNorm lifts a task whose loss falls more slowly than the others': 0 evens out the "
+                 "gradient norms only; the paper used 1.5 for tasks of different difficulty and 0.12 for tasks "
+                 "alike (stable between 0 and 3)"))
+    options["pos_weight"] = class_weight_widgets(tasks)
+    return mode, weights, options
+
+
+def class_weight_widgets(tasks: tuple[TaskSpec, ...]) -> dict[str, float | str]:
+    """Per binary task: none, balanced or a number -> {task: pos_weight} (TrainConfig.pos_weight)."""
+    binary = [t for t in tasks if t.kind == "binary"]
+    chosen: dict[str, float | str] = {}
+    if not binary:
+        return chosen
+    cols = st.columns(min(3, len(binary)))
+    for i, t in enumerate(binary):
+        with cols[i % len(cols)]:
+            how = st.selectbox(
+                f"class weight of {plain(t.column)}", list(CLASS_WEIGHTS), format_func=CLASS_WEIGHTS.get,
+                key=K + f"pw.{t.column}", persist_state=KEEP,
+                help="for a task with few positives (a few percent): the positive rows weigh this much more in "
+                     "its loss (BCE pos_weight), so the model does not settle for predicting 'no'. balanced: "
+                     "negatives / positives of the training split (6% positives: about 15.7). The rare class is "
+                     "ranked and recalled better; predicted probabilities are pushed up, no longer calibrated. "
+                     "none: every row weighs the same (right when the classes are not rare).")
+            if how == "balanced":
+                chosen[t.column] = "balanced"
+            elif how == "number":
+                st.session_state.setdefault(K + f"pw.{t.column}.value", 1.0)
+                chosen[t.column] = float(st.number_input(
+                    f"pos_weight of {plain(t.column)}", 0.01, 10_000.0, step=0.5, key=K + f"pw.{t.column}.value",
+                    persist_state=KEEP, help="1 = no reweighting; 10 = a positive row counts as ten"))
+    return chosen
 
 
 # what the Train page can sweep (the CLI's --grid keys), with a starting list of values

@@ -58,7 +58,14 @@ def _train_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     t.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
     t.add_argument("--optimizer", default="adam", help="adam | adamw")
-    t.add_argument("--task-weighting", default="fixed", help="fixed | uncertainty")
+    t.add_argument("--task-weighting", default="fixed",
+                   help="fixed | uncertainty (learned, Kendall et al.) | gradnorm (learned, Chen et al.)")
+    t.add_argument("--gradnorm-alpha", type=float, default=1.5,
+                   help="GradNorm's asymmetry: 0 evens the tasks' gradient norms, more lifts slow tasks harder "
+                        "(the paper: 1.5 on tasks of different complexity, 0.12 on tasks alike)")
+    t.add_argument("--pos-weight", action="append", default=[], metavar="COL=W",
+                   help="weight of a binary task's positive rows in its loss: a number, or balanced (negatives / "
+                        "positives of the training split); without COL= for every binary task (repeatable)")
     t.add_argument("--task-weight", action="append", default=[], metavar="COL=W", help="fixed loss weight of a task")
     t.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (None: off)")
     t.add_argument("--seed", type=int, default=0, help="seeds the split, the initial weights and the batch order")
@@ -207,8 +214,10 @@ def _configs(a):
                      shared_experts=a.shared_experts, task_experts=a.task_experts, levels=a.levels)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                      optimizer=a.optimizer, task_weighting=a.task_weighting, early_stopping_patience=a.patience,
-                     device=a.device, seed=a.seed, threads=a.threads,
+                     device=a.device, seed=a.seed, threads=a.threads, gradnorm_alpha=a.gradnorm_alpha,
+                     pos_weight=TrainConfig.parse_pos_weight(a.pos_weight, tasks),
                      precision=a.precision)
+    tc.check_tasks(tasks)     # a pos_weight names binary tasks only
     return dc, mc, tc
 
 

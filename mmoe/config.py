@@ -21,7 +21,8 @@ COLUMN_KINDS = ("numeric", "categorical", "identifier", "constant", "empty")
 ARCHS = ("mmoe", "omoe", "shared-bottom", "cgc", "ple")
 LAYERED_ARCHS = ("cgc", "ple")   # task-specific + shared experts (mmoe.nn.ple)
 OPTIMIZERS = ("adam", "adamw")
-TASK_WEIGHTINGS = ("fixed", "uncertainty")
+TASK_WEIGHTINGS = ("fixed", "uncertainty", "gradnorm")
+BALANCED = "balanced"   # a pos_weight derived from the training split: negatives / positives
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -303,6 +304,19 @@ def layered_expert_owners(tasks, shared_experts: int, task_experts: int) -> list
     return [None] * int(shared_experts) + [t for t in tasks for _ in range(int(task_experts))]
 
 
+def _pos_weight(column, value):
+    """A pos_weight setting: a number > 0 (float) or "balanced"."""
+    if isinstance(value, str) and value.strip().lower() == BALANCED:
+        return BALANCED
+    try:
+        w = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"train: pos_weight of {column!r} is {value!r}; give a number > 0 or 'balanced'") from None
+    if not (0 < w < float("inf")):
+        raise ConfigError(f"train: pos_weight of {column!r} must be a number > 0 (1 = no reweighting), got {value}")
+    return w
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train: optimiser, schedule, stopping, device, seed. ``epochs`` / ``batch_size`` None: chosen
@@ -322,6 +336,9 @@ class TrainConfig:
     max_seconds: float | None = None
     threads: int | None = None          # CPU intra-op threads; None = the cores other processes leave idle
     precision: str = "auto"             # auto: bf16 autocast on CUDA and on CPUs with native bf16 math; else fp32
+    gradnorm_alpha: float = 1.5         # GradNorm's asymmetry (Chen et al. 2018; 1.5 their NYUv2 choice)
+    # binary task -> BCE pos_weight: a number > 0 or "balanced" (negatives / positives of the training split)
+    pos_weight: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.epochs is not None:
@@ -352,6 +369,35 @@ class TrainConfig:
             raise ConfigError(f"train: precision {self.precision!r} is unknown; use auto, fp32 or bf16")
         if self.threads is not None and int(self.threads) < 1:
             raise ConfigError(f"train: threads must be >= 1, got {self.threads}")
+        if not (0.0 <= float(self.gradnorm_alpha) <= 10.0):
+            raise ConfigError(f"train: GradNorm alpha must be between 0 and 10, got {self.gradnorm_alpha}")
+        object.__setattr__(self, "gradnorm_alpha", float(self.gradnorm_alpha))
+        object.__setattr__(self, "pos_weight", {str(k): _pos_weight(k, v) for k, v in dict(self.pos_weight).items()})
+
+    @staticmethod
+    def parse_pos_weight(items, tasks) -> dict:
+        """The CLI's --pos-weight items: COL=W or COL=balanced, or W / balanced alone for every binary task
+        (a later item overrides an earlier one) -> {column: setting}."""
+        out = {}
+        for item in items:
+            col, sep, value = str(item).rpartition("=")
+            cols = [col.strip()] if sep else [t.column for t in tasks if t.kind == "binary"]
+            if sep and not col.strip():
+                raise ConfigError(f"--pos-weight {item!r}: the column name is empty; write COL=W or COL=balanced")
+            if not cols:
+                raise ConfigError(f"--pos-weight {item!r} applies to every binary task, and there is none")
+            out.update({c: _pos_weight(c, value.strip()) for c in cols})
+        return out
+
+    def check_tasks(self, tasks) -> None:
+        """Refuse a pos_weight for a column that is not one of ``tasks`` (TaskSpecs) or not a binary task."""
+        kinds = {t.column: t.kind for t in tasks}
+        for col in self.pos_weight:
+            if col not in kinds:
+                raise ConfigError(f"train: pos_weight names {col!r}, which is not a task; tasks: "
+                                  f"{', '.join(map(repr, kinds))}")
+            if kinds[col] != "binary":
+                raise ConfigError(f"train: pos_weight is for binary tasks; {col!r} is {kinds[col]}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

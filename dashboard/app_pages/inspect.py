@@ -37,6 +37,7 @@ from mmoe.runs.status import ENDED_BADLY
 from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.formatting import plain
 from mmoe.views.jobview import duration_text, run_label
+from mmoe.views.task_weights import learned_task_weights
 
 STATUS_BADGE = {"finished": "green", "running": "blue", "queued": "gray", "cancelled": "orange",
                 "diverged": "red", "failed": "red", "interrupted": "orange"}
@@ -152,11 +153,22 @@ def header(rec: RunRecord) -> None:
         st.markdown(f"{tc.get('optimizer', 'adam')} · lr {tc.get('lr')} · batch {tc.get('batch_size')}"
                     f"{BR}{tc.get('epochs')} epochs max · seed {tc.get('seed')} · weighting "
                     f"{tc.get('task_weighting', 'fixed')}"
+                    + (f" (alpha {tc.get('gradnorm_alpha', 1.5):g})" if tc.get("task_weighting") == "gradnorm" else "")
+                    + "".join(f"{BR}pos_weight {plain(col)}: {_pos_weight_text(w, (summ.get('pos_weight') or {}).get(col))}"
+                              for col, w in (tc.get("pos_weight") or {}).items())
                     + (f"{BR}device {plain(A.device_text(summ))}" if summ.get("device") else ""))
     with st.expander("All settings"):
         st.json({"data": rec.data_config, "model": rec.model_config, "train": rec.train_config}, expanded=False)
     key, _ = source_of(rec)
     command_panel(rec.data_config, rec.model_config, rec.train_config, key, rec.dataset, stream="streamed" in summ)
+
+
+def _pos_weight_text(setting, used) -> str:
+    """A binary task's pos_weight as set and as used: '15.3 (balanced: negatives / positives of the training split)'."""
+    if setting == "balanced":
+        return (f"{used:.4g}" if isinstance(used, (int, float)) else "?") + \
+            " (balanced: negatives / positives of the training split)"
+    return f"{setting:g}" if isinstance(setting, (int, float)) else plain(str(setting))
 
 
 def _layers(v) -> str:
@@ -175,6 +187,13 @@ def training_section(s: RunStore, rec: RunRecord) -> None:
                               format_func=charts._metric_title)
         st.plotly_chart(charts.task_curves(A.curves(hist, metric), metric, list(A.task_kinds(rec.data_config)) or None),
                         key="inspect.curves")
+        weights, method = learned_task_weights(hist)
+        if method is not None:     # GradNorm, or uncertainty weighting's exp(-log variance)
+            st.plotly_chart(charts.task_weights_figure(weights, method, list(A.task_kinds(rec.data_config)) or None),
+                            key="inspect.task_weights")
+            st.caption("GradNorm's weights start at 1 and always sum to the number of tasks: a task whose loss "
+                       "falls more slowly than the others' gains weight." if method == "GradNorm" else
+                       "Uncertainty weighting multiplies each task's loss by exp(-s), s its learned log variance.")
     st.subheader("Final metrics")
     fm = A.final_metrics_table(rec.final_metrics)
     if fm.empty:

@@ -81,7 +81,7 @@ def main() -> None:
                 train_config = train_widgets(n_train)
             except ConfigError as e:
                 st.error(plain(e))
-            weighting, weights = task_weight_widgets(tasks)
+            weighting, weights, loss_options = task_weight_widgets(tasks)
             run_name = st.text_input("Run name (optional)", key="train.name", persist_state="session",
                                      max_chars=MAX_NAME, placeholder=f"e.g. {dataset['name'][:60]} baseline")
             try:
@@ -105,7 +105,7 @@ def main() -> None:
         # a streamed file: the job prepares (or finds) its cache and trains on all of it, not on these first rows
         job_data = DataSource(dataset["server_file"]["path"], data.config, stream=True) if streamed else data
         if train_config is not None:
-            train_config = dataclasses.replace(train_config, task_weighting=weighting)
+            train_config = dataclasses.replace(train_config, task_weighting=weighting, **loss_options)
         if model_config is not None:
             try:
                 n_params = count_parameters(build_model(model_config, data))

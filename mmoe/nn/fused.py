@@ -56,6 +56,8 @@ def unsupported(model: nn.Module, config) -> str | None:
         return f"unknown model core {type(core).__name__}"
     if any(m.dropout > 0 for m in mlps):
         return "dropout"
+    if config.task_weighting == "gradnorm":
+        return "gradnorm task weighting (per-task gradient norms at the shared layer need autograd)"
     if config.task_weighting != "fixed":
         return f"task weighting {config.task_weighting!r}"
     if any(not p.requires_grad for p in model.parameters()):
@@ -408,13 +410,23 @@ class FusedStep:
         return total.detach(), losses_t.detach()
 
     def _binary_losses(self, out: Tensor, ys: Sequence[Tensor], masks: Sequence[Tensor], d_out: Tensor) -> Tensor:
-        """All tasks binary (one logit each): masked BCE per task [t] and its gradient into d_out, at once."""
+        """All tasks binary (one logit each): masked BCE per task [t] and its gradient into d_out, at once.
+        ``self.pos_weight`` ([t], set by ``TrainStep`` when a task has one): BCE's pos_weight p, whose
+        gradient is sigmoid(z) (1 + (p - 1) y) - p y."""
         z = out[:, 0].float()                                                         # [t, b]
         y = torch.stack(list(ys))
         mf = torch.stack(list(masks)).to(torch.float32)
         cnt = mf.sum(1).clamp_(min=1.0)
-        losses = F.binary_cross_entropy_with_logits(z, y, weight=mf, reduction="none").sum(1).div_(cnt)
-        torch.mul(torch.sigmoid(z).sub_(y).mul_(mf), (self.weights / cnt).unsqueeze(1), out=d_out[:, 0])
+        pw = getattr(self, "pos_weight", None)
+        if pw is None:
+            losses = F.binary_cross_entropy_with_logits(z, y, weight=mf, reduction="none").sum(1).div_(cnt)
+            torch.mul(torch.sigmoid(z).sub_(y).mul_(mf), (self.weights / cnt).unsqueeze(1), out=d_out[:, 0])
+            return losses
+        pw = pw.unsqueeze(1)                                                          # [t, 1]
+        losses = F.binary_cross_entropy_with_logits(z, y, weight=mf, pos_weight=pw, reduction="none").sum(1).div_(cnt)
+        py = y * pw                                                                   # [t, b]
+        grad = torch.sigmoid(z).mul_(py - y + 1.0).sub_(py).mul_(mf)
+        torch.mul(grad, (self.weights / cnt).unsqueeze(1), out=d_out[:, 0])
         return losses
 
     def _losses(self, out: Tensor, ys: Sequence[Tensor], masks: Sequence[Tensor], d_out: Tensor,

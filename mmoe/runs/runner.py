@@ -34,6 +34,7 @@ from mmoe.training import (
     schedule_text,
     schedule_warnings,
 )
+from mmoe.training.class_weights import resolve_pos_weights
 from mmoe.training.distributed import world as current_world
 
 MAX_STORED_PREDICTION_ROWS = 200_000   # per validation / test split
@@ -171,6 +172,8 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     n_train = _train_rows(data)
     warnings = schedule_warnings(train_config, n_train)
     train_config = resolve_schedule(train_config, n_train)
+    # a "balanced" pos_weight is derived now from the training split; the run stores the setting and the value
+    fit_config = resolve_pos_weights(train_config, data)
     device = resolve_device(train_config.device)
     # the initial weights are a function of the seed (one seed, one result); the caller's global RNG is left alone
     with torch.random.fork_rng(devices=[]):
@@ -181,6 +184,8 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     summary["device"] = str(device)
     summary["schedule"] = schedule_text(train_config, n_train)
     summary["warnings"] = warnings
+    if fit_config.pos_weight:
+        summary["pos_weight"] = dict(fit_config.pos_weight)
     if world is not None:
         summary["distributed"] = world.describe()
     run_id = store.create_run(name, dataset=dataset,
@@ -196,7 +201,7 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     try:
         # a cancelled run holds the weights of its last evaluated epoch (see fit), so its final metrics
         # (that epoch's) describe the stored model, its predictions and its charts
-        result = fit(model, data, train_config, callbacks=[StoreCallback(store, run_id), *callbacks],
+        result = fit(model, data, fit_config, callbacks=[StoreCallback(store, run_id), *callbacks],
                      cancel_event=cancel_event)
         keep = result.epochs > 0 and result.status != "diverged"
         if keep:

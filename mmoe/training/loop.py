@@ -27,6 +27,7 @@ from torch import nn
 
 from mmoe.config import TrainConfig
 from mmoe.training.callbacks import Callback, DivergenceGuard, EarlyStopping, TimeBudget, TrainState
+from mmoe.training.class_weights import resolve_pos_weights
 from mmoe.training.device import auto_threads, fits_on_device, resolve_device
 from mmoe.training.distributed import world as current_world
 from mmoe.training.evaluate import baseline_loss, evaluate
@@ -229,6 +230,7 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
     val_idx = data.splits.get("val")
     n_train = int(train_idx.numel())
     config = resolve_schedule(config, n_train)   # an automatic batch size / number of epochs
+    config = resolve_pos_weights(config, data)   # a "balanced" pos_weight: from the training split
     bs = min(config.batch_size, max(n_train, 1))
     batches = max(1, math.ceil(n_train / bs))
 
@@ -315,9 +317,8 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
             # train split: the running loss of the epoch (a second pass over train rows would cost
             # a third of an epoch); validation: loss, metrics and gate entropy on every row
             metrics = {"train": {n: {"loss": loss} for n, loss in zip(names, train_loss)}}
-            if step.uw is not None:   # uncertainty weighting: the learned log variance s_k of each task
-                for n, s in zip(names, step.uw.log_vars.detach().cpu().tolist()):
-                    metrics["train"][n]["uncertainty_log_var"] = s
+            for n, extra in step.epoch_diagnostics().items():   # the learned loss weighting, if any
+                metrics["train"][n].update(extra)
             if val_idx is not None and len(val_idx):
                 if val_rows is None:
                     vi = val_idx.to(x_num.device)

@@ -1,5 +1,7 @@
 """One optimisation step (``TrainStep``): the hand-written fused step of ``mmoe.nn.fused`` where the
-model allows it, else autograd + torch.optim with bf16 autocast; fixed or uncertainty task weights."""
+model allows it, else autograd + torch.optim with bf16 autocast; fixed, uncertainty or GradNorm task
+weights (``gradnorm``); a BCE pos_weight per binary task (``TrainConfig.pos_weight``, numbers here:
+``fit`` resolves "balanced" from the training split, see ``class_weights``)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -12,11 +14,12 @@ from mmoe.nn.fused import FusedStep
 from mmoe.nn.fused import unsupported as fused_unsupported
 from mmoe.tasks import masked_loss
 from mmoe.training.device import use_bf16
+from mmoe.training.gradnorm import GradNorm, shared_layer
 
 
 class TrainStep:
     """One optimisation step: forward (bf16 autocast, see ``use_bf16``), masked loss per task, task
-    weighting (fixed or uncertainty), the balance loss, backward, optimiser step.
+    weighting (fixed, uncertainty or GradNorm), the balance loss, backward, optimiser step.
 
     ``fit`` calls it once per batch; the step benchmark times exactly this object.
     """
@@ -29,12 +32,17 @@ class TrainStep:
         self.weights = torch.tensor([t.weight for t in self.tasks], device=device, dtype=torch.float32)
         self.device_type = device.type
         self.autocast = use_bf16(config.precision, device)
+        self.pos_weight = _pos_weights(self.tasks, config)                      # [t] floats or None
         # the hand-written forward/backward/Adam of mmoe.nn.fused where the model allows it (same
         # numbers, a fraction of the operations); autograd + torch.optim otherwise
         self.fused_unsupported = fused_unsupported(model, config) if fused else "switched off"
+        if self.fused_unsupported is None and self.pos_weight and any(k != "binary" for k in self.kinds):
+            self.fused_unsupported = "pos_weight with a task that is not binary"   # (only _binary_losses has it)
         self.fused = (FusedStep(model, self.tasks, config, device, bf16=self.autocast)
                       if self.fused_unsupported is None else None)
-        self.uw = self.optimizer = None
+        if self.fused is not None and self.pos_weight:   # read by FusedStep._binary_losses
+            self.fused.pos_weight = torch.tensor(self.pos_weight, dtype=torch.float32, device=device)
+        self.uw = self.gradnorm = self.optimizer = None
         # data-parallel (``world``, see ``distributed``): every process starts from rank 0's weights and
         # each step's gradient is the global batch's; the caller passes each shard's share of the rows
         self.world, self.forward_module = world, model
@@ -49,6 +57,9 @@ class TrainStep:
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         if config.task_weighting == "uncertainty":
             self.uw = UncertaintyWeights(len(self.tasks)).to(device)
+        elif config.task_weighting == "gradnorm":   # its weights have an Adam of their own (see gradnorm)
+            self.gradnorm = GradNorm(len(self.tasks), shared_layer(model), alpha=config.gradnorm_alpha,
+                                     lr=config.lr, device=device)
         params = list(model.parameters()) + (list(self.uw.parameters()) if self.uw is not None else [])
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         # CUDA: one fused kernel for all parameters; CPU: foreach (measured faster than fused there)
@@ -66,9 +77,16 @@ class TrainStep:
             return self.fused(xb, cb, yb, mb, codes=codes, grad_hook=hook)
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.forward_module(xb, cb)
-        losses = torch.stack([masked_loss(k, out.preds[n], y, m)
-                              for k, n, y, m in zip(self.kinds, self.names, yb, mb)])      # [t]
-        total = self.uw(losses) if self.uw is not None else (losses * self.weights).sum()
+        pws = self.pos_weight or [None] * len(self.names)
+        losses = torch.stack([masked_loss(k, out.preds[n], y, m, pw)
+                              for k, n, y, m, pw in zip(self.kinds, self.names, yb, mb, pws)])      # [t]
+        gn = self.gradnorm
+        if gn is not None:     # the gradient norms at the shared layer first (the graph is kept for backward)
+            present = [bool(m.any()) for m in mb]
+            norms = gn.gradient_norms(losses, present)
+            total = gn.weighted(losses)
+        else:
+            total = self.uw(losses) if self.uw is not None else (losses * self.weights).sum()
         total = total + out.aux_loss.float()
         self.optimizer.zero_grad(set_to_none=True)
         if world is None:
@@ -78,7 +96,31 @@ class TrainStep:
             for p in (self.uw.parameters() if self.uw is not None else ()):
                 world.sum_(p.grad).div_(world.size)
         self.optimizer.step()
+        if gn is not None:
+            gn.update(losses, norms, present, world=world, share=share)
         return total.detach(), losses.detach()
+
+    def epoch_diagnostics(self) -> dict[str, dict[str, float]]:
+        """What the loop records per epoch about the loss weighting, task -> {metric: value} (train split):
+        uncertainty weighting's log variance s_k (its weight is exp(-s_k)), GradNorm's task weight w_k."""
+        if self.uw is not None:
+            return {n: {"uncertainty_log_var": s} for n, s in zip(self.names, self.uw.log_vars.detach().cpu().tolist())}
+        if self.gradnorm is not None:
+            return {n: {"task_weight": w} for n, w in zip(self.names, self.gradnorm.values())}
+        return {}
+
+
+def _pos_weights(tasks, config: TrainConfig) -> list[float] | None:
+    """pos_weight per task (1.0 where none is set), or None when no task has one."""
+    chosen = dict(getattr(config, "pos_weight", {}) or {})
+    if not chosen:
+        return None
+    config.check_tasks(tasks)
+    for col, v in chosen.items():
+        if isinstance(v, str):
+            raise ValueError(f"pos_weight {v!r} of {col!r} is derived from the training split: resolve it first "
+                             "(mmoe.training.class_weights.resolve_pos_weights; fit does)")
+    return [float(chosen.get(t.column, 1.0)) for t in tasks]
 
 
 class UncertaintyWeights(nn.Module):

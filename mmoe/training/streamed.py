@@ -21,6 +21,7 @@ from torch import nn
 from mmoe.config import TrainConfig
 from mmoe.data.streaming import SPLIT_CODES
 from mmoe.training.callbacks import Callback, DivergenceGuard, EarlyStopping, TimeBudget, TrainState
+from mmoe.training.class_weights import resolve_pos_weights
 from mmoe.training.device import auto_threads, resolve_device
 from mmoe.training.distributed import world as current_world
 from mmoe.tasks import masked_loss, transform
@@ -212,6 +213,7 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
     tasks, names = list(data.tasks), [t.column for t in data.tasks]
     n_train = int(data.split_counts["train"])
     config = resolve_schedule(config, n_train)
+    config = resolve_pos_weights(config, data)   # "balanced": one pass over the blocks' targets
     bs = min(config.batch_size, max(n_train, 1))
     batches = max(1, math.ceil(n_train / bs))
     model.to(device)
@@ -307,6 +309,8 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
             train_loss = (loss_sum / max(seen, 1)).tolist()
             _finite_or_raise(sum(train_loss), f"epoch {epoch}")
             metrics = {"train": {n: {"loss": v} for n, v in zip(names, train_loss)}}
+            for n, extra in step.epoch_diagnostics().items():   # the learned loss weighting, if any
+                metrics["train"][n].update(extra)
             val = _evaluate(model, data, step, device, cancelled if world is None else (lambda: False), world)
             if val is None:
                 state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"

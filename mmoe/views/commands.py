@@ -19,6 +19,11 @@ def _widths(v) -> str:
     return ",".join(str(int(x)) for x in v)
 
 
+def _number(v: float) -> str:
+    """A float short (%g) where that is exact, else in full."""
+    return f"{v:g}" if float(f"{v:g}") == v else repr(float(v))
+
+
 def train_args(data_config: Mapping | DataConfig, model_config: Mapping | ModelConfig,
                train_config: Mapping | TrainConfig, data: str) -> tuple[list[str], list[str]]:
     """(the arguments after ``python -m mmoe``, the settings the command line cannot say)."""
@@ -74,6 +79,10 @@ def train_args(data_config: Mapping | DataConfig, model_config: Mapping | ModelC
         v = getattr(tc, name)
         if v is not None and v != getattr(d_tc, name):
             args += [flag, f"{v:g}" if isinstance(v, float) else str(v)]
+    if tc.gradnorm_alpha != d_tc.gradnorm_alpha:
+        args += ["--gradnorm-alpha", _number(tc.gradnorm_alpha)]
+    for col, w in tc.pos_weight.items():   # "balanced" stays balanced: derived again from the training split
+        args += ["--pos-weight", f"{col}={w if isinstance(w, str) else _number(w)}"]
     args += ["--seed", str(tc.seed)]
     if dc.seed != tc.seed:
         args += ["--split-seed", str(dc.seed)]

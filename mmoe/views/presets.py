@@ -95,6 +95,13 @@ def run_widget_values(record) -> dict:
     values.update(auto_schedule=False, seed=train.seed, device=train.device)
     for t in (record.data_config or {}).get("tasks", []):
         values[f"w.{t['column']}"] = float(t.get("weight", 1.0))
+        if t.get("kind", "binary") == "binary":
+            values[f"pw.{t['column']}"] = "none"
+    values["gradnorm_alpha"] = train.gradnorm_alpha
+    for col, w in train.pos_weight.items():     # a binary task's class weight: balanced or a number
+        values[f"pw.{col}"] = "balanced" if w == "balanced" else "number"
+        if w != "balanced":
+            values[f"pw.{col}.value"] = float(w)
     return values
 
 
