@@ -313,14 +313,13 @@ def _expert_groups(fig: go.Figure, groups: Sequence[str] | None) -> None:
     if not groups or len(set(groups)) < 2:
         return
     starts = [0] + [j for j in range(1, len(groups)) if groups[j] != groups[j - 1]]
-    ends = starts[1:] + [len(groups)]
-    fig.update_layout(shapes=list(fig.layout.shapes) + [
-        dict(type="line", xref="x", x0=j - 0.5, x1=j - 0.5, yref="paper", y0=0, y1=1,
-             line=dict(color="#444", width=2, dash="dot")) for j in starts[1:]])
-    for a, b in zip(starts, ends):
-        name = "shared" if groups[a] == SHARED else f"{chart_text(groups[a])}'s own"
+    fig.update_layout(shapes=list(fig.layout.shapes) + [dict(
+        type="line", xref="x", x0=j - 0.5, x1=j - 0.5, yref="paper", y0=0, y1=1,
+        line=dict(color="#444", width=2, dash="dot")) for j in starts[1:]])
+    for a, b in zip(starts, starts[1:] + [len(groups)]):
         fig.add_annotation(x=(a + b - 1) / 2, xref="x", y=1.0, yref="paper", yanchor="bottom", showarrow=False,
-                           text=name, font=dict(size=11, color="#444"))
+                           text="shared" if groups[a] == SHARED else f"{chart_text(groups[a])}'s own",
+                           font=dict(size=11, color="#444"))
 
 
 def gate_heatmap(gates: np.ndarray, task: str, hover: Sequence[str] | None = None,
@@ -420,10 +419,17 @@ def utilisation_figure(util: pd.DataFrame, title: str | None = None, ymax: float
     _legend_line(fig, f"uniform 1/{per_gate} = {1 / per_gate:.3g}")
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="expert", type="category", categoryorder="array", categoryarray=experts)
-    if "group" in util:
+    extra = 0
+    if "group" in util and util["group"].nunique() > 1:   # CGC / PLE: slanted <task>:t<i> labels, legend below
         _expert_groups(fig, list(dict(zip(util["expert"], util["group"])).values()))
+        fig.update_xaxes(tickangle=-35, title_text=None)
+        extra = min(200, 4 * int(util["expert"].str.len().max()))
     fig.update_yaxes(title_text="mean gate weight", range=[0, ymax] if ymax else None)
-    return _layout(fig, title=title or "expert utilisation (mean gate weight per task)", height=height)
+    _layout(fig, title=title or "expert utilisation (mean gate weight per task)", height=height + extra)
+    if extra and fig.layout.legend.y is not None:
+        m = fig.layout.margin   # the plot keeps its height (legend y counts in it), the margin grows
+        fig.update_layout(legend=dict(y=-(LEGEND_GAP_PX + extra) / max(height - m.t - m.b, 60)), margin_b=m.b + extra)
+    return fig
 
 
 def _in_order(frame: pd.DataFrame, tasks: Sequence[str] | None):
