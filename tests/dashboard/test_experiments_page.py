@@ -103,11 +103,11 @@ def test_paper_lab_estimates_then_starts(open_page, process_manager):
     at.number_input(key="paper.seeds").set_value(1)
     at.number_input(key="paper.epochs").set_value(1).run()
     estimate = next(m.value for m in at.info if "runs**" in m.value)
-    assert "**9 runs**" in estimate and "measured just now" in estimate
+    assert "**15 runs**" in estimate and "measured just now" in estimate     # 5 architectures x 3 correlations
     at.button(key="paper.start.synth").click().run()
     assert not at.exception
     assert any("Experiment started" in m.value for m in at.success)
     job = process_manager.jobs()[0]
     assert job.wait(120) and job.snapshot().status == "finished"
     newest = store.list_experiments()[0]
-    assert newest.kind == "paper" and len(store.experiment_runs(newest.id)) == 9
+    assert newest.kind == "paper" and len(store.experiment_runs(newest.id)) == 15
