@@ -32,7 +32,7 @@ def test_paper_lab_to_experiments(page, server):
     fill_number(page, "Seeds per setting", 2)
     fill_number(page, "Epochs", 2)
     # the estimate is measured and shown before anything starts
-    expect(page.get_by_text(re.compile(r"18 runs, about \d+:\d\d on this machine"))).to_be_visible(
+    expect(page.get_by_text(re.compile(r"30 runs, about \d+:\d\d on this machine"))).to_be_visible(
         timeout=PAGE_TIMEOUT_MS)
     assert RunStore(server.home).list_experiments() == []
     shot(page, "20-paper-lab")
@@ -42,13 +42,13 @@ def test_paper_lab_to_experiments(page, server):
 
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Experiments", exact=True).click()
     expect(page.get_by_role("heading", name="Experiments")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    expect(page.get_by_text("finished · 18 of 18 runs ended").first).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    expect(page.get_by_text("finished · 30 of 30 runs ended").first).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
     wait_idle(page)
     sweep = chart(page, "exp.sweep")
     expect(sweep).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    # three architectures, each a line over the correlations with its 95% band (a filled trace)
-    expect(sweep.locator(".legend .traces")).to_have_count(3)
-    expect(sweep.locator(".scatterlayer .trace")).to_have_count(6)
+    # five architectures, each a line over the correlations with its 95% band (a filled trace)
+    expect(sweep.locator(".legend .traces")).to_have_count(5)
+    expect(sweep.locator(".scatterlayer .trace")).to_have_count(10)
     diffs = chart(page, "exp.diffs")
     expect(diffs).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     expect(page.get_by_text(re.compile(r"omoe vs mmoe · correlation=0\.5")).first).to_be_visible()
