@@ -81,6 +81,23 @@ def _layout(rec: RunRecord, frame: pd.DataFrame) -> ExpertLayout:
     return expert_layout(rec.model_config, list(A.task_kinds(rec.data_config)), n_experts=n)
 
 
+def run_layout(rec: RunRecord, frame: pd.DataFrame) -> ExpertLayout:
+    """The expert layout of a run's stored gates (for other pages: Compare)."""
+    return _layout(rec, frame)
+
+
+def heatmap_of(rec: RunRecord, frame: pd.DataFrame, task: str, max_rows: int, **kw):
+    """(figure, rows drawn, rows stored) of one task's per-sample gates, only the experts its gate sees
+    (CGC / PLE), labelled as in Inspect."""
+    layout = _layout(rec, frame)
+    seen = layout.visible(task)
+    g = A.gate_matrix(frame, task)[:, seen]
+    pos = A.order_and_sample(g, max_rows=max_rows)
+    labels, groups = layout.labels(), layout.groups()
+    return (charts.gate_heatmap(g[pos], task, labels=[labels[j] for j in seen], groups=[groups[j] for j in seen],
+                                **kw), len(pos), len(g))
+
+
 @st.fragment
 def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
     """Per-sample heatmaps; a click (or a typed row number) shows that sample in detail."""

@@ -13,6 +13,17 @@ import re
 
 import pandas as pd
 import streamlit as st
+from mmoe_dashboard import charts
+from mmoe_dashboard.continuity import train_again
+from mmoe_dashboard.gates_panel import heatmap_of, run_layout
+from mmoe_dashboard.state import (
+    COMPARE_RUNS_KEY,
+    INSPECT_RUN_KEY,
+    NA,
+    predictions,
+    store,
+)
+from mmoe_dashboard.tracking_panel import tracking_section
 
 from mmoe import views as A
 from mmoe.runs.predictions import rows_of_split, rows_text
@@ -29,10 +40,6 @@ from mmoe.views.comparing import (
 )
 from mmoe.views.formatting import plain
 from mmoe.views.jobview import run_label
-from mmoe_dashboard import charts
-from mmoe_dashboard.continuity import train_again
-from mmoe_dashboard.state import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store
-from mmoe_dashboard.tracking_panel import tracking_section
 
 PICK = "compare.pick"
 FLASH = "compare.flash"
@@ -334,7 +341,7 @@ def tables_section(runs: list[RunRecord], notes: list[str], experiments: dict[in
 def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
     frames = {r.id: _frame_of(r.id) for r in runs}
     gated = [r for r in runs if frames[r.id] is not None and A.has_gates(frames[r.id])]
-    utils = {r.id: A.utilisation(frames[r.id]) for r in gated}
+    utils = {r.id: A.utilisation(frames[r.id], layout=run_layout(r, frames[r.id])) for r in gated}
     ymax = max([float(u["weight"].max()) for u in utils.values() if not u.empty] or [1.0]) * 1.1
     tasks = _tasks(gated)
     task = st.selectbox("Heatmap task", tasks, key="compare.heat_task") if len(tasks) > 1 else (tasks[0] if tasks else None)
@@ -356,13 +363,11 @@ def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
                 st.plotly_chart(charts.utilisation_figure(utils[r.id], title="mean gate weight", ymax=ymax, height=300),
                                 key=f"compare.util.{r.id}")
                 if task and A.gate_columns(f, task):
-                    g = A.gate_matrix(f, task)
-                    pos = A.order_and_sample(g, max_rows=HEATMAP_ROWS)
-                    st.plotly_chart(charts.gate_heatmap(g[pos], task, selectable=False, height=380,
-                                                        title=f"{task}: gates per sample"),
-                                    key=f"compare.heat.{r.id}", config={"displayModeBar": False})
-                    if len(g) > len(pos):
-                        st.caption(f"{len(pos):,} of {len(g):,} {rows_text(f)}, stratified by dominant expert.")
+                    fig, drawn, total = heatmap_of(r, f, task, HEATMAP_ROWS, selectable=False, height=380,
+                                                   title=f"{task}: gates per sample")
+                    st.plotly_chart(fig, key=f"compare.heat.{r.id}", config={"displayModeBar": False})
+                    if total > drawn:
+                        st.caption(f"{drawn:,} of {total:,} {rows_text(f)}, stratified by dominant expert.")
                 elif task:
                     st.caption(f"This run has no task {plain(task)}.")
 

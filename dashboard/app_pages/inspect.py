@@ -141,6 +141,11 @@ def header(rec: RunRecord) -> None:
         arch = mc.get("arch", rec.arch)
         if arch == "shared-bottom":
             desc = f"Shared-Bottom · bottom {_layers(mc.get('expert_hidden'))}"
+        elif arch in ("cgc", "ple"):
+            levels = 1 if arch == "cgc" else (mc.get("levels") or 2)
+            desc = (f"{str(arch).upper()} · {levels} level{'s' if levels != 1 else ''} of {mc.get('shared_experts')} "
+                    f"shared + {mc.get('task_experts')} experts per task {_layers(mc.get('expert_hidden'))}"
+                    f" · gate {_layers(mc.get('gate_hidden')) or 'linear'}")
         else:
             desc = (f"{str(arch).upper()} · {mc.get('num_experts')} experts {_layers(mc.get('expert_hidden'))}"
                     f" · gate {_layers(mc.get('gate_hidden')) or 'linear'}")

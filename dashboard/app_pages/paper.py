@@ -105,7 +105,7 @@ def main() -> None:
             _launch("paper", args, "synth")
     with census:
         st.markdown("Income above 50K and never married, from the UCI census-income table (`instance_weight`, a "
-                    "survey weight, is dropped): the three architectures, batch 1024, Adam.")
+                    "survey weight, is dropped): MMoE, OMoE, Shared-Bottom, CGC and PLE at matched sizes, batch 1024, Adam.")
         path = st.text_input("File on the server", str(CENSUS_SAMPLE), key="paper.census_path",
                              help="the packaged 15,000-row sample, or the path of the full census-income CSV")
         c1, c2 = st.columns(2)

@@ -96,7 +96,7 @@ def arch_configs(model: ModelConfig, data: PreparedData) -> dict[str, ModelConfi
 
 
 class _Synthetic:
-    """seed -> the table of one correlation (shared by the three architectures of that correlation)."""
+    """seed -> the table of one correlation (shared by every architecture of that correlation)."""
 
     def __init__(self, rows: int, correlation: float):
         self.rows, self.correlation = rows, correlation

@@ -1,8 +1,11 @@
 """Where and how a run computes: the device (``resolve_device``), whether the data can live on it
-(``fits_on_device``), CPU threads (``auto_threads``, ``MMOE_THREADS``) and precision (``use_bf16``)."""
+(``fits_on_device``), CPU threads (``auto_threads``, ``MMOE_THREADS``), precision (``use_bf16``) and
+the C allocator's thresholds for a training process (``keep_freed_memory``)."""
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import time
 
 import torch
@@ -108,3 +111,35 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     cpu = getattr(torch, "cpu", None)
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(cpu, p, lambda: False)() for p in probes)
+
+
+# glibc malloc's thresholds for a training process: blocks up to MMAP_BELOW bytes come from the heap, and
+# up to TRIM_ABOVE bytes of freed heap stay with the process between two steps
+MMAP_BELOW, TRIM_ABOVE = 16 << 20, 64 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3       # mallopt parameters (malloc.h)
+_kept = False
+
+
+def keep_freed_memory() -> bool:
+    """Keep the memory of freed step temporaries in the process (glibc only; once per process).
+
+    A CPU training step allocates and frees the same few-megabyte activations every step. glibc hands
+    such blocks back to the kernel when they are freed (``mmap``/heap trimming) and gets them again,
+    zeroed page by page, on the next step: 331 page faults per step of the step benchmark in fp32
+    (``bench/ANALYSIS.md``). Raising the two thresholds makes the next step reuse the same memory.
+    Nothing is done where the allocator is not glibc's, where the user set ``MALLOC_MMAP_THRESHOLD_``,
+    ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES``, or preloads another allocator (``LD_PRELOAD``),
+    or with ``MMOE_KEEP_FREED_MEMORY=0``. Returns whether the thresholds are set."""
+    global _kept
+    if _kept:
+        return True
+    if os.environ.get("MMOE_KEEP_FREED_MEMORY", "1") == "0" or platform.system() != "Linux" \
+            or platform.libc_ver()[0] != "glibc" or any(k in os.environ for k in (
+                "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES", "LD_PRELOAD")):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        _kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_BELOW)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_ABOVE))
+    except (OSError, AttributeError):
+        return False
+    return _kept

@@ -13,7 +13,7 @@ from mmoe.config import TrainConfig
 from mmoe.nn.fused import FusedStep
 from mmoe.nn.fused import unsupported as fused_unsupported
 from mmoe.tasks import masked_loss
-from mmoe.training.device import use_bf16
+from mmoe.training.device import keep_freed_memory, use_bf16
 from mmoe.training.gradnorm import GradNorm, shared_layer
 
 
@@ -31,6 +31,8 @@ class TrainStep:
         self.kinds = [t.kind for t in self.tasks]
         self.weights = torch.tensor([t.weight for t in self.tasks], device=device, dtype=torch.float32)
         self.device_type = device.type
+        if device.type == "cpu":
+            keep_freed_memory()    # each step's temporaries reuse the last step's memory (no page faults)
         self.autocast = use_bf16(config.precision, device)
         self.pos_weight = _pos_weights(self.tasks, config)                      # [t] floats or None
         # the hand-written forward/backward/Adam of mmoe.nn.fused where the model allows it (same

@@ -123,3 +123,25 @@ def test_inspect_gates_mark_shared_and_task_experts(ple_run, monkeypatch):
     assert [list(b["x"]) for b in bars] == [["s0", "s1", f"{t}:t0"] for t in owners]
     ent = figure(chart(at, "inspect.entropy"))
     assert any("ln(3)" in (t.get("name") or "") for t in ent["data"])   # 3 experts per gate, not 5
+
+
+def test_compare_draws_a_ple_runs_gates_with_its_layout(ple_run, monkeypatch):
+    """Compare labels a PLE run's experts as Inspect does and draws, per task, only the experts its gate sees;
+    its Architecture line in Inspect names levels, shared and per-task experts (not the unused --experts)."""
+    home, rid, frame = ple_run
+    monkeypatch.setenv("MMOE_HOME", str(home))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.session_state["mmoe.compare_runs"] = [rid]
+    at.switch_page("app_pages/compare.py").run()
+    assert not at.exception, at.exception
+    heat = figure(chart(at, f"compare.heat.{rid}"))["data"][0]
+    assert list(heat["x"]) == ["s0", "s1", "click:t0"]                 # the first task's view
+    z = np.asarray(heat["z"], float)
+    np.testing.assert_allclose(z.sum(1), 1.0, rtol=1e-5)              # the experts it sees carry all weight
+    bars = [t for t in figure(chart(at, f"compare.util.{rid}"))["data"] if t["type"] == "bar"]
+    assert [list(b["x"]) for b in bars][0] == ["s0", "s1", "click:t0"]
+    ins = AppTest.from_file(INSPECT, default_timeout=60)
+    ins.query_params["run"] = str(rid)
+    ins.run()
+    assert any("PLE · 2 levels of 2 shared + 1 experts per task" in m.value for m in ins.markdown)
