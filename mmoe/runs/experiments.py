@@ -202,6 +202,8 @@ SWEEPABLE: dict[str, tuple[str, str, type]] = {
     "weight-decay": ("train", "weight_decay", float), "optimizer": ("train", "optimizer", str),
     "task-weighting": ("train", "task_weighting", str), "patience": ("train", "early_stopping_patience", int),
     "precision": ("train", "precision", str), "val-fraction": ("data", "val_fraction", float),
+    "gradnorm-alpha": ("train", "gradnorm_alpha", float),
+    "pos-weight": ("train", "pos_weight", str),     # one value for every binary task: a number, balanced or none
 }
 
 
@@ -233,6 +235,9 @@ def apply_settings(settings: Mapping[str, Any], dc: DataConfig, mc: ModelConfig,
     changes: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
     for key, value in settings.items():
         where, field_name, _ = SWEEPABLE[key]
+        if key == "pos-weight":      # --grid pos-weight=none,balanced,5: the same setting for each binary task
+            value = {} if str(value).lower() in ("none", "") else \
+                {t.column: value for t in dc.tasks if t.kind == "binary"}
         changes[where][field_name] = value
     try:
         return (dataclasses.replace(dc, **changes["data"]), dataclasses.replace(mc, **changes["model"]),

@@ -251,3 +251,15 @@ def test_an_interval_stays_inside_the_metric_range(tiny_frame, mmoe_home):
                 assert 0 <= lo <= hi <= 1 and (raw[1] <= 1 or hi == 1)
             if name in ("rmse", "logloss"):
                 assert lo >= 0 and (raw[0] >= 0 or lo == 0)
+
+
+def test_a_grid_sweeps_pos_weight_for_every_binary_task_and_gradnorm_alpha(tiny_frame):
+    """--grid pos-weight=none,balanced,3 gives each binary task the same setting (the regression task none);
+    --grid gradnorm-alpha=0.5,1.5 sets GradNorm's alpha."""
+    exp = _grid_exp(tiny_frame, grid=parse_grid(["pos-weight=none,balanced,3", "gradnorm-alpha=0.5,1.5"]),
+                    seeds=(0,))
+    got = [(p.train_config.pos_weight, p.train_config.gradnorm_alpha) for p in exp.points]
+    assert got == [({}, 0.5), ({}, 1.5), ({"click": "balanced"}, 0.5), ({"click": "balanced"}, 1.5),
+                   ({"click": 3.0}, 0.5), ({"click": 3.0}, 1.5)]
+    with pytest.raises(ConfigError, match="pos_weight"):
+        _grid_exp(tiny_frame, grid=parse_grid(["pos-weight=-1"]), seeds=(0,))
