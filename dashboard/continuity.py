@@ -14,8 +14,8 @@ import streamlit as st
 from mmoe.runs.datasets import DatasetShelf
 from mmoe.runs.store import RunRecord
 from mmoe.views.commands import train_commands
-from mmoe.views.formatting import plain
 from mmoe.views.datasets import BUILTINS
+from mmoe.views.formatting import plain
 from mmoe.views.presets import run_data_choices, run_widget_values
 from mmoe_dashboard.server_file import KEY_PREFIX, SERVER_FILE
 from mmoe_dashboard.state import page, store

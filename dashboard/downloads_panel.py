@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from mmoe_dashboard.state import no_predictions
-from mmoe_dashboard.tracking_panel import tracking_section
 
 from mmoe import views as A
 from mmoe.runs.artifacts import MODEL
@@ -14,6 +12,8 @@ from mmoe.runs.onnx_export import onnx_archive
 from mmoe.runs.predictions import rows_text
 from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.formatting import plain
+from mmoe_dashboard.state import no_predictions
+from mmoe_dashboard.tracking_panel import tracking_section
 
 
 def downloads_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> None:

@@ -7,14 +7,14 @@ import functools
 import numpy as np
 import pandas as pd
 import streamlit as st
-from mmoe_dashboard import charts
-from mmoe_dashboard.state import no_predictions, predictions_version
 
 from mmoe import views as A
 from mmoe.runs.predictions import ROW, pred_col, rows_text, target_col
 from mmoe.runs.store import RunRecord, RunStore
 from mmoe.views.formatting import chart_text, plain
 from mmoe.views.gates import ExpertLayout, expert_layout
+from mmoe_dashboard import charts
+from mmoe_dashboard.state import no_predictions, predictions_version
 
 HOVER_FEATURES = 3
 
@@ -86,14 +86,16 @@ def run_layout(rec: RunRecord, frame: pd.DataFrame) -> ExpertLayout:
     return _layout(rec, frame)
 
 
-def heatmap_of(rec: RunRecord, frame: pd.DataFrame, task: str, max_rows: int, **kw):
+def heatmap_of(rec: RunRecord, frame: pd.DataFrame, task: str, max_rows: int, hover_of=None, **kw):
     """(figure, rows drawn, rows stored) of one task's per-sample gates, only the experts its gate sees
-    (CGC / PLE), labelled as in Inspect."""
+    (CGC / PLE), labelled as in Inspect; ``hover_of(positions)``: the hover text of the rows drawn."""
     layout = _layout(rec, frame)
     seen = layout.visible(task)
     g = A.gate_matrix(frame, task)[:, seen]
     pos = A.order_and_sample(g, max_rows=max_rows)
     labels, groups = layout.labels(), layout.groups()
+    if hover_of is not None:
+        kw.update(hover=hover_of(pos), positions=pos)
     return (charts.gate_heatmap(g[pos], task, labels=[labels[j] for j in seen], groups=[groups[j] for j in seen],
                                 **kw), len(pos), len(g))
 
@@ -153,9 +155,9 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
         st.warning(f"Row {chosen} is not among the {n:,} {what} of this run; pick another row, or another "
                    "split above the tabs.")
         return
-    labels = {t: d.get("classes") for t, d in ((rec.data_summary or {}).get("tasks") or {}).items()
-              if d.get("kind") == "binary"}
-    d = A.sample_details(frame, int(hits[0]), kinds, feats, binary_labels=labels)
+    classes = {t: d.get("classes") for t, d in ((rec.data_summary or {}).get("tasks") or {}).items()
+               if d.get("kind") == "binary"}
+    d = A.sample_details(frame, int(hits[0]), kinds, feats, binary_labels=classes)
     c1, c2 = st.columns([2, 3])
     with c1:
         st.markdown(f"Row **{d['row']}** ({d['split'] or 'validation'} split): features")

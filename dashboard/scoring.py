@@ -20,7 +20,7 @@ from mmoe.runs.runner import predict_frame
 from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.downloads import people_csv, readable_predictions
 from mmoe.views.formatting import chart_text, plain
-from mmoe_dashboard import charts
+from mmoe_dashboard.gates_panel import heatmap_of
 from mmoe_dashboard.state import NA
 
 PREVIEW_ROWS = 1000
@@ -84,13 +84,10 @@ def _heatmaps(rec: RunRecord, scored: pd.DataFrame) -> None:
     for i in range(0, len(tasks), per_row):
         cols = st.columns(per_row)
         for col, task in zip(cols, tasks[i:i + per_row]):
-            g = A.gate_matrix(scored, task)
-            pos = A.order_and_sample(g, max_rows=shown)
             prd = scored.get(pred_col(task))
-            hover = [f"<b>row {int(p)}</b>" + ("" if prd is None else f"<br>predicted: {_value(prd.iat[p])}")
-                     for p in pos]
-            col.plotly_chart(charts.gate_heatmap(g[pos], task, hover=hover, positions=pos, selectable=False),
-                             key=f"inspect.score_heat.{rec.id}.{task}", config={"displayModeBar": False})
+            fig, _, _ = heatmap_of(rec, scored, task, shown, selectable=False, hover_of=lambda pos, prd=prd: [
+                f"<b>row {int(p)}</b>" + ("" if prd is None else f"<br>predicted: {_value(prd.iat[p])}") for p in pos])
+            col.plotly_chart(fig, key=f"inspect.score_heat.{rec.id}.{task}", config={"displayModeBar": False})
 
 
 def _value(v) -> str:

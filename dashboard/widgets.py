@@ -13,8 +13,8 @@ import streamlit as st
 
 from mmoe.config import LAYERED_ARCHS, ModelConfig, TaskSpec, TrainConfig
 from mmoe.runs.experiments import parse_grid
-from mmoe.views.formatting import plain
 from mmoe.training import auto_schedule, schedule_text, schedule_warnings
+from mmoe.views.formatting import plain
 from mmoe.views.presets import DEFAULT_PRESET, PRESETS, widget_values
 
 KEEP = "session"

@@ -13,17 +13,6 @@ import re
 
 import pandas as pd
 import streamlit as st
-from mmoe_dashboard import charts
-from mmoe_dashboard.continuity import train_again
-from mmoe_dashboard.gates_panel import heatmap_of, run_layout
-from mmoe_dashboard.state import (
-    COMPARE_RUNS_KEY,
-    INSPECT_RUN_KEY,
-    NA,
-    predictions,
-    store,
-)
-from mmoe_dashboard.tracking_panel import tracking_section
 
 from mmoe import views as A
 from mmoe.runs.predictions import rows_of_split, rows_text
@@ -40,6 +29,17 @@ from mmoe.views.comparing import (
 )
 from mmoe.views.formatting import plain
 from mmoe.views.jobview import run_label
+from mmoe_dashboard import charts
+from mmoe_dashboard.continuity import train_again
+from mmoe_dashboard.gates_panel import heatmap_of, run_layout
+from mmoe_dashboard.state import (
+    COMPARE_RUNS_KEY,
+    INSPECT_RUN_KEY,
+    NA,
+    predictions,
+    store,
+)
+from mmoe_dashboard.tracking_panel import tracking_section
 
 PICK = "compare.pick"
 FLASH = "compare.flash"

@@ -8,6 +8,8 @@ import streamlit as st
 
 from mmoe.config import THRESHOLD_OPS, ConfigError
 from mmoe.data import DataError, profile_columns, read_csv
+from mmoe.runs.datasets import runs_using
+from mmoe.runs.errors import StoreError
 from mmoe.synthetic import paper_synthetic
 from mmoe.views.datasets import (
     BUILTINS,
@@ -25,8 +27,6 @@ from mmoe.views.datasets import (
     usable_features,
     value_options,
 )
-from mmoe.runs.datasets import runs_using
-from mmoe.runs.errors import StoreError
 from mmoe.views.formatting import plain
 from mmoe_dashboard.continuity import (
     pending_features,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from mmoe.runs.experiments import settings_text, summarize
 from mmoe.runs.store import StoreError
-from mmoe.views.formatting import plain
+from mmoe.tasks import METRIC_DIRECTIONS
 from mmoe.views.experiments import (
     ARROW,
     config_table,
@@ -20,8 +21,7 @@ from mmoe.views.experiments import (
     primary_metrics,
     sweep_frame,
 )
-from mmoe.runs.experiments import settings_text, summarize
-from mmoe.tasks import METRIC_DIRECTIONS
+from mmoe.views.formatting import plain
 from mmoe_dashboard import experiment_charts as X
 from mmoe_dashboard.state import COMPARE_RUNS_KEY, EXPERIMENT_KEY, NA, manager, open_in_inspect, page, store
 

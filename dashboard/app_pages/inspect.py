@@ -9,19 +9,6 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from mmoe_dashboard import charts
-from mmoe_dashboard.continuity import command_panel, source_of, train_again
-from mmoe_dashboard.downloads_panel import downloads_section
-from mmoe_dashboard.gates_panel import gates_section
-from mmoe_dashboard.scoring import score_tab
-from mmoe_dashboard.state import (
-    INSPECT_RUN_KEY,
-    NA,
-    no_predictions,
-    open_experiment,
-    predictions,
-    store,
-)
 
 from mmoe import views as A
 from mmoe.runs.predictions import (
@@ -38,6 +25,19 @@ from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.formatting import plain
 from mmoe.views.jobview import duration_text, run_label
 from mmoe.views.task_weights import learned_task_weights
+from mmoe_dashboard import charts
+from mmoe_dashboard.continuity import command_panel, source_of, train_again
+from mmoe_dashboard.downloads_panel import downloads_section
+from mmoe_dashboard.gates_panel import gates_section
+from mmoe_dashboard.scoring import score_tab
+from mmoe_dashboard.state import (
+    INSPECT_RUN_KEY,
+    NA,
+    no_predictions,
+    open_experiment,
+    predictions,
+    store,
+)
 
 STATUS_BADGE = {"finished": "green", "running": "blue", "queued": "gray", "cancelled": "orange",
                 "diverged": "red", "failed": "red", "interrupted": "orange"}

@@ -8,8 +8,14 @@ import streamlit as st
 
 from mmoe.nn import build_model, count_parameters
 from mmoe.runs.experiments import submit_experiment
-from mmoe.runs.paper import CENSUS_DEFAULTS, CENSUS_TRAIN, PAPER_DEFAULTS, PAPER_TRAIN, census_experiment, \
-    paper_experiment
+from mmoe.runs.paper import (
+    CENSUS_DEFAULTS,
+    CENSUS_TRAIN,
+    PAPER_DEFAULTS,
+    PAPER_TRAIN,
+    census_experiment,
+    paper_experiment,
+)
 from mmoe.views.datasets import DATA_DIR
 from mmoe.views.experiments import estimate_experiment
 from mmoe.views.formatting import plain

@@ -7,12 +7,12 @@ import streamlit as st
 
 from mmoe.config import ConfigError
 from mmoe.nn import build_model, count_parameters
-from mmoe.runs.experiments import grid_experiment, submit_experiment
 from mmoe.runs.errors import StoreError
+from mmoe.runs.experiments import grid_experiment, submit_experiment
 from mmoe.runs.naming import MAX_NAME, fit_run_name, optional_run_name
 from mmoe.runs.runner import DataSource, submit_training
-from mmoe.views.formatting import plain
 from mmoe.views.datasets import with_task_weights
+from mmoe.views.formatting import plain
 from mmoe.views.jobview import (
     KEY_METRICS,
     curves_frame,

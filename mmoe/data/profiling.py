@@ -16,8 +16,8 @@ from mmoe.data.errors import (
     _is_numeric,
     _label,
     _labels,
-    label_codes,
     _q,
+    label_codes,
 )
 from mmoe.data.reading import clean_frame
 

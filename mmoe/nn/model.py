@@ -332,7 +332,6 @@ class TabularModel(nn.Module):
     def __init__(self, meta: Mapping):
         super().__init__()
         from mmoe.config import ModelConfig  # local: model.py stays free of config at import
-
         from mmoe.nn.sizes import check_model_size
 
         self.meta = dict(meta)
@@ -340,7 +339,7 @@ class TabularModel(nn.Module):
         check_model_size(meta, mc)   # a damaged model.json or huge settings: refused before allocating
         self.encoder = InputEncoder(meta["num_numeric"], meta["cardinalities"], meta["embedding_dims"])
         if mc.arch in ("cgc", "ple"):
-            from mmoe.nn.ple import CGC, PLE   # ple.py builds on this module
+            from mmoe.nn.ple import CGC, PLE  # ple.py builds on this module
 
             self.core = (CGC if mc.arch == "cgc" else PLE)(
                 self.encoder.out_features, dict(meta["task_dims"]), shared_experts=mc.shared_experts,

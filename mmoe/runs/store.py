@@ -39,8 +39,7 @@ from typing import Mapping
 import pandas as pd
 
 from mmoe.runs.artifacts import ArtifactIO
-from mmoe.runs.connection import BUSY_TIMEOUT_MS, ConnectionIO, check_index, readonly_fault, run_folder_ids, \
-    writable
+from mmoe.runs.connection import BUSY_TIMEOUT_MS, ConnectionIO, check_index, readonly_fault, run_folder_ids, writable
 from mmoe.runs.errors import ArtifactError, IndexFault, StoreError, dumps, final_value, loads, metric_value
 from mmoe.runs.experiment_store import EXPERIMENTS_SCHEMA, ExperimentIO
 from mmoe.runs.housekeeping import remove_stale_leftovers

@@ -34,7 +34,7 @@ import pandas as pd
 from mmoe.runs.artifacts import MODEL_FILES, PREDICTIONS
 from mmoe.runs.errors import StoreError, one_line
 from mmoe.runs.extras import require
-from mmoe.runs.predictions import gate_columns, gate_tasks, rows_of_split, evaluation_split
+from mmoe.runs.predictions import evaluation_split, gate_columns, gate_tasks, rows_of_split
 from mmoe.runs.store import RunRecord, RunStore
 
 DEFAULT_EXPERIMENT = "MMoE Lab"

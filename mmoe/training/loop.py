@@ -196,7 +196,7 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
     ``--stream``) trains block by block (``streamed.fit_blocks``)."""
     run = _fit
     if getattr(data, "streamed", False):
-        from mmoe.training.streamed import fit_blocks as run   # the same contract, from disk
+        from mmoe.training.streamed import fit_blocks as run  # the same contract, from disk
     if resolve_device(config.device).type != "cpu":   # (a GPU run leaves the CPU threads alone)
         with deterministic_cuda():
             return run(model, data, config, callbacks=callbacks, cancel_event=cancel_event)

@@ -20,11 +20,11 @@ from torch import nn
 
 from mmoe.config import TrainConfig
 from mmoe.data.streaming import SPLIT_CODES
+from mmoe.tasks import masked_loss, transform
 from mmoe.training.callbacks import Callback, DivergenceGuard, EarlyStopping, TimeBudget, TrainState
 from mmoe.training.class_weights import resolve_pos_weights
 from mmoe.training.device import auto_threads, resolve_device
 from mmoe.training.distributed import world as current_world
-from mmoe.tasks import masked_loss, transform
 from mmoe.training.evaluate import gate_entropy, predict
 from mmoe.training.schedule import resolve_schedule
 from mmoe.training.step import TrainStep
