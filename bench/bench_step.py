@@ -20,6 +20,7 @@ import torch
 
 from bench import common
 from bench.common import log
+from bench.roofline import gemm_roofline
 from bench.peers import deepctr, plain_torch, product, rechub
 
 CONFIG = dict(in_features=100, num_experts=8, expert_hidden=(64, 32), tower_hidden=(16,))
@@ -74,6 +75,15 @@ def run(device: str, quick: bool, batches=None) -> dict:
                        "gflops": rate * flops["train"] / 1e9,
                        "fraction_of_gemm": rate * flops["train"] / 1e9 / gemm["gflops"],
                        "fraction_of_gemm_strict": rate * flops["train_strict"] / 1e9 / gemm["gflops"]}
+        # the step's own limit: its GEMMs, each timed alone at its shapes and strides (bench/roofline.py)
+        for n, st in steps.items():
+            if is_product(n):
+                roof = gemm_roofline(st, device)
+                rows[n].update(roofline_ms=roof["seconds"] * 1e3, roofline_gflops=roof["gflops"],
+                               not_gemm_share=1 - roof["seconds"] * 1e3 / rows[n]["ms_per_step"],
+                               gemms=roof["gemms"])
+                log(f"  {n}: its GEMMs alone {roof['seconds'] * 1e3:.3f} ms of {rows[n]['ms_per_step']:.3f} ms "
+                    f"({100 * rows[n]['not_gemm_share']:.1f}% not GEMM)")
         out["batches"][str(bs)] = rows
     out["load_after"] = _load()
     return out
@@ -131,6 +141,14 @@ def render(res: dict) -> str:
             if ref32:
                 lines.append(f"Product in fp32: **{ref32['samples_per_second'] / best_peer:.2f}x** the best peer, "
                              f"**{100 * ref32['fraction_of_gemm']:.1f}%** of the fp32 GEMM rate.")
+            for n in (product.NAME, product_fp32.NAME):
+                r = rows.get(n)
+                if r and "roofline_ms" in r:
+                    lines.append(f"Roofline of {n} (`bench/roofline.py`: the step's {sum(g['calls'] for g in r['gemms'])} "
+                                 f"GEMMs, each timed alone at its own shapes): **{r['roofline_ms']:.3f} ms** "
+                                 f"({r['roofline_gflops']:.1f} GFLOP/s) of its {r['ms_per_step']:.3f} ms step; "
+                                 f"everything that is not a GEMM is **{100 * r['not_gemm_share']:.1f}%** of the step "
+                                 "(target <= 25%).")
             lines.append("")
     if res.get("skipped"):
         lines.append("Skipped: " + "; ".join(f"{k} ({v})" for k, v in res["skipped"].items()))

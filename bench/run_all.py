@@ -78,6 +78,12 @@ def targets(res: dict) -> list[list[str]]:
                     rows.append([f"same, product in fp32 (like for like)",
                                  f"{100 * f32:.1f}% (strict count {100 * p32['fraction_of_gemm_strict']:.1f}%)",
                                  "met" if f32 >= 0.75 else f"MISSED (needs {0.75 / f32:.2f}x more)"])
+                for name, v in ((product.NAME, p), (f"{product.NAME} (fp32)", p32)):
+                    if v and "not_gemm_share" in v:
+                        share = v["not_gemm_share"]
+                        rows.append([f"step (batch {bs}), {name}: not-GEMM <= 25% of the step (roofline)",
+                                     f"{100 * share:.1f}% (GEMMs alone {v['roofline_ms']:.2f} of "
+                                     f"{v['ms_per_step']:.2f} ms)", "met" if share <= 0.25 else "MISSED"])
     sp = res.get("sparse")
     if sp:
         ratio = sp["rows"]["dense"]["ms"] / sp["rows"]["top-1"]["ms"]

@@ -138,7 +138,7 @@ def label_codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 def _clean_labels(s: pd.Series) -> bool:
     """True when no value of text column ``s`` has surrounding spaces or is a missing marker."""
-    u = pd.Series(s.dropna().unique(), dtype=s.dtype)
+    u = pd.Series(s.unique(), dtype=s.dtype).dropna()            # the distinct values, then without NaN
     return not (u.str.strip() != u).any() and not u.isin(MISSING_MARKERS).any()
 
 

@@ -136,13 +136,24 @@ def _sniff(text: str) -> tuple[str, list[str]]:
     return best[1], best[2]
 
 
-def _check_ragged(data: bytes, sep: str, ncols: int, name: str) -> None:
+def _newlines(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(the bytes as uint8, the positions of their newlines): found once for the ragged-row check and
+    the count of blank lines."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    return arr, np.flatnonzero(arr == 10)
+
+
+def _blank_lines(arr: np.ndarray, nl: np.ndarray) -> int:
+    """Lines with nothing on them (``\n\n`` or ``\n\r\n``), which the parser skips."""
+    gap = np.diff(nl)
+    return int(np.count_nonzero(gap == 1) + np.count_nonzero((gap == 2) & (arr[nl[:-1] + 1] == 13)))
+
+
+def _check_ragged(data: bytes, sep: str, ncols: int, name: str, arr: np.ndarray, nl: np.ndarray) -> None:
     """Refuse rows with more or fewer fields than the header, naming the first such line."""
     if ncols < 2:
         return
     if b'"' not in data:
-        arr = np.frombuffer(data, dtype=np.uint8)
-        nl = np.flatnonzero(arr == 10)
         ends = np.append(nl, len(arr))
         starts = np.concatenate(([0], nl + 1))
         seps = np.flatnonzero(arr == ord(sep))
@@ -208,7 +219,8 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
     names = [h.strip() for h in header]
     if not names:
         raise DataError(f"{name} has no header line; the first line must name the columns")
-    _check_ragged(data, sep, len(names), name)
+    arr, nl = _newlines(data)
+    _check_ragged(data, sep, len(names), name, arr, nl)
 
     drop_first = False
     empty = [i for i, n in enumerate(names) if not n]
@@ -254,7 +266,7 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
 
     df.attrs["delimiter"] = sep
     parsed_rows = len(df)
-    blank_lines = sum(1 for _ in re.finditer(rb"\n(?=\r?\n)", data))   # skipped by the parser
+    blank_lines = _blank_lines(arr, nl)     # skipped by the parser
     df = clean_frame(df)
     index_dropped = False
     if drop_first:

@@ -10,6 +10,11 @@ from torch import Tensor, nn
 
 from mmoe.tasks import compute_metrics, masked_loss, transform
 
+# rows per scoring batch on the CPU: activations that stay in the cache (and below the allocator's mmap
+# threshold, ``device.keep_freed_memory``); census-income's validation (19,952 rows, the default model)
+# took 58.6 ms in one batch and 38.0 ms in batches of 4096
+CPU_SCORING_BATCH = 4096
+
 
 def gate_entropy(gates: Tensor) -> Tensor:
     """Mean entropy (nats) of each task's gate distribution. gates [t, n, e] -> [t]."""
@@ -19,7 +24,7 @@ def gate_entropy(gates: Tensor) -> Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.device | str = "cpu",
-            batch_size: int = 65536, idx: Tensor | None = None, bf16: bool | None = None,
+            batch_size: int | None = None, idx: Tensor | None = None, bf16: bool | None = None,
             forward=None, stop=None) -> tuple[dict[str, Tensor], Tensor | None] | None:
     """Raw outputs per task [n, d] and gates [t, n, e] (None without gates), on the CPU, float32.
 
@@ -27,6 +32,8 @@ def predict(model: nn.Module, x_num: Tensor, x_cat: Tensor, *, device: torch.dev
     the training step's own ``FusedStep.forward`` (same numbers, no module overhead). ``stop``: a
     callable checked before each batch; when it returns true the scoring ends and returns None."""
     device = torch.device(device)
+    if batch_size is None:
+        batch_size = CPU_SCORING_BATCH if device.type == "cpu" else 65536
     was_training = model.training
     model.eval()
     n = len(idx) if idx is not None else x_num.shape[0]

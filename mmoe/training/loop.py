@@ -30,7 +30,7 @@ from mmoe.training.callbacks import Callback, DivergenceGuard, EarlyStopping, Ti
 from mmoe.training.class_weights import resolve_pos_weights
 from mmoe.training.device import auto_threads, fits_on_device, resolve_device
 from mmoe.training.distributed import world as current_world
-from mmoe.training.evaluate import baseline_loss, evaluate
+from mmoe.training.evaluate import CPU_SCORING_BATCH, baseline_loss, evaluate
 from mmoe.training.schedule import resolve_schedule
 from mmoe.training.step import TrainStep
 
@@ -62,6 +62,7 @@ def stop_reason(state: TrainState) -> str:
 
 
 GATHER_ROWS = 1 << 18     # rows per chunk of the epoch's gather (the cancel event is checked between chunks)
+
 
 
 def _gather(t: torch.Tensor, perm: torch.Tensor, stop) -> torch.Tensor | None:
@@ -323,7 +324,9 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
                 if val_rows is None:
                     vi = val_idx.to(x_num.device)
                     val_rows = (x_num.index_select(0, vi), x_cat.index_select(0, vi))
-                metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=config.eval_batch_size,
+                eval_bs = config.eval_batch_size if device.type != "cpu" else min(config.eval_batch_size,
+                                                                                   CPU_SCORING_BATCH)
+                metrics["val"] = evaluate(model, data, val_idx, device=device, batch_size=eval_bs,
                                           bf16=step.autocast, rows=val_rows,
                                           forward=step.fused.forward if step.fused is not None else None,
                                           stop=may_stop)

@@ -126,3 +126,13 @@ def test_the_reader_says_what_it_did(tmp_path):
     assert list(df["a"]) == [1.5, 2.25, 3.0]
     plain = read_csv(b"a,b\n1.5,x\n2.5,y\n", min_rows=1).attrs["read_report"]
     assert plain["decimal_comma_columns"] == [] and plain["empty_rows_dropped"] == 0 and plain["compression"] is None
+
+
+@pytest.mark.parametrize("text", [b"a,b\n1,2\n\n3,4\n", b"a,b\r\n1,2\r\n\r\n\r\n3,4\r\n", b"a,b\n\n\n\n1,2",
+                                  b"a,b\n1,2\n\n", b"a,b\n1,2", b"a\n\r\n\r\r\n"])
+def test_blank_lines_are_counted_as_the_parser_skips_them(text):
+    """The count the read report gives: every newline followed by another (optionally after a \\r)."""
+    import re
+
+    from mmoe.data.reading import _blank_lines, _newlines
+    assert _blank_lines(*_newlines(text)) == len(re.findall(rb"\n(?=\r?\n)", text))
