@@ -230,6 +230,16 @@ def replace_section(text: str, name: str, body: str) -> str:
     return text.rstrip() + "\n\n" + block + "\n"
 
 
+def other_sections(text: str, rendered: Sequence[str]) -> list[tuple[str, str]]:
+    """The ``(name, body)`` of every section in ``text`` not among ``rendered``: what the benchmarks run on
+    their own (stream, distributed, prepare, first point, time to result) wrote, kept by ``run_all``."""
+    out = []
+    for m in re.finditer(r"<!-- bench:([\w-]+) -->\n(.*?)\n<!-- /bench:\1 -->", text, re.S):
+        if m.group(1) not in rendered:
+            out.append((m.group(1), m.group(2)))
+    return out
+
+
 def update_results_md(name: str, body: str, path: Path = RESULTS_MD) -> None:
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     path.write_text(replace_section(text, name, body))

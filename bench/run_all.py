@@ -75,7 +75,7 @@ def targets(res: dict) -> list[list[str]]:
                              "met" if frac >= 0.75 else f"MISSED (needs {0.75 / frac:.2f}x more)"])
                 if p32 and bf16:
                     f32 = p32["fraction_of_gemm"]
-                    rows.append([f"same, product in fp32 (like for like)",
+                    rows.append(["same, product in fp32 (like for like)",
                                  f"{100 * f32:.1f}% (strict count {100 * p32['fraction_of_gemm_strict']:.1f}%)",
                                  "met" if f32 >= 0.75 else f"MISSED (needs {0.75 / f32:.2f}x more)"])
                 for name, v in ((product.NAME, p), (f"{product.NAME} (fp32)", p32)):
@@ -145,6 +145,15 @@ def render_all(res: dict, command: str, device: str, seconds: float, loads: dict
     return "\n".join(out)
 
 
+def _keep_others(md: str) -> str:
+    """``md`` with the sections of the current RESULTS.md that this run does not render (the benchmarks
+    that run on their own) appended, so a full run does not drop them."""
+    old = common.RESULTS_MD.read_text() if common.RESULTS_MD.exists() else ""
+    for name, body in common.other_sections(old, BENCHES):
+        md = common.replace_section(md, name, body)
+    return md
+
+
 def headline_md(res: dict, command: str) -> str:
     rows = targets(res)
     return "\n".join([f"Last full run (`{command}`), details in [RESULTS.md](RESULTS.md):", "",
@@ -180,7 +189,7 @@ def main(argv=None):
             loads = dict(part.split(" ", 1) for part in lm.group(1).split("; "))
         names = []
         res = {n: common.read_json(n) for n in BENCHES}
-        md = render_all(res, command, a.device, float(m.group(2)) if m else 0.0, loads)
+        md = _keep_others(render_all(res, command, a.device, float(m.group(2)) if m else 0.0, loads))
         common.RESULTS_MD.write_text(md)
         readme = common.BENCH_DIR / "README.md"
         readme.write_text(common.replace_section(readme.read_text(), "headline", headline_md(res, command)))
@@ -202,6 +211,7 @@ def main(argv=None):
     md = render_all(res, command, a.device, seconds, loads)
     if failed:
         md += "\n\nFailed benchmarks: " + ", ".join(f"{k} (exit {v})" for k, v in failed.items()) + "\n"
+    md = _keep_others(md)
     common.RESULTS_MD.write_text(md)
     readme = common.BENCH_DIR / "README.md"
     if readme.exists():
