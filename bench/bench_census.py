@@ -43,7 +43,7 @@ def run(device: str, quick: bool, epochs: int) -> dict:
     out = {"machine": common.machine_info(device), "epochs": epochs, "batch_size": 1024, "lr": 1e-3,
            "model": MODEL, "rows": len(split.frame), "n_train": len(split.train_idx), "n_val": len(split.val_idx),
            "read_seconds": split.read_seconds, "repeats": repeats, "results": {}, "versions": {}, "skipped": {},
-           "load_before": _load()}
+           "load_before": common.load_1min()}
     live = []
     from mmoe.training import use_bf16
     out["product_bf16"] = use_bf16("auto", torch.device(device))
@@ -68,15 +68,8 @@ def run(device: str, quick: bool, epochs: int) -> dict:
         agg = {key: common.median([x[key] for x in rs]) for key in rs[0] if isinstance(rs[0][key], (int, float))}
         agg["runs"] = rs
         out["results"][name] = agg
-    out["load_after"] = _load()
+    out["load_after"] = common.load_1min()
     return out
-
-
-def _load() -> str:
-    try:
-        return open("/proc/loadavg").read().split()[0]
-    except OSError:
-        return "n/a"
 
 
 def headline(res: dict) -> dict:

@@ -85,15 +85,8 @@ def run(device: str, quick: bool, batches=None) -> dict:
                 log(f"  {n}: its GEMMs alone {roof['seconds'] * 1e3:.3f} ms of {rows[n]['ms_per_step']:.3f} ms "
                     f"({100 * rows[n]['not_gemm_share']:.1f}% not GEMM)")
         out["batches"][str(bs)] = rows
-    out["load_after"] = _load()
+    out["load_after"] = common.load_1min()
     return out
-
-
-def _load() -> str:
-    try:
-        return open("/proc/loadavg").read().split()[0]
-    except OSError:
-        return "n/a"
 
 
 def render(res: dict) -> str:

@@ -85,14 +85,7 @@ def run(repeats: int, epochs: int) -> dict:
     med = {k: common.median([x[k] for x in rows]) for k in rows[0]}
     med["ratio"] = med["overhead_s"] / med["floor_s"]
     return {"machine": common.machine_info("cpu"), "epochs": epochs, "repeats": repeats, "median": med,
-            "runs": rows, "imports": imports, "load": _load()}
-
-
-def _load() -> str:
-    try:
-        return open("/proc/loadavg").read().split()[0]
-    except OSError:
-        return "n/a"
+            "runs": rows, "imports": imports, "load": common.load_1min()}
 
 
 def render(res: dict) -> str:

@@ -253,3 +253,11 @@ def seed_all(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def load_1min() -> str:
+    """The 1-minute load average, as /proc/loadavg writes it ("n/a" where there is none)."""
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "n/a"
