@@ -220,7 +220,6 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
     if not names:
         raise DataError(f"{name} has no header line; the first line must name the columns")
     arr, nl = _newlines(data)
-    _check_ragged(data, sep, len(names), name, arr, nl)
 
     drop_first = False
     empty = [i for i, n in enumerate(names) if not n]
@@ -248,7 +247,8 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
             df = pd.read_csv(io.BytesIO(data), engine="c", low_memory=False, **opts)
         except pd.errors.ParserError as e:
             m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
-            if m:
+            if m:      # a row longer than the header: name the first ragged line, of either kind
+                _check_ragged(data, sep, len(names), name, arr, nl)
                 _ragged(name, int(m.group(2)), int(m.group(3)), int(m.group(1)))
             m = re.search(r"EOF inside string starting at row (\d+)", str(e))
             if m:
@@ -264,6 +264,10 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise DataError(f"{name} cannot be parsed as CSV ({msg}); check that it is a delimited text file") from None
 
+    # the parser refuses a row longer than the header (above) but fills a shorter one with missing values,
+    # which leaves its last column missing: only then is the file searched for the first ragged line
+    if len(df.columns) > 1 and df.iloc[:, -1].isna().any():
+        _check_ragged(data, sep, len(names), name, arr, nl)
     df.attrs["delimiter"] = sep
     parsed_rows = len(df)
     blank_lines = _blank_lines(arr, nl)     # skipped by the parser

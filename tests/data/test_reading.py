@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mmoe.config import DataConfig, TaskSpec
-from mmoe.data import MISSING_MARKERS, clean_frame, read_csv
+from mmoe.data import MISSING_MARKERS, DataError, clean_frame, read_csv
 
 TASKS3 = (TaskSpec("click"), TaskSpec("score", "regression"), TaskSpec("kind", "multiclass"))
 
@@ -136,3 +136,20 @@ def test_blank_lines_are_counted_as_the_parser_skips_them(text):
 
     from mmoe.data.reading import _blank_lines, _newlines
     assert _blank_lines(*_newlines(text)) == len(re.findall(rb"\n(?=\r?\n)", text))
+
+
+@pytest.mark.parametrize("text,line,got", [
+    (b"a,b,c\n1,2,3\n4,5\n7,8,9\n", 3, 2),                    # a short row: the parser would fill it
+    (b"a,b,c\n1,2,3\n4,5,6,7\n7,8,9\n", 3, 4),                # a long row: the parser refuses it
+    (b"a,b,c\n1,2,3\n4,5,6,\n", 3, 4),                        # a trailing delimiter is a field too
+    (b"a,b,c\n1,2\n4,5,6,7\n", 2, 2),                         # both kinds: the first ragged line is named
+    (b'a,b,c\n"x, y",2,3\n"z"\n', 3, 1),                      # quoted fields
+])
+def test_a_ragged_row_is_refused_naming_its_line(text, line, got):
+    with pytest.raises(DataError, match=rf"line {line} has {got} fields but the header has 3"):
+        read_csv(text)
+
+
+def test_rows_with_an_empty_last_value_are_not_ragged():
+    df = read_csv(b"a,b,c\n1,2,\n4,5,6\n" + b"7,8,9\n" * 10)
+    assert df["c"].isna().sum() == 1 and len(df) == 12
