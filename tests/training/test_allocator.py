@@ -39,14 +39,17 @@ def _faults(env_extra: dict) -> float:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
 def test_a_cpu_step_reuses_its_memory():
-    """With the thresholds set (the default) a step of the step benchmark's model takes a fraction of the page
-    faults; switched off, glibc returns the freed activations to the kernel and faults them in again."""
+    """With the thresholds set (the default) a step of the step benchmark's model takes (almost) no page
+    faults. glibc's own default adapts its thresholds as it goes, so how many faults it leaves varies from
+    run to run (50 to 1,500 per step here); its static thresholds (what it starts from, set through the
+    environment, where keep_freed_memory steps aside) return every freed activation and fault it in again."""
     import platform
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
     kept = _faults({})
-    returned = _faults({"MMOE_KEEP_FREED_MEMORY": "0"})
-    assert returned >= 4 * kept + 50, f"{kept} page faults per step with the memory kept, {returned} without"
+    returned = _faults({"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"})
+    assert kept <= 50, f"{kept} page faults per step with the memory kept"
+    assert returned >= 4 * kept + 200, f"{kept} page faults per step with the memory kept, {returned} without"
 
 
 def test_it_steps_aside_for_the_users_allocator_settings(monkeypatch):
