@@ -74,22 +74,17 @@ def _on_gate_click(chart_key: str, row_key: str, rows: np.ndarray) -> None:
     st.session_state[row_key] = int(rows[int(cd)])
 
 
-def _layout(rec: RunRecord, frame: pd.DataFrame) -> ExpertLayout:
+def run_layout(rec: RunRecord, frame: pd.DataFrame) -> ExpertLayout:
     """Who owns each stored gate column (CGC / PLE: shared or one task's experts)."""
     tasks = A.gate_tasks(frame)
     n = len(A.gate_columns(frame, tasks[0])) if tasks else 0
     return expert_layout(rec.model_config, list(A.task_kinds(rec.data_config)), n_experts=n)
 
 
-def run_layout(rec: RunRecord, frame: pd.DataFrame) -> ExpertLayout:
-    """The expert layout of a run's stored gates (for other pages: Compare)."""
-    return _layout(rec, frame)
-
-
 def heatmap_of(rec: RunRecord, frame: pd.DataFrame, task: str, max_rows: int, hover_of=None, **kw):
     """(figure, rows drawn, rows stored) of one task's per-sample gates, only the experts its gate sees
     (CGC / PLE), labelled as in Inspect; ``hover_of(positions)``: the hover text of the rows drawn."""
-    layout = _layout(rec, frame)
+    layout = run_layout(rec, frame)
     seen = layout.visible(task)
     g = A.gate_matrix(frame, task)[:, seen]
     pos = A.order_and_sample(g, max_rows=max_rows)
@@ -105,7 +100,7 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
     """Per-sample heatmaps; a click (or a typed row number) shows that sample in detail."""
     kinds = A.task_kinds(rec.data_config)
     tasks = [t for t in kinds if A.gate_columns(frame, t)]
-    layout = _layout(rec, frame)
+    layout = run_layout(rec, frame)
     labels, groups = layout.labels(), layout.groups()
     feats = tuple(A.feature_columns(frame, rec.data_summary, kinds))
     rows = frame[ROW].to_numpy() if ROW in frame else np.arange(len(frame))
@@ -196,7 +191,7 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
                 "is no per-task or per-sample expert routing to show. Train an MMoE, OMoE, CGC or PLE run to see "
                 "gates.")
         return
-    layout = _layout(rec, frame) if frame is not None else expert_layout(rec.model_config,
+    layout = run_layout(rec, frame) if frame is not None else expert_layout(rec.model_config,
                                                                          list(A.task_kinds(rec.data_config)))
     # the experts one gate sees: ln of it is the entropy of uniform gating
     n_experts = layout.n_visible() if layout.n_experts else int(rec.model_config.get("num_experts") or 1)

@@ -178,6 +178,14 @@ def fit_result(state: TrainState, step, device, placement: str) -> FitResult:
                      placement=placement, stop_reason=stop_reason(state))
 
 
+def train_metrics(names, train_loss, step) -> dict[str, dict[str, float]]:
+    """The epoch's training loss per task, with the learned loss weighting (if any) beside it."""
+    out = {n: {"loss": loss} for n, loss in zip(names, train_loss)}
+    for n, extra in step.epoch_diagnostics().items():
+        out[n].update(extra)
+    return out
+
+
 def _agree(world, total, losses, share: float, stop: bool, cancel: bool):
     """One all-reduce per step: the global batch's total and per-task losses (each shard's weighted by its
     share of the rows) and whether any process asked to stop or was cancelled."""
@@ -317,9 +325,7 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
             _finite_or_raise(sum(train_loss), f"epoch {epoch}")
             # train split: the running loss of the epoch (a second pass over train rows would cost
             # a third of an epoch); validation: loss, metrics and gate entropy on every row
-            metrics = {"train": {n: {"loss": loss} for n, loss in zip(names, train_loss)}}
-            for n, extra in step.epoch_diagnostics().items():   # the learned loss weighting, if any
-                metrics["train"][n].update(extra)
+            metrics = {"train": train_metrics(names, train_loss, step)}
             if val_idx is not None and len(val_idx):
                 if val_rows is None:
                     vi = val_idx.to(x_num.device)

@@ -200,6 +200,7 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
         diverged,
         end_of_training,
         fit_result,
+        train_metrics,
     )
 
     world = current_world()      # torchrun: each process reads every world-size-th block of the epoch's order
@@ -308,9 +309,7 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
                 break
             train_loss = (loss_sum / max(seen, 1)).tolist()
             _finite_or_raise(sum(train_loss), f"epoch {epoch}")
-            metrics = {"train": {n: {"loss": v} for n, v in zip(names, train_loss)}}
-            for n, extra in step.epoch_diagnostics().items():   # the learned loss weighting, if any
-                metrics["train"][n].update(extra)
+            metrics = {"train": train_metrics(names, train_loss, step)}
             val = _evaluate(model, data, step, device, cancelled if world is None else (lambda: False), world)
             if val is None:
                 state.status, state.message = "cancelled", f"cancelled by the user in epoch {epoch}"
