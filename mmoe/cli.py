@@ -262,8 +262,10 @@ def cmd_train(a) -> int:
                                    name=a.name, dataset=path.name,
                                    callbacks=[ProgressBar(not a.quiet and sys.stderr.isatty() and store is not None)],
                                    cancel_event=cancel)
-    finally:
-        leave()
+    except BaseException:
+        leave(together=False)
+        raise
+    leave()
     if store is None:                     # not rank 0: rank 0 reports and stores the run
         return EXIT_CANCELLED if summary.status == "cancelled" else EXIT_OK if summary.status == "finished" \
             else EXIT_FAILED

@@ -112,6 +112,14 @@ def join_from_env(device: str) -> World | None:
     return world()
 
 
-def leave() -> None:
+def leave(together: bool = True) -> None:
+    """Leave the process group. ``together`` (a process that finished normally): a barrier first, so no
+    process closes its connections while another still has a collective in flight (gloo then aborts that
+    process: "terminate called without an active exception", seen once in CI after a GradNorm run). A
+    process that is failing leaves at once: the others' collectives then fail instead of waiting for it."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if together:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
