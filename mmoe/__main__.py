@@ -1,6 +1,4 @@
 """Entry point for ``python -m mmoe``."""
-import sys
+from mmoe.cli import run
 
-from mmoe.cli import main
-
-sys.exit(main())
+run()

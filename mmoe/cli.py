@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import threading
 import time
 from pathlib import Path
 
 from mmoe.runs.naming import optional_run_name
-from mmoe.runs.signals import call_forwarding_signals, cancel_on_signals
+from mmoe.runs.signals import call_forwarding_signals, cancel_on_signals, exit_now
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3, 130
 
@@ -453,8 +454,6 @@ def cmd_synth(a) -> int:
 
 
 def cmd_dashboard(a, extra: list[str]) -> int:
-    import os
-
     from mmoe.views.serve import dashboard_command, launch_message
 
     if not 0 < a.port < 65536:
@@ -464,11 +463,15 @@ def cmd_dashboard(a, extra: list[str]) -> int:
         env["MMOE_HOME"] = str(Path(a.store).expanduser().resolve())
     cmd = dashboard_command(a.port, extra, env)     # bound to 127.0.0.1 unless told otherwise
     if cmd is None:
-        raise BadInput("the dashboard is not installed with this mmoe; reinstall the package "
-                       "(pip install mmoe, or pip install -e . in a checkout)")
+        raise BadInput("the dashboard is not installed with this mmoe; reinstall it (pip install -e . in a checkout)")
     print(launch_message(cmd, a.port, env), file=sys.stderr)
     code = call_forwarding_signals(cmd, env=env)   # SIGTERM / Ctrl-C reach Streamlit, which stops cleanly
     return EXIT_OK if code in (-2, -15, 130, 143) else code
+
+
+def run(argv: list[str] | None = None) -> None:
+    """``python -m mmoe`` and the ``mmoe`` command: ``main``, then ``exit_now`` (no interpreter teardown)."""
+    exit_now(main(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

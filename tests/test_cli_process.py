@@ -230,3 +230,34 @@ def test_ctrl_c_cancels_an_experiment_and_starts_no_more_runs(tmp_path, mmoe_hom
     assert summary["status"] == "cancelled" and summary["runs"] == [run_id]
     [exp] = store.list_experiments()
     assert exp.status == "cancelled" and [r.status for r in store.experiment_runs(exp.id)] == ["cancelled"]
+
+
+# exit_now: the end of `python -m mmoe` without the interpreter's teardown must still flush what was
+# written, run the exit handlers, keep the status, and wait for a thread that is still working.
+EXIT_NOW = """
+import atexit, sys, threading, time
+from mmoe.runs.signals import exit_now
+atexit.register(lambda: print("exit handler ran"))
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.3), print("thread finished", flush=True))).start()
+print("x" * 200000, end="")             # more than a pipe holds: still buffered when exit_now is called
+sys.stderr.write("to stderr")
+exit_now(int(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("mode,code", [("plain", 0), ("plain", 3), ("thread", 2)])
+def test_exit_now_flushes_runs_exit_handlers_and_keeps_the_status(mode, code):
+    out = cli(mode, code, code=EXIT_NOW)
+    assert out.returncode == code
+    assert out.stdout.startswith("x" * 200000) and "exit handler ran" in out.stdout
+    assert out.stderr == "to stderr"
+    assert ("thread finished" in out.stdout) == (mode == "thread")
+
+
+def test_python_m_mmoe_exits_with_its_status_and_whole_output(tmp_path):
+    """The real entry point: a bad argument gives status 2 and its one line; --json output arrives whole."""
+    bad = cli("train", "--data", tmp_path / "nope.csv", "--task", "y:binary", "--store", tmp_path)
+    assert bad.returncode == 2 and "nope.csv" in one_clean_line(bad.stderr)
+    ok = cli("runs", "--json", "--store", tmp_path)
+    assert ok.returncode == 0 and last_json(ok.stdout, ok.stderr) == []

@@ -40,7 +40,7 @@ def test_wheel_declares_the_runtime_dependencies_and_holds_dashboard_and_data(wh
     assert samples and {f"mmoe/samples/{s}" for s in samples} <= names
     assert {"mmoe/data/reading.py", "mmoe/nn/model.py", "mmoe/training/loop.py", "mmoe/runs/store.py",
             "mmoe/views/gates.py"} <= names
-    assert "mmoe = mmoe.cli:main" in entry
+    assert "mmoe = mmoe.cli:run" in entry
 
 
 def _free_port() -> int:

@@ -138,8 +138,13 @@ def label_codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 def _clean_labels(s: pd.Series) -> bool:
     """True when no value of text column ``s`` has surrounding spaces or is a missing marker."""
-    u = pd.Series(s.unique(), dtype=s.dtype).dropna()            # the distinct values, then without NaN
-    return not (u.str.strip() != u).any() and not u.isin(MISSING_MARKERS).any()
+    return _clean_uniques(pd.Series(s.unique(), dtype=s.dtype).dropna())   # the distinct values, without NaN
+
+
+def _clean_uniques(u: pd.Series) -> bool:
+    """True when no label of ``u`` (distinct, none missing) has surrounding spaces or is a missing marker."""
+    labels = u.tolist()                    # few distinct values: plain Python is quicker than column operations
+    return MISSING_MARKERS.isdisjoint(labels) and all(v == v.strip() for v in labels)
 
 
 def _row_word(pos: int) -> str:

@@ -13,7 +13,7 @@ from mmoe.config import DataConfig, TaskSpec
 from mmoe.data.errors import MIN_ROWS, DataError, _close, _is_numeric
 from mmoe.data.preprocess import Preprocessor, _numeric_feature, label_codes
 from mmoe.data.profiling import _profile
-from mmoe.data.reading import clean_frame, read_csv
+from mmoe.data.reading import _clean_frame, _read_csv
 
 
 class ModelInputs:
@@ -100,13 +100,15 @@ class PreparedData(ModelInputs):
         }
 
 
-def _load(source: Any, filename: str | None, min_rows: int) -> pd.DataFrame:
+def _load(source: Any, filename: str | None, min_rows: int) -> tuple[pd.DataFrame, dict]:
+    """(the clean frame, the label codes of its clean text columns by name)."""
     if isinstance(source, pd.DataFrame):
-        df = clean_frame(source).reset_index(drop=True)
+        df, coded = _clean_frame(source)
+        df = df.reset_index(drop=True)
         if len(df) < min_rows:
             raise DataError(f"the table has {len(df)} row(s); need at least {min_rows} rows", field="split")
-        return df
-    return read_csv(source, filename=filename, min_rows=min_rows)
+        return df, coded
+    return _read_csv(source, filename=filename, min_rows=min_rows)
 
 
 def select_features(df: pd.DataFrame, config: DataConfig, coded: dict | None = None,
@@ -195,12 +197,12 @@ def prepare(source: Any, config: DataConfig, *, filename: str | None = None) -> 
     """Data (DataFrame, path, bytes or file-like) + DataConfig -> PreparedData, fitted on train rows."""
     if not isinstance(config, DataConfig):
         raise TypeError("prepare() needs a DataConfig")
-    df = _load(source, filename, MIN_ROWS)
+    df, coded = _load(source, filename, MIN_ROWS)
     for t in config.tasks:
         if t.column not in df.columns:
             raise DataError(f"target column {t.column!r} is not in the data.{_close(t.column, df.columns)}",
                             field=f"target:{t.column}")
-    coded: dict = {}                       # label codes of each text column, made once by the profiling
+    # label codes of each text column, made once (by the reader's check, else by the profiling)
     numeric, categorical, ignored = select_features(df, config, coded)
     splits = _split(len(df), config)
     coded = {c: coded[c] if c in coded else label_codes(df[c]) for c in categorical}   # for the fit and transform
@@ -237,7 +239,7 @@ def prepare_for_prediction(df: Any, preprocessor: Preprocessor, *, filename: str
     ``df`` may be a DataFrame or anything read_csv takes (one row is enough). y / mask cover
     the target columns present in the data (unknown classes masked); None when none are.
     """
-    frame = _load(df, filename, 1)
+    frame = _load(df, filename, 1)[0]
     x_num, x_cat = preprocessor.transform_features(frame)
     present = [t.column for t in preprocessor.tasks if t.column in frame.columns]
     if not present:

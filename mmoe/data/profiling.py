@@ -52,32 +52,35 @@ def _profile(name: str, s: pd.Series, coded: dict | None = None) -> ColumnProfil
     """``coded``: a dict that receives (and may already hold) ``label_codes`` of a text column by name,
     so preparation codes each column once."""
     n = len(s)
-    nn = s.dropna()
-    k = len(nn)
+    numeric = _is_numeric(s)
+    if numeric:
+        nn = s.dropna()
+        k = len(nn)
+    else:                                  # a text column: its codes say which rows are missing
+        codes, uniq = coded[name] if coded is not None and name in coded else label_codes(s)
+        if coded is not None:
+            coded[name] = (codes, uniq)
+        k = int(np.count_nonzero(codes >= 0))
     missing = float(1 - k / n) if n else 1.0
     dtype = str(s.dtype)
     if k == 0:
         return ColumnProfile(name, "empty", dtype, missing, 0, [])
-    numeric = _is_numeric(s)
     if numeric:
         a = _as_float(nn)
         vc = pd.Series(a).value_counts()
+        nd, top = int(len(vc)), list(vc.index[:5])
     else:
-        codes, uniq = coded[name] if coded is not None and name in coded else label_codes(s)
-        if coded is not None:
-            coded[name] = (codes, uniq)
-        counts = np.bincount(codes[codes >= 0], minlength=len(uniq))
+        counts = np.bincount(codes + 1, minlength=len(uniq) + 1)[1:]      # code -1 (missing) counted apart
         order = np.argsort(-counts, kind="stable")             # most frequent first, ties by first appearance
         order = order[counts[order] > 0]
-        vc = pd.Series(counts[order], index=np.asarray(uniq, dtype=object)[order])
-    nd = int(len(vc))
+        nd, top = int(len(order)), [uniq[int(i)] for i in order[:5]]
     is_bool = s.dtype == bool or _is_bool_object(s)
-    examples = [(str(v > 0.5) if is_bool else _label(v)) for v in vc.index[:5]]
+    examples = [(str(v > 0.5) if is_bool else _label(v)) for v in top]
     if nd <= 1:
         return ColumnProfile(name, "constant", dtype, missing, nd, examples)
     kind = "numeric" if numeric else "categorical"
     if numeric:
-        a = np.unique(a[~np.isnan(a)])
+        a = np.sort(vc.index.to_numpy(dtype=np.float64))      # the distinct values (value_counts drops NaN)
         integral = bool(np.all(a == np.round(a)))
         if integral and nd == k and not is_bool:
             consecutive = bool(np.all(np.diff(a) == 1))

@@ -22,6 +22,7 @@ from mmoe.data.errors import (
     MISSING_MARKERS,
     DataError,
     _clean_labels,
+    _clean_uniques,
     _is_bool_object,
     _label,
     _q,
@@ -137,23 +138,30 @@ def _sniff(text: str) -> tuple[str, list[str]]:
 
 
 def _newlines(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(the bytes as uint8, the positions of their newlines): found once for the ragged-row check and
-    the count of blank lines."""
+    """(the bytes as uint8, the positions of their newlines), for the ragged-row check and the count of
+    blank lines in a file with quotes."""
     arr = np.frombuffer(data, dtype=np.uint8)
     return arr, np.flatnonzero(arr == 10)
 
 
-def _blank_lines(arr: np.ndarray, nl: np.ndarray) -> int:
-    """Lines with nothing on them (``\n\n`` or ``\n\r\n``), which the parser skips."""
+def _blank_lines(data: bytes, parsed_rows: int) -> int:
+    """Lines the parser skipped because nothing is on them. Without quotes (no field spans lines) that is
+    every line but the header and the rows it parsed, counted from the newlines alone; with quotes, the
+    lines with nothing on them (``\n\n`` or ``\n\r\n``)."""
+    if b'"' not in data:
+        lines = data.count(b"\n") + (not data.endswith(b"\n"))
+        return max(0, lines - 1 - parsed_rows)
+    arr, nl = _newlines(data)
     gap = np.diff(nl)
     return int(np.count_nonzero(gap == 1) + np.count_nonzero((gap == 2) & (arr[nl[:-1] + 1] == 13)))
 
 
-def _check_ragged(data: bytes, sep: str, ncols: int, name: str, arr: np.ndarray, nl: np.ndarray) -> None:
+def _check_ragged(data: bytes, sep: str, ncols: int, name: str) -> None:
     """Refuse rows with more or fewer fields than the header, naming the first such line."""
     if ncols < 2:
         return
     if b'"' not in data:
+        arr, nl = _newlines(data)
         ends = np.append(nl, len(arr))
         starts = np.concatenate(([0], nl + 1))
         seps = np.flatnonzero(arr == ord(sep))
@@ -192,6 +200,11 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
     header names and values, reads MISSING_MARKERS as NaN, turns all-numeric columns into numbers
     and drops rows that are entirely empty. ``min_rows`` data rows are required (1 for scoring).
     """
+    return _read_csv(source, filename=filename, min_rows=min_rows)[0]
+
+
+def _read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_ROWS) -> tuple[pd.DataFrame, dict]:
+    """``read_csv`` and the label codes of its clean text columns (see ``_clean_frame``)."""
     raw, name = _source_bytes(source, filename)
     content = content_id(raw)
     name = repr(name) if not name.startswith("the ") else name
@@ -219,8 +232,6 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
     names = [h.strip() for h in header]
     if not names:
         raise DataError(f"{name} has no header line; the first line must name the columns")
-    arr, nl = _newlines(data)
-
     drop_first = False
     empty = [i for i, n in enumerate(names) if not n]
     if empty == [0] and len(names) > 1:
@@ -248,7 +259,7 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
         except pd.errors.ParserError as e:
             m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
             if m:      # a row longer than the header: name the first ragged line, of either kind
-                _check_ragged(data, sep, len(names), name, arr, nl)
+                _check_ragged(data, sep, len(names), name)
                 _ragged(name, int(m.group(2)), int(m.group(3)), int(m.group(1)))
             m = re.search(r"EOF inside string starting at row (\d+)", str(e))
             if m:
@@ -267,11 +278,12 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
     # the parser refuses a row longer than the header (above) but fills a shorter one with missing values,
     # which leaves its last column missing: only then is the file searched for the first ragged line
     if len(df.columns) > 1 and df.iloc[:, -1].isna().any():
-        _check_ragged(data, sep, len(names), name, arr, nl)
+        _check_ragged(data, sep, len(names), name)
     df.attrs["delimiter"] = sep
     parsed_rows = len(df)
-    blank_lines = _blank_lines(arr, nl)     # skipped by the parser
-    df = clean_frame(df)
+    blank_lines = _blank_lines(data, parsed_rows)     # skipped by the parser
+    df, coded = _clean_frame(df)
+    coded.pop("__index__", None)
     index_dropped = False
     if drop_first:
         idx = pd.to_numeric(df["__index__"], errors="coerce")
@@ -280,7 +292,10 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
             index_dropped = True
         else:
             raise DataError(f"{name}: column 1 of the header has no name; give every column a name in line 1")
-    df = df.dropna(how="all").reset_index(drop=True)
+    keep = df.notna().to_numpy().any(axis=1)
+    if not keep.all():                   # rows entirely empty (",,"): dropped, and their codes with them
+        df = df[keep].reset_index(drop=True)
+        coded = {n: (codes[keep], uniq) for n, (codes, uniq) in coded.items()}
     decimal_comma = list(df.attrs.get("decimal_comma", []))
     if len(df) == 0:
         raise DataError(f"{name} has a header but no data rows; add rows below the header line")
@@ -294,7 +309,7 @@ def read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_RO
         "empty_rows_dropped": parsed_rows - len(df), "saved_index_dropped": index_dropped,
         "decimal_comma_columns": decimal_comma,
     }
-    return df
+    return df, coded
 
 
 def clean_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -303,6 +318,12 @@ def clean_frame(df: pd.DataFrame) -> pd.DataFrame:
     Column names become stripped strings (empty or duplicate -> DataError); text values are
     stripped; MISSING_MARKERS become NaN; text columns that are all numbers become numeric.
     """
+    return _clean_frame(df)[0]
+
+
+def _clean_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """``clean_frame`` and the ``label_codes`` of the text columns it found clean, by name: each text
+    column is hashed once, for the check and for the codes that preparation uses."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"expected a table (DataFrame), got {type(df).__name__}")
     names = [str(c).strip() for c in df.columns]
@@ -313,6 +334,7 @@ def clean_frame(df: pd.DataFrame) -> pd.DataFrame:
     if dups:
         raise DataError(f"column name(s) {_q(dups)} appear more than once; rename them so every column name is unique")
     out = {}
+    coded: dict = {}
     converted: list[str] = []   # columns read with a decimal comma ("3,14" -> 3.14)
     decimal_comma = df.attrs.get("delimiter", ",") != ","
     for n, c in zip(names, df.columns):
@@ -325,42 +347,66 @@ def clean_frame(df: pd.DataFrame) -> pd.DataFrame:
         if not pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
             out[n] = s  # datetimes etc.: leave as they are
             continue
-        m = s.notna()
-        if m.any() and not (pd.api.types.is_string_dtype(s.dtype) and s.dtype != object):
+        m = s.notna() if s.dtype == object else None          # else already a string column
+        if m is not None and m.any():
             s = s.astype(object)
             s[m] = s[m].map(lambda v: v if isinstance(v, str) else _label(v))
             s = s.astype("str")
-        if not _clean_labels(s):     # checked on the distinct values: a clean column is not rewritten
+        codes = None
+        if isinstance(s.dtype, pd.StringDtype):
+            codes, uniq = pd.factorize(s)
+            clean = _clean_uniques(pd.Series(uniq, dtype=s.dtype))
+        else:
+            clean = _clean_labels(s)
+        if not clean:               # checked on the distinct values: a clean column is not rewritten
             s = s.str.strip()
             s = s.where(~s.isin(MISSING_MARKERS))
-        out[n] = _maybe_numeric(s, decimal_comma)
+            codes = None
+        if codes is not None and not decimal_comma and (not len(uniq) or not _parses_as_number(uniq[0])):
+            out[n] = s                          # text (its first value is no number), or all missing
+        else:
+            out[n] = _maybe_numeric(s, decimal_comma)
+        if codes is not None and out[n] is s:
+            coded[n] = (codes, pd.Index(uniq))
         if decimal_comma and pd.api.types.is_numeric_dtype(out[n].dtype) and s.str.contains(",", regex=False).any():
             converted.append(n)
     res = pd.DataFrame(out, index=df.index)
     res.attrs.update(df.attrs)
     if converted:
         res.attrs["decimal_comma"] = converted
-    return res
+    return res, coded
 
 
 def _maybe_numeric(s: pd.Series, decimal_comma: bool = False) -> pd.Series:
-    nn = s.dropna()
-    if nn.empty:
-        return s
-    probe = nn.iloc[:200]
+    probe = s.iloc[:400].dropna().iloc[:200]
+    if probe.empty:
+        probe = s.dropna().iloc[:200]
+        if probe.empty:
+            return s
+    if not decimal_comma and not _parses_as_number(probe.iloc[0]):
+        return s                           # text: its first value is no number
+    k = int(s.notna().sum())
     conv = pd.to_numeric(probe, errors="coerce")
     if conv.isna().any():
         if decimal_comma and probe.str.fullmatch(r"[-+]?\d+,\d+").any() and \
                 pd.to_numeric(probe.str.replace(",", ".", regex=False), errors="coerce").notna().all():
             s2 = s.str.replace(",", ".", regex=False)
             full = pd.to_numeric(s2, errors="coerce")
-            if full.notna().sum() == len(nn):
+            if full.notna().sum() == k:
                 return _downcast_int(full)
         return s
     full = pd.to_numeric(s, errors="coerce")
-    if full.notna().sum() != len(nn):
+    if full.notna().sum() != k:
         return s
     return _downcast_int(full)
+
+
+def _parses_as_number(v: Any) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _downcast_int(x: pd.Series) -> pd.Series:

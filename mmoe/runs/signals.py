@@ -8,14 +8,18 @@ Ctrl-C (SIGINT): the run in progress ends ``cancelled`` with the weights of its 
                                      # stops its server; its job manager then cancels running jobs (jobs.py)
 
 Handlers can only be installed from the main thread; elsewhere these are no-ops around the work.
+
+    exit_now(code)                   # the end of ``python -m mmoe``: flushed, exit handlers run, no teardown
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
+import sys
 import threading
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -52,3 +56,22 @@ def call_forwarding_signals(cmd: Sequence[str], **popen) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` once its output is flushed and its exit handlers have run, without
+    the interpreter's teardown (freeing every module and object: ~0.6 s after a training run with torch,
+    pandas and pyarrow loaded, 0.3 s for torch alone). Where another thread still runs, the normal exit."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    import atexit
+    import logging
+
+    logging.shutdown()
+    getattr(atexit, "_run_exitfuncs", lambda: None)()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):       # a closed pipe (| head) or a closed stream: nothing to flush into
+            pass
+    os._exit(code)

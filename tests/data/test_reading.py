@@ -128,14 +128,16 @@ def test_the_reader_says_what_it_did(tmp_path):
     assert plain["decimal_comma_columns"] == [] and plain["empty_rows_dropped"] == 0 and plain["compression"] is None
 
 
-@pytest.mark.parametrize("text", [b"a,b\n1,2\n\n3,4\n", b"a,b\r\n1,2\r\n\r\n\r\n3,4\r\n", b"a,b\n\n\n\n1,2",
-                                  b"a,b\n1,2\n\n", b"a,b\n1,2", b"a\n\r\n\r\r\n"])
-def test_blank_lines_are_counted_as_the_parser_skips_them(text):
-    """The count the read report gives: every newline followed by another (optionally after a \\r)."""
-    import re
-
-    from mmoe.data.reading import _blank_lines, _newlines
-    assert _blank_lines(*_newlines(text)) == len(re.findall(rb"\n(?=\r?\n)", text))
+@pytest.mark.parametrize("text,blank", [
+    (b"a,b\n1,2\n\n3,4\n", 1), (b"a,b\r\n1,2\r\n\r\n\r\n3,4\r\n", 2), (b"a,b\n\n\n\n1,2", 3),
+    (b"a,b\n1,2\n\n", 1), (b"a,b\n1,2", 0), (b"a,b\n1,2\n", 0),
+    (b"\n\na,b\n1,2\n", 2),                      # blank lines above the header
+    (b"a,b\n1,2\n\n   \n3,4\n,\n", 2),          # a line of spaces is skipped too; ',' is an empty row
+    (b'a,b\n"x\ny",2\n\n3,4\n', 1),            # with quotes: lines with nothing on them
+])
+def test_blank_lines_are_counted_as_the_parser_skips_them(text, blank):
+    """The read report's count of lines the parser skipped because nothing was on them."""
+    assert read_csv(text, min_rows=1).attrs["read_report"]["blank_lines_skipped"] == blank
 
 
 @pytest.mark.parametrize("text,line,got", [
