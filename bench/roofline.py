@@ -3,7 +3,7 @@
 A training step is GEMMs plus everything else (gathers, elementwise work, reductions, the
 optimiser). ``gemm_roofline(step)`` runs one step under a ``TorchDispatchMode`` that records
 every matrix product the step calls (``mm``, ``addmm``, ``bmm``, ``baddbmm`` and their ``out=``
-forms) with copies of its operands at their exact sizes, strides and dtypes; then it replays
+forms, and oneDNN's ``mkldnn::_linear_pointwise``, which the fp32 CPU step uses for its first layer) with copies of its operands at their exact sizes, strides and dtypes; then it replays
 each recorded call alone, warm, and takes the median time. The sum of those medians is the
 time this computation needs if nothing but its GEMMs cost anything: a roofline of *this*
 computation, at its own (small, oddly shaped) GEMMs, which is tighter and fairer than the
@@ -19,7 +19,7 @@ from collections import Counter
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-GEMMS = {"mm", "addmm", "bmm", "baddbmm"}
+GEMMS = {"mm", "addmm", "bmm", "baddbmm", "_linear_pointwise"}
 
 
 def _copy(t):
@@ -31,6 +31,8 @@ def _copy(t):
 
 
 def _flops(name: str, args) -> int:
+    if name == "_linear_pointwise":                    # input [n, k] @ weight [o, k].T
+        return 2 * args[0].shape[0] * args[0].shape[1] * args[1].shape[0]
     a, b = (args[0], args[1]) if name in ("mm", "bmm") else (args[1], args[2])
     if a.dim() == 2:
         return 2 * a.shape[0] * a.shape[1] * b.shape[1]
@@ -93,7 +95,8 @@ def gemm_roofline(step, device: str = "cpu") -> dict:
         k = _key(name, args)
         if k in seen:
             continue
-        fn = getattr(torch.ops.aten, name).default if "out" not in kwargs else getattr(torch.ops.aten, name).out
+        ns = torch.ops.mkldnn if name == "_linear_pointwise" else torch.ops.aten
+        fn = getattr(ns, name).default if "out" not in kwargs else getattr(ns, name).out
         sec = _time(lambda: fn(*args, **kwargs), sync)
         seen[k] = {"op": name, "shapes": [list(x.shape) for x in args if isinstance(x, torch.Tensor)],
                    "dtype": str(args[-1].dtype if isinstance(args[-1], torch.Tensor) else args[0].dtype),

@@ -109,6 +109,24 @@ class _Layout:
         return flat.as_strided(shape, stride, off)
 
 
+def _onednn_matmul():
+    """``a @ b`` for fp32 CPU matrices through oneDNN (``torch.ops.mkldnn._linear_pointwise``: ``a @ w.T``) where
+    this torch has it, else None: 0.55-0.85x torch.mm's (MKL's) time at the first layer's shapes on the AMD EPYC
+    measured (``bench/ANALYSIS.md``). The bf16 and CUDA paths keep torch.mm."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return None
+        op = torch.ops.mkldnn._linear_pointwise.default
+        a, b = torch.randn(3, 4), torch.randn(4, 5)
+        if not torch.allclose(op(a, b.t(), None, "none", [], ""), a @ b, atol=1e-5):
+            return None
+    except (AttributeError, RuntimeError):
+        return None
+    return lambda a, b: op(a, b.t(), None, "none", [], "")
+
+
+_ONEDNN_MM = _onednn_matmul()
+
 LANES = 8                  # copies of the embedding-table gradient that neighbouring batch rows scatter into
 LANE_BUDGET = 1 << 20      # ...as long as the copies together hold at most this many elements
 
@@ -140,6 +158,8 @@ class FusedStep:
         self.model = model
         self.device = torch.device(device)
         self.cd = torch.bfloat16 if bf16 else torch.float32
+        # the first layer's forward and input-gradient products
+        self._mm = _ONEDNN_MM if (_ONEDNN_MM is not None and self.device.type == "cpu" and not bf16) else torch.mm
         core = model.core
         enc = model.encoder
         self.kinds = [t.kind for t in tasks]
@@ -216,7 +236,7 @@ class FusedStep:
             self.lanes = max(1, min(LANES, lane_budget // self.table_numel))
             self.lane_grad = (torch.zeros(self.lanes * self.table_numel, dtype=torch.float32, device=self.device)
                               if self.lanes > 1 else None)
-            self._lane_k: Tensor | None = None
+            self._lane: Tensor | None = None
 
     def cat_codes(self, x_cat: Tensor) -> Tensor:
         """x_cat [n, c] category codes -> [n, c]: where each code's vector starts in the flat table.
@@ -245,11 +265,10 @@ class FusedStep:
         return self.wc
 
     def _lane_offsets(self, b: int) -> Tensor:
-        """[sum widths, b]: k_j + (i % lanes) * table size, for input row j and batch position i."""
-        if self._lane_k is None or self._lane_k.shape[1] < b:
-            lane = (torch.arange(b, device=self.device) % self.lanes) * self.table_numel
-            self._lane_k = self.elem_k + lane
-        return self._lane_k[:, :b]
+        """[b]: (i % lanes) * table size for batch position i: where batch row i's copy of the table starts."""
+        if self._lane is None or self._lane.shape[0] < b:
+            self._lane = (torch.arange(b, device=self.device) % self.lanes) * self.table_numel
+        return self._lane[:b]
 
     def _forward(self, wc: Tensor, x_num: Tensor, codes: Tensor, training: bool = True) -> "_Acts":
         """The forward pass from weights ``wc`` (compute dtype); keeps what the backward needs."""
@@ -262,17 +281,22 @@ class FusedStep:
             table = self._v(wc, self.table_name).reshape(-1)                         # [V*w]
             codes = codes.t().contiguous()                                            # [c, b]
             if training and self.lanes > 1:   # batch row i reads (and its gradient goes to) table copy i % lanes
-                idx = codes.index_select(0, self.elem_cols).add_(self._lane_offsets(b))
+                codes.add_(self._lane_offsets(b))
+                idx = codes.index_select(0, self.elem_cols).add_(self.elem_k)
                 table = table.repeat(self.lanes)
             else:
                 idx = codes.index_select(0, self.elem_cols).add_(self.elem_k)         # [sum widths, b]
-            emb = table.index_select(0, idx.view(-1)).view(-1, b)                     # [sum widths, b]
-            xt = torch.cat([x_num.t().to(cd), emb]) if self.n_num else emb            # [d, b]
+            # the embeddings are gathered straight into their rows of the input [d, b] (no concatenation)
+            xt = torch.empty(self.n_num + idx.shape[0], b, dtype=cd, device=x_num.device)
+            if self.n_num:
+                xt[:self.n_num].copy_(x_num.t())
+            torch.index_select(table, 0, idx.view(-1), out=xt[self.n_num:].view(-1))
         else:
             xt = x_num.t().to(cd)                                                     # [d, b]
         w0t = self._v(wc, "@w0")                                                      # [F, d]
         b0 = self._v(wc, "@b0")
-        p0 = torch.addmm(b0.unsqueeze(1), w0t, xt)                                    # [F, b]
+        p0 = torch.addmm(b0.unsqueeze(1), w0t, xt) if self._mm is torch.mm else \
+            self._mm(w0t, xt).add_(b0.unsqueeze(1))                                   # [F, b]
 
         acts = [p0[:eh].view(E, h1, b).relu_()]                                       # expert layer outputs [e, h, b]
         for wn, bn in self.exp_names[1:]:
@@ -386,13 +410,13 @@ class FusedStep:
         torch.ops.aten.threshold_backward.grad_input(dh, acts[0], 0, grad_input=d_p0[:eh].view(E, h1, b))
 
         # ---- backward: first layer and embeddings ----------------------------------------
-        torch.mm(d_p0, xt.t(), out=self._v(gc, "@w0"))
+        torch.mm(d_p0, xt.t(), out=self._v(gc, "@w0"))          # (MKL: oneDNN was slower here in the step)
         torch.sum(d_p0, 1, out=self._v(gc, "@b0"))
         g32 = self.grad32
         if g32 is not gc:
             g32.copy_(gc)
         if self.n_cat:
-            dx = torch.mm(w0t[:, self.n_num:].t(), d_p0).float()                     # [sum widths, b]
+            dx = self._mm(w0t[:, self.n_num:].t(), d_p0).float()                     # [sum widths, b]
             gt = self._v(g32, self.table_name).view(-1)
             if self.lanes > 1:
                 lanes = self.lane_grad

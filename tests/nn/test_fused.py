@@ -192,6 +192,24 @@ def test_matches_autograd_inputs(num_numeric, cards, dims, arch):
             assert torch.equal(w[rows, d:], torch.zeros_like(w[rows, d:]))
 
 
+@pytest.mark.parametrize("matmul", ["onednn", "torch.mm"])
+def test_first_layer_matmul_either_way(matmul, monkeypatch):
+    """The first layer's products run through oneDNN on the CPU in fp32 where torch has it, else torch.mm;
+    both give autograd's numbers (numeric and categorical inputs: the forward and the input gradient)."""
+    import mmoe.nn.fused as fused
+
+    if matmul == "onednn":
+        if fused._ONEDNN_MM is None:
+            pytest.skip("this torch has no oneDNN matmul")
+    else:
+        monkeypatch.setattr(fused, "_ONEDNN_MM", None)
+    model, meta = _model(num_numeric=4, cards=(3, 5, 7), dims=(2, 4, 3))
+    _, fz_model = _compare(model, MIXED, _batches(meta, MIXED, n=3))
+    step = fused.FusedStep(copy.deepcopy(model), list(MIXED), FP32, CPU, bf16=False)
+    assert (step._mm is torch.mm) == (matmul == "torch.mm")
+    assert fused.FusedStep(copy.deepcopy(model), list(MIXED), FP32, CPU, bf16=True)._mm is torch.mm
+
+
 @pytest.mark.parametrize("budget", [1 << 20, 150, 1], ids=["8-lanes", "2-lanes", "one-lane"])
 def test_embedding_gradient_lanes(budget, monkeypatch):
     """The table gradient is the same whether it is scattered over 8 copies, a few, or one
