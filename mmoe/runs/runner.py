@@ -36,6 +36,7 @@ from mmoe.training import (
 )
 from mmoe.training.class_weights import resolve_pos_weights
 from mmoe.training.distributed import world as current_world
+from mmoe.training.evaluate import fused_forward
 
 MAX_STORED_PREDICTION_ROWS = 200_000   # per validation / test split
 MAX_TRAIN_SAMPLE_ROWS = TRAIN_SAMPLE_ROWS   # the training split is stored as a seeded sample of at most this many
@@ -115,8 +116,9 @@ def _prediction_frame(model: TabularModel, data: PreparedData, device: torch.dev
              if split in data.splits and len(data.splits[split])]
     parts.append(("train", _train_sample(data)))
     frames = []
+    forward = fused_forward(model, data.tasks, device, bf16=device.type == "cuda")
     for split, idx in parts:
-        raw, gates = predict(model, data.x_num, data.x_cat, device=device, idx=idx)
+        raw, gates = predict(model, data.x_num, data.x_cat, device=device, idx=idx, forward=forward)
         frames.append(decorate_predictions(data.frame.iloc[idx.numpy()].reset_index(drop=False)
                                            .rename(columns={"index": ROW}),
                                            data.preprocessor, raw, gates, split=split,

@@ -16,6 +16,19 @@ from mmoe.tasks import compute_metrics, masked_loss, transform
 CPU_SCORING_BATCH = 4096
 
 
+def fused_forward(model: nn.Module, tasks, device: torch.device, *, bf16: bool = False):
+    """The fused step's forward pass for scoring a trained ``model`` (``predict(..., forward=)``: the same numbers
+    as ``model(x_num, x_cat)``, about 3x faster on the CPU), or None where the fused step does not take the
+    model. Its parameters move into the step's flat buffer (their values unchanged)."""
+    from mmoe.config import TrainConfig
+    from mmoe.nn.fused import FusedStep, unsupported
+
+    config = TrainConfig()
+    if unsupported(model, config) is not None:
+        return None
+    return FusedStep(model, list(tasks), config, torch.device(device), bf16=bf16).forward
+
+
 def gate_entropy(gates: Tensor) -> Tensor:
     """Mean entropy (nats) of each task's gate distribution. gates [t, n, e] -> [t]."""
     g = gates.float().clamp_min(1e-12)

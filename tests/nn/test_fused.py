@@ -458,3 +458,21 @@ def test_fit_reports_which_step_ran(tiny_frame, mc, why):
         assert res.step == "fused"
     else:
         assert res.step.startswith("autograd (") and why in res.step.lower()
+
+
+def test_fused_forward_scores_like_the_model():
+    """``fused_forward`` (what the stored predictions are scored with): the model's outputs and gates,
+    and None for a model the fused step does not take (dropout, here)."""
+    from mmoe.training.evaluate import fused_forward, predict
+
+    model, meta = _model(num_numeric=4, cards=(3, 5, 7), dims=(2, 4, 3))
+    x_num, x_cat, _, _ = _batch(meta, MIXED, b=300)
+    want_raw, want_gates = predict(model, x_num, x_cat)
+    forward = fused_forward(copy.deepcopy(model), MIXED, CPU)
+    assert forward is not None
+    raw, gates = predict(model, x_num, x_cat, forward=forward, batch_size=128)
+    for name in want_raw:
+        torch.testing.assert_close(raw[name], want_raw[name], atol=1e-5, rtol=0)
+    torch.testing.assert_close(gates, want_gates, atol=1e-6, rtol=0)
+    dropped, _ = _model(dropout=0.2)
+    assert fused_forward(dropped, MIXED, CPU) is None
