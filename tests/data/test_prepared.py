@@ -1,6 +1,7 @@
 """mmoe.data.prepared: seeded splits, the summary, the real census-income data."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,3 +40,27 @@ def test_census_income_prepares(census_path):
     p = Preprocessor.from_json(d.preprocessor.to_json())
     x_num, x_cat, y, _ = prepare_for_prediction(d.frame.iloc[:100], p)
     assert torch.equal(x_num, d.x_num[:100]) and torch.equal(x_cat, d.x_cat[:100])
+
+
+@pytest.mark.parametrize("as_frame", [False, True], ids=["path", "frame"])
+def test_the_readers_label_codes_match_a_fresh_coding(tmp_path, as_frame):
+    """Preparation reuses the label codes the reader's cleaning check made (each text column is hashed
+    once); with rows entirely empty dropped, labels that needed cleaning and a column of numbers in text,
+    the inputs equal a fresh coding of the same frame by the fitted preprocessor."""
+    from mmoe.config import DataConfig, TaskSpec
+    from mmoe.data import prepare, read_csv
+
+    rng = np.random.default_rng(3)
+    lines = ["city,shade,code,amount,y"]
+    for i in range(120):
+        if i in (7, 50):
+            lines.append(",,,,")                        # dropped by the reader: the codes must follow
+        lines.append(f"{rng.choice(['Oslo', 'Rome', 'Lima'])},{rng.choice([' red', 'blue ', 'NA', 'green'])},"
+                     f"{rng.choice(['01', '02', '17'])},{rng.normal():.3f},{rng.integers(0, 2)}")
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    cfg = DataConfig(tasks=(TaskSpec("y", "binary"),), kind_overrides={"code": "categorical"})
+    data = prepare(read_csv(path) if as_frame else path, cfg)
+    x_num, x_cat = data.preprocessor.transform_features(read_csv(path))
+    assert torch.equal(x_cat, data.x_cat) and torch.equal(x_num, data.x_num)
+    assert len(data.frame) == 120 and set(data.frame["shade"].dropna()) == {"red", "blue", "green"}
