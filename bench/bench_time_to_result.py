@@ -7,9 +7,10 @@ floor: a fresh ``python -c "import torch, pandas; pandas.read_csv(CENSUS)"`` (wh
 that trains with torch on this CSV pays before its first step). product: a fresh ``python -m mmoe train
 ... --epochs 10 --json`` into a temporary store; its training time is the ``train_seconds`` of its JSON
 (the optimiser steps), and the overhead is the rest of its wall time (imports, reading, preparation,
-the per-epoch validation, storing the run, predictions and model). Commands alternate, medians are
-compared; target: overhead <= 1.5x the floor. ``-X importtime`` of the same command names the heaviest
-modules it imports.
+the per-epoch validation, storing the run, predictions and model). Commands alternate; target: overhead
+<= 1.5x the floor, judged on the median of each repeat's own pair (its floor and its train command run back to
+back, so the host's drift between repeats cancels), with the ratio of the two medians shown beside it.
+``-X importtime`` of the same command names the heaviest modules it imports.
 """
 from __future__ import annotations
 
@@ -82,8 +83,12 @@ def run(repeats: int, epochs: int) -> dict:
             common.log(f"repeat {r + 1}/{repeats}: floor {floor:.2f} s; train wall {wall:.2f} s = training "
                        f"{train:.2f} s + overhead {wall - train:.2f} s ({(wall - train) / floor:.2f}x the floor)")
         imports = heaviest_imports(train_cmd, env)
+    for x in rows:
+        x["ratio"] = x["overhead_s"] / x["floor_s"]
     med = {k: common.median([x[k] for x in rows]) for k in rows[0]}
-    med["ratio"] = med["overhead_s"] / med["floor_s"]
+    # the target is judged on each repeat's own pair (its floor and its train command, run back to back), which
+    # cancels the host's drift between repeats; the ratio of the two medians is shown beside it
+    med["ratio_of_medians"] = med["overhead_s"] / med["floor_s"]
     return {"machine": common.machine_info("cpu"), "epochs": epochs, "repeats": repeats, "median": med,
             "runs": rows, "imports": imports, "load": common.load_1min()}
 
@@ -96,9 +101,12 @@ def render(res: dict) -> str:
         f"{common.machine_line(res['machine'])}. `python -m bench.bench_time_to_result --repeats {res['repeats']} "
         f"--epochs {res['epochs']}`; fresh processes, alternating, medians.", "",
         common.md_table(["floor: import torch + pandas, read the CSV", "train: wall", "of which training steps",
-                         "overhead (wall - training)", "overhead / floor", "target <= 1.5x"],
+                         "overhead (wall - training)", "overhead / floor (median of the repeats' pairs)",
+                         "ratio of the medians", "target <= 1.5x"],
                         [[f"{m['floor_s']:.2f} s", f"{m['wall_s']:.2f} s", f"{m['train_s']:.2f} s",
-                          f"{m['overhead_s']:.2f} s", f"{m['ratio']:.2f}x", "met" if ok else "MISSED"]]), "",
+                          f"{m['overhead_s']:.2f} s", f"{m['ratio']:.2f}x", f"{m['ratio_of_medians']:.2f}x",
+                          "met" if ok else "MISSED"]]), "",
+        "Each repeat's pair: " + ", ".join(f"{x['ratio']:.2f}x" for x in res["runs"]) + ".", "",
         "Heaviest top-level imports of the train command (cumulative import time): "
         + ", ".join(f"{k} {v:.2f} s" for k, v in res["imports"]) + ".",
         f"Load average after: {res['load']}.", ""])
