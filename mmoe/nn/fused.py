@@ -29,6 +29,7 @@ module writes the backward pass out by hand:
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Sequence
 
@@ -109,23 +110,19 @@ class _Layout:
         return flat.as_strided(shape, stride, off)
 
 
-def _onednn_matmul():
+@functools.cache
+def onednn_matmul():
     """``a @ b`` for fp32 CPU matrices through oneDNN (``torch.ops.mkldnn._linear_pointwise``: ``a @ w.T``) where
-    this torch has it, else None: 0.55-0.85x torch.mm's (MKL's) time at the first layer's shapes on the AMD EPYC
-    measured (``bench/ANALYSIS.md``). The bf16 and CUDA paths keep torch.mm."""
-    try:
-        if not torch.backends.mkldnn.is_available():
-            return None
+    this torch has it, else None (probed once, on first use): 0.55-0.85x torch.mm's (MKL's) time at the first
+    layer's shapes on the AMD EPYC measured (``bench/ANALYSIS.md``). The bf16 and CUDA paths keep torch.mm."""
+    try:    # the op is registered only where torch was built with oneDNN
         op = torch.ops.mkldnn._linear_pointwise.default
         a, b = torch.randn(3, 4), torch.randn(4, 5)
-        if not torch.allclose(op(a, b.t(), None, "none", [], ""), a @ b, atol=1e-5):
-            return None
+        ok = torch.backends.mkldnn.is_available() and torch.allclose(op(a, b.t(), None, "none", [], ""), a @ b,
+                                                                     atol=1e-5)
     except (AttributeError, RuntimeError):
-        return None
-    return lambda a, b: op(a, b.t(), None, "none", [], "")
-
-
-_ONEDNN_MM = _onednn_matmul()
+        ok = False
+    return (lambda a, b: op(a, b.t(), None, "none", [], "")) if ok else None
 
 LANES = 8                  # copies of the embedding-table gradient that neighbouring batch rows scatter into
 LANE_BUDGET = 1 << 20      # ...as long as the copies together hold at most this many elements
@@ -159,7 +156,7 @@ class FusedStep:
         self.device = torch.device(device)
         self.cd = torch.bfloat16 if bf16 else torch.float32
         # the first layer's forward and input-gradient products
-        self._mm = _ONEDNN_MM if (_ONEDNN_MM is not None and self.device.type == "cpu" and not bf16) else torch.mm
+        self._mm = (onednn_matmul() if self.device.type == "cpu" and not bf16 else None) or torch.mm
         core = model.core
         enc = model.encoder
         self.kinds = [t.kind for t in tasks]
