@@ -1,5 +1,6 @@
-"""Shared by the page tests: a tiny frame with one task of each kind, and readers for what a page
-drew (plotly figures and highlighted table cells), so tests can compare it with the stored run."""
+"""Shared by the page tests: a tiny frame with one task of each kind, the app opened on the Model & training
+page with a dataset chosen, and readers for what a page drew (plotly figures and highlighted table cells),
+so tests can compare it with the stored run."""
 from __future__ import annotations
 
 import base64
@@ -7,6 +8,7 @@ import json
 import re
 import string
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,28 @@ TASKS = (TaskSpec("click", "binary", positive="yes"), TaskSpec("score", "regress
 
 # what the Compare page and the docs promise: which way is better for each metric (written out here,
 # not imported from the product, so a wrong direction table in the product fails the tests)
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+TRAIN = "app_pages/train.py"
+
+
+def open_train_page(frame: pd.DataFrame):
+    """The app (AppTest) on the Model & training page, with ``frame`` chosen on the Data page as the dataset
+    "tiny" with tasks click (binary) and score (regression)."""
+    from streamlit.testing.v1 import AppTest
+
+    from mmoe.config import DataConfig
+    from mmoe.data import prepare
+
+    config = DataConfig(tasks=(TaskSpec("click", "binary"), TaskSpec("score", "regression")))
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    app.session_state["mmoe.dataset"] = {"name": "tiny", "key": "test:tiny", "frame": frame, "data_config": config,
+                                         "prepared": prepare(frame, config)}
+    app.switch_page(TRAIN).run()
+    assert not app.exception, app.exception
+    return app
+
+
 HIGHER_IS_BETTER = {"auc", "accuracy", "macro_f1", "r2", "gate_entropy"}
 LOWER_IS_BETTER = {"loss", "logloss", "rmse", "mae"}
 

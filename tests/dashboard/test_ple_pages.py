@@ -9,28 +9,18 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mmoe.config import DataConfig, ModelConfig, TaskSpec, TrainConfig
-from mmoe.data import prepare
+from mmoe.config import DataConfig, ModelConfig, TrainConfig
 from mmoe.runs.runner import DataSource, run_training
 from mmoe.runs.store import RunStore
 
-from helpers import TASKS, as_typed, chart, figure, make_frame
+from helpers import APP, TASKS, as_typed, chart, figure, make_frame, open_train_page
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 INSPECT = str(Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "inspect.py")
-TRAIN = "app_pages/train.py"
 
 
 @pytest.fixture
 def at(mmoe_home, tiny_frame, process_manager):
-    config = DataConfig(tasks=(TaskSpec("click", "binary"), TaskSpec("score", "regression")))
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.session_state["mmoe.dataset"] = {"name": "tiny", "key": "test:tiny", "frame": tiny_frame,
-                                         "data_config": config, "prepared": prepare(tiny_frame, config)}
-    app.switch_page(TRAIN).run()
-    assert not app.exception, app.exception
-    return app
+    return open_train_page(tiny_frame)
 
 
 def _keys(at) -> set[str]:

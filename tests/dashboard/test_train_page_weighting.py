@@ -2,31 +2,16 @@
 reach the stored run and the shell commands the page shows."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from mmoe.config import DataConfig, TaskSpec
-from mmoe.data import prepare
 from mmoe.runs.store import RunStore
 
-from helpers import poll
-
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-DATA_KEY = "mmoe.dataset"
-TRAIN = "app_pages/train.py"
+from helpers import open_train_page, poll
 
 
 @pytest.fixture
 def at(mmoe_home, tiny_frame, process_manager):
-    config = DataConfig(tasks=(TaskSpec("click", "binary"), TaskSpec("score", "regression")))
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.session_state[DATA_KEY] = {"name": "tiny", "key": "test:tiny", "frame": tiny_frame, "data_config": config,
-                                   "prepared": prepare(tiny_frame, config)}
-    app.switch_page(TRAIN).run()
-    assert not app.exception, app.exception
+    app = open_train_page(tiny_frame)
     app.checkbox(key="train.auto_schedule").uncheck().run()
     app.number_input(key="train.epochs").set_value(2).run()
     return app
