@@ -124,6 +124,7 @@ def onednn_matmul():
         ok = False
     return (lambda a, b: op(a, b.t(), None, "none", [], "")) if ok else None
 
+
 LANES = 8                  # copies of the embedding-table gradient that neighbouring batch rows scatter into
 LANE_BUDGET = 1 << 20      # ...as long as the copies together hold at most this many elements
 
@@ -279,10 +280,8 @@ class FusedStep:
             codes = codes.t().contiguous()                                            # [c, b]
             if training and self.lanes > 1:   # batch row i reads (and its gradient goes to) table copy i % lanes
                 codes.add_(self._lane_offsets(b))
-                idx = codes.index_select(0, self.elem_cols).add_(self.elem_k)
                 table = table.repeat(self.lanes)
-            else:
-                idx = codes.index_select(0, self.elem_cols).add_(self.elem_k)         # [sum widths, b]
+            idx = codes.index_select(0, self.elem_cols).add_(self.elem_k)             # [sum widths, b]
             # the embeddings are gathered straight into their rows of the input [d, b] (no concatenation)
             xt = torch.empty(self.n_num + idx.shape[0], b, dtype=cd, device=x_num.device)
             if self.n_num:
