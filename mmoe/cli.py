@@ -463,7 +463,7 @@ def cmd_dashboard(a, extra: list[str]) -> int:
         env["MMOE_HOME"] = str(Path(a.store).expanduser().resolve())
     cmd = dashboard_command(a.port, extra, env)     # bound to 127.0.0.1 unless told otherwise
     if cmd is None:
-        raise BadInput("the dashboard is not installed with this mmoe; reinstall it (pip install -e . in a checkout)")
+        raise BadInput("the dashboard is not installed with this mmoe; pip install mmoe (or -e . in a checkout)")
     print(launch_message(cmd, a.port, env), file=sys.stderr)
     code = call_forwarding_signals(cmd, env=env)   # SIGTERM / Ctrl-C reach Streamlit, which stops cleanly
     return EXIT_OK if code in (-2, -15, 130, 143) else code
