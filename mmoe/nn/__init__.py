@@ -1,5 +1,6 @@
 """nn.Modules only: the input encoder, stacked experts, gates and towers, MMoE / OMoE /
-Shared-Bottom (``model``), CGC / PLE (``ple``), and the hand-written training step for them (``fused``).
+Shared-Bottom (``model``), CGC / PLE (``ple``), and the hand-written training step for them (``fused``,
+with torch's optional kernels probed in ``kernels``).
 
 Dimension legend used throughout: b batch, e experts, t tasks, g gates, h hidden, d input width.
 """

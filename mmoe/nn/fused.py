@@ -18,8 +18,9 @@ module writes the backward pass out by hand:
 * **One flat parameter buffer.** Every parameter of the model is a view into one
   fp32 buffer (the model's own ``nn.Parameter`` objects keep working: state_dict,
   saving, evaluation), every gradient is written by its GEMM straight into the
-  matching view of one gradient buffer, and Adam is six operations on the whole
-  buffer. In bf16 mode the weights are cast once per step, as one operation.
+  matching view of one gradient buffer, and Adam is one fused kernel on the whole
+  buffer (``kernels.fused_adam``; six operations where torch lacks it). In bf16
+  mode the weights are cast once per step, as one operation.
 * **Same numbers.** The result equals autograd on the same model (tests compare
   losses, gradients and parameters after several Adam steps), so the fast path
   changes speed, not training.
@@ -29,7 +30,6 @@ module writes the backward pass out by hand:
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple, Sequence
 
@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmoe.nn.kernels import fused_adam, onednn_matmul
 from mmoe.nn.model import MixtureOfExperts, ModelOutput, SharedBottom, StackedMLP, TabularModel
 
 
@@ -108,21 +109,6 @@ class _Layout:
     def block(self, flat: Tensor, which: str) -> Tensor:
         off, shape, stride = getattr(self, which)
         return flat.as_strided(shape, stride, off)
-
-
-@functools.cache
-def onednn_matmul():
-    """``a @ b`` for fp32 CPU matrices through oneDNN (``torch.ops.mkldnn._linear_pointwise``: ``a @ w.T``) where
-    this torch has it, else None (probed once, on first use): 0.55-0.85x torch.mm's (MKL's) time at the first
-    layer's shapes on the AMD EPYC measured (``bench/ANALYSIS.md``). The bf16 and CUDA paths keep torch.mm."""
-    try:    # the op is registered only where torch was built with oneDNN
-        op = torch.ops.mkldnn._linear_pointwise.default
-        a, b = torch.randn(3, 4), torch.randn(4, 5)
-        ok = torch.backends.mkldnn.is_available() and torch.allclose(op(a, b.t(), None, "none", [], ""), a @ b,
-                                                                     atol=1e-5)
-    except (AttributeError, RuntimeError):
-        ok = False
-    return (lambda a, b: op(a, b.t(), None, "none", [], "")) if ok else None
 
 
 LANES = 8                  # copies of the embedding-table gradient that neighbouring batch rows scatter into
@@ -202,7 +188,9 @@ class FusedStep:
         self.grad32 = self.grad if self.cd == torch.float32 else torch.zeros_like(flat)
         self.m = torch.zeros_like(flat)
         self.v = torch.zeros_like(flat)
-        self.t = 0
+        self.t = 0                                    # steps taken (the fused kernel reads step_t)
+        self.step_t = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._fused_adam = fused_adam(config.optimizer == "adamw")
         self.lr, self.wd = float(config.lr), float(config.weight_decay)
         self.adamw = config.optimizer == "adamw"
         self.betas, self.eps = (0.9, 0.999), 1e-8
@@ -277,10 +265,13 @@ class FusedStep:
         idx = None
         if self.n_cat:
             table = self._v(wc, self.table_name).reshape(-1)                         # [V*w]
-            codes = codes.t().contiguous()                                            # [c, b]
-            if training and self.lanes > 1:   # batch row i reads (and its gradient goes to) table copy i % lanes
-                codes.add_(self._lane_offsets(b))
+            ct = torch.empty(codes.shape[1], b, dtype=codes.dtype, device=codes.device)   # [c, b] (never the
+            if training and self.lanes > 1:   # caller's codes); batch row i reads table copy i % lanes
+                torch.add(codes.t(), self._lane_offsets(b), out=ct)
                 table = table.repeat(self.lanes)
+            else:
+                ct.copy_(codes.t())
+            codes = ct
             idx = codes.index_select(0, self.elem_cols).add_(self.elem_k)             # [sum widths, b]
             # the embeddings are gathered straight into their rows of the input [d, b] (no concatenation)
             xt = torch.empty(self.n_num + idx.shape[0], b, dtype=cd, device=x_num.device)
@@ -480,8 +471,17 @@ class FusedStep:
         return losses_t, (losses_t * self.weights).sum()
 
     def _adam(self, g: Tensor) -> None:
-        b1, b2 = self.betas
         self.t += 1
+        self.step_t.add_(1)
+        if self._fused_adam is None:
+            return self._adam_ops(g)
+        b1, b2 = self.betas
+        self._fused_adam([self.flat], [g], [self.m], [self.v], [], [self.step_t], lr=self.lr, beta1=b1, beta2=b2,
+                         weight_decay=self.wd, eps=self.eps, amsgrad=False, maximize=False)
+
+    def _adam_ops(self, g: Tensor) -> None:
+        """Adam / AdamW as six operations on the flat buffer (where torch has no fused kernel)."""
+        b1, b2 = self.betas
         p = self.flat
         if self.wd and not self.adamw:
             g = g.add(p, alpha=self.wd)

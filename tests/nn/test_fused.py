@@ -210,6 +210,17 @@ def test_first_layer_matmul_either_way(matmul, monkeypatch):
     assert fused.FusedStep(copy.deepcopy(model), list(MIXED), FP32, CPU, bf16=True)._mm is torch.mm
 
 
+def test_the_step_leaves_the_callers_codes_alone():
+    """With one categorical column the codes' transpose is a view of them: the lane offsets must not land there."""
+    model, meta = _model(num_numeric=2, cards=(5,), dims=(3,))
+    step = TrainStep(model, list(MIXED), FP32, CPU).fused
+    x_num, x_cat, ys, ms = _batch(meta, MIXED)
+    codes = step.cat_codes(x_cat)
+    kept = codes.clone()
+    step(x_num, None, ys, ms, codes=codes)
+    assert step.lanes > 1 and torch.equal(codes, kept)
+
+
 @pytest.mark.parametrize("budget", [1 << 20, 150, 1], ids=["8-lanes", "2-lanes", "one-lane"])
 def test_embedding_gradient_lanes(budget, monkeypatch):
     """The table gradient is the same whether it is scattered over 8 copies, a few, or one
@@ -238,12 +249,23 @@ def test_large_table_uses_one_lane():
 
 # -- optimiser settings, task weights ------------------------------------------------------------
 
+@pytest.mark.parametrize("kernel", ["fused-kernel", "six-ops"])
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
 @pytest.mark.parametrize("wd", [0.0, 0.1])
-def test_matches_autograd_weight_decay(optimizer, wd):
+def test_matches_autograd_weight_decay(optimizer, wd, kernel, monkeypatch):
+    """Adam / AdamW, with and without weight decay, by torch's fused kernel or six ops: torch.optim's numbers."""
+    import mmoe.nn.fused as fused
+
+    if kernel == "six-ops":
+        monkeypatch.setattr(fused, "fused_adam", lambda adamw: None)
+    elif fused.fused_adam(optimizer == "adamw") is None:
+        pytest.skip("this torch has no fused Adam kernel")
     model, meta = _model(gate_hidden=(5,))
     cfg = TrainConfig(precision="fp32", lr=1e-2, weight_decay=wd, optimizer=optimizer, device="cpu")
     _compare(model, MIXED, _batches(meta, MIXED, n=4), cfg)
+    step = fused.FusedStep(copy.deepcopy(model), list(MIXED), cfg, CPU, bf16=False)
+    step(*_batch(meta, MIXED))
+    assert (step._fused_adam is None) == (kernel == "six-ops") and step.t == 1 and float(step.step_t) == 1.0
 
 
 def test_task_weights_honoured():
