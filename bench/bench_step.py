@@ -28,7 +28,13 @@ CONFIG = dict(in_features=100, num_experts=8, expert_hidden=(64, 32), tower_hidd
 # CUDA) and, for an apples-to-apples fraction of the fp32 GEMM rate, with precision="fp32"
 product_fp32 = SimpleNamespace(NAME=f"{product.NAME} (fp32)", available=product.available, version=product.version,
                                make_step=functools.partial(product.make_step, precision="fp32"))
-CONTENDERS = (product, product_fp32, plain_torch, deepctr, rechub)
+# on CUDA the product replays its step as a CUDA graph (mmoe.training.cuda_graph); this row is the same step
+# launched op by op, so the graph's gain is measured in the same run (and the roofline, which records the
+# GEMMs as they are dispatched, has a step to record: a replay dispatches none)
+product_eager = SimpleNamespace(NAME=f"{product.NAME} (no CUDA graph)", version=product.version,
+                                available=product.available, cuda_only=True,
+                                make_step=functools.partial(product.make_step, graph=False))
+CONTENDERS = (product, product_fp32, product_eager, plain_torch, deepctr, rechub)
 
 
 def is_product(name: str) -> bool:
@@ -54,6 +60,8 @@ def run(device: str, quick: bool, batches=None) -> dict:
     for bs in batches:
         steps, iters = {}, {}
         for m in CONTENDERS:
+            if getattr(m, "cuda_only", False) and not device.startswith("cuda"):
+                continue
             why = m.available()
             if why:
                 out["skipped"][m.NAME] = why
@@ -79,6 +87,8 @@ def run(device: str, quick: bool, batches=None) -> dict:
         for n, st in steps.items():
             if is_product(n):
                 roof = gemm_roofline(st, device)
+                if not roof["calls"]:     # a CUDA graph's replay (see product_eager)
+                    continue
                 rows[n].update(roofline_ms=roof["seconds"] * 1e3, roofline_gflops=roof["gflops"],
                                not_gemm_share=1 - roof["seconds"] * 1e3 / rows[n]["ms_per_step"],
                                gemms=roof["gemms"])

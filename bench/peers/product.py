@@ -119,9 +119,9 @@ def build_dense_model(in_features=100, num_experts=8, expert_hidden=(64, 32), to
 
 
 def make_step(in_features=100, batch_size=1024, device="cpu", seed=0, num_experts=8,
-              expert_hidden=(64, 32), tower_hidden=(16,), top_k=None, rows=None, precision="auto"):
+              expert_hidden=(64, 32), tower_hidden=(16,), top_k=None, rows=None, precision="auto", graph=True):
     """The product's own ``mmoe.training.TrainStep`` (what ``fit`` runs per batch) on contiguous
-    batch slices of resident tensors, as ``fit`` takes them."""
+    batch slices of resident tensors, as ``fit`` takes them. ``graph=False``: no CUDA graph (on CUDA)."""
     from mmoe.config import TaskSpec, TrainConfig
     from mmoe.training import TrainStep
 
@@ -134,7 +134,8 @@ def make_step(in_features=100, batch_size=1024, device="cpu", seed=0, num_expert
     x_cat = torch.zeros(n, 0, dtype=torch.long, device=dev)
     ys = [(torch.rand(n, device=dev) < 0.5).float() for _ in range(2)]
     masks = [torch.ones(n, dtype=torch.bool, device=dev) for _ in range(2)]
-    train_step = TrainStep(model, [TaskSpec("a"), TaskSpec("b")], TrainConfig(lr=1e-3, precision=precision), dev)
+    train_step = TrainStep(model, [TaskSpec("a"), TaskSpec("b")], TrainConfig(lr=1e-3, precision=precision), dev,
+                           graph=graph)
     pos = [0]
 
     def step():

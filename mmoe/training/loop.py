@@ -46,7 +46,8 @@ class FitResult:
     metrics: dict[str, dict[str, float]]   # final validation metrics per task
     history: list[dict]
     device: str
-    step: str = "fused"                # fused: mmoe.nn.fused's hand-written step; else "autograd (<why>)"
+    step: str = "fused"                # fused: mmoe.nn.fused's hand-written step (on CUDA: ", CUDA graph, N replays"
+    #                                    or ", no CUDA graph: <why>"); else "autograd (<why>)"
     placement: str = "resident"        # resident: the data lived on the device; streamed: batches copied from host
     stop_reason: str = ""              # why it ended, in words: all epochs done, early stopping at ..., cancelled, ...
 
@@ -174,7 +175,7 @@ def fit_result(state: TrainState, step, device, placement: str) -> FitResult:
                      best_epoch=state.best_epoch, train_seconds=state.train_seconds,
                      samples_per_second=state.samples_per_second, metrics=final,
                      history=state.history, device=str(device),
-                     step="fused" if step.fused is not None else f"autograd ({step.fused_unsupported})",
+                     step=step.describe(),
                      placement=placement, stop_reason=stop_reason(state))
 
 

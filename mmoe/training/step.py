@@ -13,6 +13,7 @@ from mmoe.config import TrainConfig
 from mmoe.nn.fused import FusedStep
 from mmoe.nn.fused import unsupported as fused_unsupported
 from mmoe.tasks import masked_loss
+from mmoe.training.cuda_graph import GraphedStep
 from mmoe.training.device import keep_freed_memory, use_bf16
 from mmoe.training.gradnorm import GradNorm, shared_layer
 
@@ -25,7 +26,7 @@ class TrainStep:
     """
 
     def __init__(self, model: nn.Module, tasks: Sequence, config: TrainConfig, device: torch.device,
-                 *, fused: bool = True, world=None):
+                 *, fused: bool = True, world=None, graph: bool = True):
         self.model, self.tasks = model, list(tasks)
         self.names = [t.column for t in self.tasks]
         self.kinds = [t.kind for t in self.tasks]
@@ -44,6 +45,9 @@ class TrainStep:
                       if self.fused_unsupported is None else None)
         if self.fused is not None and self.pos_weight:   # read by FusedStep._binary_losses
             self.fused.pos_weight = torch.tensor(self.pos_weight, dtype=torch.float32, device=device)
+        # CUDA: the fused step of full batches captured once as a CUDA graph and replayed (``cuda_graph``)
+        self.graph_unsupported = GraphedStep.unsupported(self, device, world) if graph else "switched off"
+        self.graphed = GraphedStep(self.fused) if self.graph_unsupported is None else None
         self.uw = self.gradnorm = self.optimizer = None
         # data-parallel (``world``, see ``distributed``): every process starts from rank 0's weights and
         # each step's gradient is the global batch's; the caller passes each shard's share of the rows
@@ -74,6 +78,8 @@ class TrainStep:
         ``share`` (data-parallel only): this shard's part of the global batch's rows. Returns this shard's
         (total, per-task losses)."""
         world = self.world
+        if self.graphed is not None:
+            return self.graphed(xb, cb, yb, mb, codes=codes)
         if self.fused is not None:
             hook = None if world is None else (lambda g: world.sum_(g.mul_(share)))
             return self.fused(xb, cb, yb, mb, codes=codes, grad_hook=hook)
@@ -101,6 +107,12 @@ class TrainStep:
         if gn is not None:
             gn.update(losses, norms, present, world=world, share=share)
         return total.detach(), losses.detach()
+
+    def describe(self) -> str:
+        """Which step ran (``FitResult.step``): fused (with its CUDA graph, on a GPU) or autograd, and why."""
+        if self.fused is None:
+            return f"autograd ({self.fused_unsupported})"
+        return "fused" if self.graphed is None else f"fused, {self.graphed.describe()}"
 
     def epoch_diagnostics(self) -> dict[str, dict[str, float]]:
         """What the loop records per epoch about the loss weighting, task -> {metric: value} (train split):
