@@ -281,15 +281,14 @@ def cmd_train(a) -> int:
         on = f" on {summary.world_size} processes" if summary.world_size > 1 else ""
         print(f"{summary.status}: {summary.stop_reason}" if summary.run_id is None else
               f"run {summary.run_id} {summary.status}{on} after {summary.epochs} epochs "
-              f"({summary.train_seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s): {summary.stop_reason}")
+              f"({summary.train_seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s on {summary.device}, "
+              f"{summary.step} step): {summary.stop_reason}")
         for task, m in summary.metrics.items():
             print(f"  {task}: " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
     else:
-        print(_json_line({"run_id": summary.run_id, "status": summary.status, "epochs": summary.epochs,
-                          "train_seconds": summary.train_seconds, "samples_per_second": summary.samples_per_second,
-                          "metrics": summary.metrics, "message": summary.message,
-                          "stop_reason": summary.stop_reason, "schedule": summary.schedule,
-                          "warnings": summary.warnings, "world_size": summary.world_size}))
+        print(_json_line({k: getattr(summary, k) for k in (
+            "run_id", "status", "epochs", "train_seconds", "samples_per_second", "metrics", "message",
+            "stop_reason", "schedule", "warnings", "world_size", "device", "step")}))
     from mmoe.runs.status import ENDED_BADLY
 
     if summary.status in ENDED_BADLY:

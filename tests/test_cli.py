@@ -60,6 +60,7 @@ def test_train_json_runs_and_predict(capsys, tmp_path, tiny_csv, mmoe_home):
     summary, rec = train(capsys, tiny_csv, *TASKS, *CONVERGE, "--experts", 3)
     assert set(summary) >= {"run_id", "status", "epochs", "train_seconds", "samples_per_second", "metrics"}
     assert summary["epochs"] == 30 and rec.status == "finished" and rec.epochs == 30
+    assert summary["device"] == "cpu" and summary["step"] == "fused"     # where it trained, by which step
     m = summary["metrics"]
     assert set(m) == set(TASK_NAMES) and m == rec.final_metrics      # the JSON says what was stored
     assert m["click"]["auc"] > 0.95 and m["click"]["accuracy"] > 0.84
@@ -420,3 +421,11 @@ def test_a_threshold_task_trains_and_scores(tmp_path, mmoe_home, capsys):
     assert len(pred) == 300 and pred["pred:score"].between(0, 1).all()
     # the target column of the scored file is the rule applied to the number
     assert (pred["target:score"] == (df["score"] > 1).astype(float)).all()
+
+
+def test_train_says_where_and_by_which_step_it_trained(capsys, tiny_csv, mmoe_home):
+    """The closing line names the device and the step; a model the fused step cannot train says why."""
+    code, out, _ = run_cli(capsys, "train", "--data", tiny_csv, *TASKS, "--epochs", 1, "--quiet")
+    assert code == 0 and "samples/s on cpu, fused step)" in out.splitlines()[0]
+    code, out, _ = run_cli(capsys, "train", "--data", tiny_csv, *TASKS, "--epochs", 1, "--quiet", "--top-k", 2)
+    assert code == 0 and "samples/s on cpu, autograd (sparse top-k gating) step)" in out.splitlines()[0]

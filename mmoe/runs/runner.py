@@ -55,6 +55,8 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)   # e.g. a batch size that leaves too few steps
     schedule: str = ""                                  # the batch size and epochs used, and why
     world_size: int = 1                                 # processes that trained it (torchrun), see ``distributed``
+    device: str = ""                                    # where it trained (cpu, cuda:0)
+    step: str = ""                                      # which training step ran (``FitResult.step``)
 
 
 class StoreCallback(Callback):
@@ -221,7 +223,7 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
             store.save_frame(run_id, PREDICTIONS, _prediction_frame(model, data, device))
         return RunSummary(run_id, result.status, result.epochs, result.train_seconds, result.samples_per_second,
                           result.metrics, result.message, result.stop_reason, warnings, summary["schedule"],
-                          world.size if world is not None else 1)
+                          world.size if world is not None else 1, result.device, result.step)
     except Exception as e:  # recorded, not raised: the caller reports the run's status
         msg = f"{type(e).__name__}: {e}"
         epochs = result.epochs if result else 0
@@ -246,7 +248,8 @@ def _follow(data: PreparedData | DataSource, model_config: ModelConfig, train_co
         model = build_model(model_config, data)
     result = fit(model, data, train_config, callbacks=callbacks, cancel_event=cancel_event)
     return RunSummary(None, result.status, result.epochs, result.train_seconds, result.samples_per_second,
-                      result.metrics, result.message, result.stop_reason, world_size=current_world().size)
+                      result.metrics, result.message, result.stop_reason, world_size=current_world().size,
+                      device=result.device, step=result.step)
 
 
 def load_run(store: RunStore, run_id: int) -> tuple[TabularModel, Preprocessor]:
