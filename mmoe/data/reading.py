@@ -210,7 +210,7 @@ def _read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_R
     raw, name = _source_bytes(source, filename)
     content = content_id(raw)
     name = repr(name) if not name.startswith("the ") else name
-    if not raw.strip():
+    if not raw or raw.isspace():          # (isspace stops at the first other byte; strip would copy the file)
         raise DataError(f"{name} is empty; choose a CSV file with a header line and data rows")
     for magic, what in _MAGIC:
         if raw.startswith(magic):
@@ -225,7 +225,7 @@ def _read_csv(source: Any, *, filename: str | None = None, min_rows: int = MIN_R
     data, encoding = _decode(raw, name)
     if b"\n" not in data and b"\r" in data:
         data = data.replace(b"\r", b"\n")  # classic Mac line endings
-    if not data.strip():
+    if not data or data.isspace():
         raise DataError(f"{name} is empty; choose a CSV file with a header line and data rows")
     text_head = data[:65536].decode("utf-8", errors="replace")
     if len(data) <= 65536:
