@@ -25,7 +25,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 RESULTS_JSON_DIR = BENCH_DIR / "results"          # one JSON per benchmark (git-ignored by run_all)
-CENSUS = (REPO / ".." / "shared" / "data" / "census-income.csv.gz").resolve()
+# census-income beside the checkout; MMOE_BENCH_CENSUS: another copy (a GPU machine has no ../shared, gpu_check.sh)
+CENSUS = Path(os.environ.get("MMOE_BENCH_CENSUS") or REPO / ".." / "shared" / "data" / "census-income.csv.gz").resolve()
 
 
 # ----------------------------------------------------------------------------- machine
