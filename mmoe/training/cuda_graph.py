@@ -13,8 +13,9 @@ How it runs, per ``TrainStep``:
   that batch (static inputs) and replayed once: the replay must give the reference's losses and weights,
   else the graph is dropped and the reference kept (``why`` says so). A capture that fails is dropped the
   same way; training goes on eagerly, with the same numbers;
-* then each full batch is copied into the static inputs and the graph replayed; a batch of another size
-  (the last of an epoch) runs eagerly.
+* then each full batch is copied into the static inputs and the graph replayed. A full batch is one of
+  the size of the first batch (every epoch starts with one); a batch of another size (the last of an
+  epoch) runs eagerly, and never counts towards the warm-up or becomes the captured one.
 
 ``GraphedStep.unsupported(step, device, world)`` says why a step is not graphed (CPU, autograd step,
 data-parallel: its gradient all-reduce is not captured, no fused Adam kernel in this torch).
@@ -47,6 +48,7 @@ class GraphedStep:
         self.capture = capture
         self.side_stream = side_stream if side_stream is not None else _side_stream
         self.tolerance = tolerance
+        self.size: int | None = None     # rows of a full batch (the first batch's)
         self.warm = 0                    # eager full batches run so far, before the capture
         self.replay: Callable | None = None
         self.static: list[Tensor] = []   # the captured inputs: x_num, codes (or x_cat), ys..., masks...
@@ -75,11 +77,13 @@ class GraphedStep:
                  codes: Tensor | None = None) -> tuple[Tensor, Tensor]:
         f = self.fused
         inputs = [x_num, codes if codes is not None else x_cat, *ys, *masks]
-        if self.why is not None:
-            return f(x_num, x_cat, ys, masks, codes=codes)
+        if self.size is None:
+            self.size = x_num.shape[0]
+        if self.why is not None or x_num.shape[0] != self.size:
+            return f(x_num, x_cat, ys, masks, codes=codes)         # (another batch size: eagerly)
         if self.replay is not None:
             if not all(a.shape == s.shape for a, s in zip(inputs, self.static)):
-                return f(x_num, x_cat, ys, masks, codes=codes)     # another batch size: eagerly
+                return f(x_num, x_cat, ys, masks, codes=codes)
             for s, a in zip(self.static, inputs):
                 s.copy_(a)
             self.replay()
