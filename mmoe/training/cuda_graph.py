@@ -32,9 +32,11 @@ WARMUP = 3     # eager full batches before the capture (the PyTorch CUDA-graph r
 
 
 def _cuda_capture(fn: Callable[[], tuple[Tensor, Tensor]]):
-    """Record ``fn()`` as a CUDA graph (nothing runs); (replay, the outputs the replays write)."""
+    """Record ``fn()`` as a CUDA graph (nothing runs); (replay, the outputs the replays write). Capture errors
+    are checked in this thread only ("thread_local"): the dashboard trains in a background thread, and with
+    torch's default ("global") a CUDA call of its other threads during the capture would fail there."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
         out = fn()
     return graph.replay, out
 
