@@ -12,7 +12,6 @@ import contextlib
 import io
 import time
 
-import numpy as np
 import torch
 
 from bench.peers._shims import import_deepctr
