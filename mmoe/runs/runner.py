@@ -218,7 +218,8 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
         store.finish(run_id, result.status, final_metrics=result.metrics, epochs=result.epochs,
                      train_seconds=result.train_seconds, samples_per_second=result.samples_per_second,
                      error=result.message if result.status in ENDED_BADLY else None,
-                     best_epoch=result.best_epoch, stop_reason=result.stop_reason)
+                     best_epoch=result.best_epoch, stop_reason=result.stop_reason,
+                     summary_update={"step": result.step})
         if keep and result.status == "cancelled":
             store.save_frame(run_id, PREDICTIONS, _prediction_frame(model, data, device))
         return RunSummary(run_id, result.status, result.epochs, result.train_seconds, result.samples_per_second,

@@ -341,9 +341,11 @@ class RunStore(ConnectionIO, ArtifactIO, ExperimentIO, RunFileIO, RunsTableIO):
 
     def finish(self, run_id: int, status: str, *, final_metrics: Mapping[str, Mapping[str, float]],
                epochs: int, train_seconds: float, samples_per_second: float, error: str | None = None,
-               best_epoch: int | None = None, stop_reason: str | None = None) -> None:
+               best_epoch: int | None = None, stop_reason: str | None = None,
+               summary_update: Mapping | None = None) -> None:
         """End a run: terminal status plus summary (final_metrics[task][metric] = value) and, in
-        words, why it stopped."""
+        words, why it stopped. ``summary_update``: keys merged into the run's data summary (what is
+        known only after training, such as which training step ran)."""
         status = str(status)
         if status not in TERMINAL:
             raise StoreError(f"run {run_id}: finish() needs a final status "
@@ -354,6 +356,10 @@ class RunStore(ConnectionIO, ArtifactIO, ExperimentIO, RunFileIO, RunsTableIO):
         with self._tx() as c:
             old = self._status_of(c, run_id)
             self._check_transition(run_id, old, status)
+            if summary_update:
+                row = c.execute("SELECT data_summary FROM runs WHERE id=?", (int(run_id),)).fetchone()
+                merged = {**(loads(row["data_summary"]) or {}), **dict(summary_update)}
+                c.execute("UPDATE runs SET data_summary=? WHERE id=?", (dumps(merged), int(run_id)))
             c.execute("UPDATE runs SET status=?, error=?, finished_at=?, final_metrics=?, epochs=?,"
                       " train_seconds=?, samples_per_second=?, best_epoch=?, stop_reason=? WHERE id=?",
                       (status, error, now, dumps(fm), int(epochs or 0), metric_value(train_seconds, "train_seconds"),

@@ -25,11 +25,15 @@ def feature_columns(frame: pd.DataFrame, data_summary: Mapping | None = None,
 
 
 def device_text(data_summary: Mapping | None) -> str:
-    """Where a run trained, in words: 'cpu', or 'cuda:0 · 2 processes (torchrun, nccl)'."""
+    """Where a run trained and by which step, in words: 'cpu · fused step', 'cuda:0 · fused, CUDA graph, 780
+    replays step · 2 processes (torchrun, nccl)', 'cpu · autograd (dropout) step' (runs stored before the step
+    was recorded: no step)."""
     summ = data_summary or {}
-    text = str(summ.get("device") or "")
+    parts = [str(summ.get("device") or "")]
+    if summ.get("step"):
+        parts.append(f"{summ['step']} step")
     dist = summ.get("distributed") or {}
     n = int(dist.get("world_size") or 1)
     if n > 1:
-        text = (f"{text} · " if text else "") + f"{n} processes (torchrun, {dist.get('backend', '?')})"
-    return text
+        parts.append(f"{n} processes (torchrun, {dist.get('backend', '?')})")
+    return " · ".join(p for p in parts if p)

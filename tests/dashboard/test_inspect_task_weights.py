@@ -1,6 +1,7 @@
 """Inspect's Training tab draws the learned task weights per epoch from the stored history: GradNorm's
 weights (summing to the number of tasks) and uncertainty weighting's exp(-log variance); a run with
-fixed weights has no such chart. The settings show GradNorm's alpha and the pos_weight used."""
+fixed weights has no such chart. The settings show GradNorm's alpha, the pos_weight used, and where and by which
+training step the run trained."""
 from __future__ import annotations
 
 import math
@@ -92,3 +93,11 @@ def test_fixed_weights_draw_no_weight_chart(runs, monkeypatch):
     at = _open(runs, monkeypatch, "fixed")
     assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith("inspect.task_weights")]
     assert [c for c in at.get("plotly_chart") if c.proto.id.endswith("inspect.curves")]
+
+
+@pytest.mark.parametrize("how,step", [("fixed", "fused step"),
+                                      ("gradnorm", "autograd (gradnorm task weighting (per-task gradient norms")])
+def test_settings_say_where_and_by_which_step_the_run_trained(runs, monkeypatch, how, step):
+    at = _open(runs, monkeypatch, how)
+    text = "\n".join(m.value for m in at.markdown).replace("\\", "")     # (markdown escapes dropped)
+    assert f"device cpu · {step}" in text

@@ -39,6 +39,8 @@ def test_run_training_stores_everything(tiny_frame, mmoe_home):
     rec = store.get_run(1)
     assert (rec.name, rec.dataset, rec.arch, rec.status, rec.epochs) == ("first", "tiny", "mmoe", "finished", 2)
     assert rec.data_summary["parameters"] > 0
+    assert (rec.data_summary["device"], rec.data_summary["step"]) == ("cpu", "fused")   # the step: known after fit
+    assert json.loads((store.artifact_dir(1) / "run.json").read_text())["run"]["data_summary"]["step"] == "fused"
     assert set(rec.final_metrics) == {"click", "kind"}
     h = store.history(1)
     assert set(h["split"]) == {"train", "val"} and h["epoch"].max() == 2
