@@ -131,12 +131,14 @@ class GraphedStep:
             f.t = t0
             replay()
         except Exception as e:   # noqa: BLE001 (whatever capture refuses, training goes on eagerly)
-            return keep_reference(f"the capture failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            first = (str(e).splitlines() or [""])[0][:200]
+            return keep_reference(f"the capture failed ({type(e).__name__}: {first})")
         f.t = t0 + 1
-        diffs = [float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
+        # |replay - eager| / (1 + |eager|): absolute for small values, relative for large ones (expected: 0)
+        diffs = [float(((a.float() - b.float()).abs() / (1 + b.float().abs())).max()) if a.numel() else 0.0
                  for a, b in zip([*out, *self._state()], [*ref, *after])]
         if max(diffs) > self.tolerance:
-            return keep_reference(f"its replay disagreed with the eager step by {max(diffs):.3g}")
+            return keep_reference(f"its replay disagreed with the eager step (relative difference {max(diffs):.3g})")
         self.replay, self.static, self.out, self.replays = replay, static, out, 1
         return out[0].clone(), out[1].clone()
 
