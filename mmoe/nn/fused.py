@@ -190,9 +190,9 @@ class FusedStep:
         self.v = torch.zeros_like(flat)
         self.t = 0                                    # steps taken (the fused kernel reads step_t)
         self.step_t = torch.zeros((), dtype=torch.float32, device=self.device)
-        self._fused_adam = fused_adam(config.optimizer == "adamw")
         self.lr, self.wd = float(config.lr), float(config.weight_decay)
         self.adamw = config.optimizer == "adamw"
+        self._fused_adam = fused_adam(self.adamw)
         self.betas, self.eps = (0.9, 0.999), 1e-8
 
         def names_of(mlp: StackedMLP | None) -> list[tuple[str, str]]:
