@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmoe.nn import rng
+
 
 class ModelOutput(NamedTuple):
     preds: dict[str, Tensor]     # task -> [b, out_dim] raw logits / values
@@ -47,11 +49,12 @@ class StackedMLP(nn.Module):
         dims = (in_features, *self.widths)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
+        g = rng.generator()    # (the run's own generator where one is open, see ``mmoe.nn.rng``)
         for din, dout in zip(dims[:-1], dims[1:]):
             # nn.Linear's default init, drawn independently per member (members must not start identical)
             bound = 1.0 / math.sqrt(din)
-            self.weights.append(nn.Parameter(torch.empty(n, din, dout).uniform_(-bound, bound)))   # [n, in, out]
-            self.biases.append(nn.Parameter(torch.empty(n, 1, dout).uniform_(-bound, bound)))      # [n, 1, out]
+            self.weights.append(nn.Parameter(torch.empty(n, din, dout).uniform_(-bound, bound, generator=g)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, dout).uniform_(-bound, bound, generator=g)))
 
     @property
     def out_features(self) -> int:
@@ -67,7 +70,7 @@ class StackedMLP(nn.Module):
         if i < len(self.weights) - 1 or self.activate_last:
             x = F.relu(x, inplace=inplace and INPLACE)
             if self.dropout > 0:
-                x = F.dropout(x, self.dropout, self.training)
+                x = rng.dropout(x, self.dropout, self.training)
         return x
 
     def forward(self, x: Tensor) -> Tensor:
@@ -294,7 +297,9 @@ class InputEncoder(nn.Module):
             self.register_buffer("offsets", offsets, persistent=False)               # [c]
             keep = torch.cat([torch.arange(d) + i * self.width for i, d in enumerate(self.embedding_dims)])
             self.register_buffer("keep", keep, persistent=False)                     # [sum of widths]
-            self.table = nn.Embedding(sum(self.cardinalities), self.width)
+            # nn.Embedding's N(0, 1) init, drawn from the run's own generator where one is open
+            init = torch.empty(sum(self.cardinalities), self.width).normal_(generator=rng.generator())
+            self.table = nn.Embedding(sum(self.cardinalities), self.width, _weight=init)
             with torch.no_grad():   # each column's vectors start with the scale of its own width
                 for i, d in enumerate(self.embedding_dims):
                     rows = slice(int(offsets[i]), int(offsets[i]) + self.cardinalities[i])

@@ -19,6 +19,7 @@ import torch
 from mmoe.config import DataConfig, ModelConfig, TrainConfig
 from mmoe.data import DataError, PreparedData, Preprocessor, prepare, prepare_for_prediction
 from mmoe.nn import TabularModel, build_model, count_parameters
+from mmoe.nn.rng import private_rng
 from mmoe.runs.artifacts import MODEL, MODEL_META, PREDICTIONS, PREPROCESSOR, damaged
 from mmoe.runs.predictions import ROW, TRAIN_SAMPLE_ROWS, decorate_predictions
 from mmoe.runs.status import ACTIVE, ENDED_BADLY
@@ -179,9 +180,9 @@ def run_training(data: PreparedData | DataSource, model_config: ModelConfig, tra
     # a "balanced" pos_weight is derived now from the training split; the run stores the setting and the value
     fit_config = resolve_pos_weights(train_config, data)
     device = resolve_device(train_config.device)
-    # the initial weights are a function of the seed (one seed, one result); the caller's global RNG is left alone
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(train_config.seed)
+    # the initial weights are a function of the seed (one seed, one result), drawn from a generator of the
+    # run's own: torch's global one is left alone, and no other thread's draws change them (``mmoe.nn.rng``)
+    with private_rng(train_config.seed):
         model = build_model(model_config, data)
     summary = dict(data.summary())
     summary["parameters"] = count_parameters(model)
@@ -244,8 +245,7 @@ def _follow(data: PreparedData | DataSource, model_config: ModelConfig, train_co
     if isinstance(data, DataSource):
         data = _prepare(data, None)
     train_config = resolve_schedule(train_config, _train_rows(data))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(train_config.seed)
+    with private_rng(train_config.seed):
         model = build_model(model_config, data)
     result = fit(model, data, train_config, callbacks=callbacks, cancel_event=cancel_event)
     return RunSummary(None, result.status, result.epochs, result.train_seconds, result.samples_per_second,

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from mmoe.config import TrainConfig
+from mmoe.nn.rng import private_rng
 from mmoe.training.callbacks import Callback, DivergenceGuard, EarlyStopping, TimeBudget, TrainState
 from mmoe.training.class_weights import resolve_pos_weights
 from mmoe.training.device import auto_threads, fits_on_device, resolve_device
@@ -207,14 +208,20 @@ def fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Call
     run = _fit
     if getattr(data, "streamed", False):
         from mmoe.training.streamed import fit_blocks as run  # the same contract, from disk
-    if resolve_device(config.device).type != "cpu":   # (a GPU run leaves the CPU threads alone)
-        with deterministic_cuda():
+    world = current_world()
+    device = resolve_device(config.device)
+    device = world.device(device) if world is not None else device
+    # dropout masks from the run's own generator (``mmoe.nn.rng``): other threads' draws do not change them;
+    # they differ per shard, the epoch permutations (seeded in ``run``) do not
+    with private_rng(config.seed + (world.rank if world is not None else 0), device):
+        if device.type != "cpu":   # (a GPU run leaves the CPU threads alone)
+            with deterministic_cuda():
+                return run(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
+        threads = torch.get_num_threads()
+        try:
             return run(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
-    threads = torch.get_num_threads()
-    try:
-        return run(model, data, config, callbacks=callbacks, cancel_event=cancel_event)
-    finally:
-        torch.set_num_threads(threads)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Callback],
@@ -225,8 +232,7 @@ def _fit(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequence[Cal
         device = world.device(device)
     if device.type == "cpu":
         torch.set_num_threads(config.threads or auto_threads())
-    torch.manual_seed(config.seed + (world.rank if world is not None else 0))   # dropout differs per shard
-    gen = torch.Generator(device=device).manual_seed(config.seed)   # the epoch permutations do not
+    gen = torch.Generator(device=device).manual_seed(config.seed)   # the epoch permutations, alike on every shard
     tasks = list(data.tasks)
     names = [t.column for t in tasks]
     # -- tensors to the device, once (or, if they would not fit, batch by batch) -----------

@@ -209,7 +209,6 @@ def fit_blocks(model: nn.Module, data, config: TrainConfig, *, callbacks: Sequen
         device = world.device(device)
     if device.type == "cpu":
         torch.set_num_threads(config.threads or auto_threads())
-    torch.manual_seed(config.seed + (world.rank if world is not None else 0))
     gen = torch.Generator().manual_seed(config.seed)      # the same block order on every process
     tasks, names = list(data.tasks), [t.column for t in data.tasks]
     n_train = int(data.split_counts["train"])

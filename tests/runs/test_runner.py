@@ -326,6 +326,37 @@ def test_a_dashboard_job_and_a_cli_run_with_the_same_settings_are_identical(tiny
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+
+class _GlobalDraws(Callback):
+    def on_batch_end(self, state):
+        torch.rand(32)      # the dashboard's page thread building a model meanwhile
+
+
+def test_other_threads_draws_do_not_reach_a_run(tiny_frame, mmoe_home, monkeypatch):
+    """The failure this guards (seen in CI): "train again" from Inspect gave other metrics than the run it
+    repeated, because the Train page, rerunning in another thread, drew initial weights from torch's
+    global generator between the job's seeding and its build. Draws from and reseeding of the global
+    generator, in the middle of the build and during training (with dropout), change nothing."""
+    from mmoe.nn import model as model_module
+
+    mc = ModelConfig(num_experts=3, expert_hidden=(8,), tower_hidden=(4,), dropout=0.2)
+    tc = TrainConfig(epochs=2, batch_size=32, seed=9)
+    store = RunStore(mmoe_home)
+    quiet = run_training(DataSource(tiny_frame, DataConfig(tasks=TASKS)), mc, tc, store=store)
+    init = model_module.StackedMLP.__init__
+
+    def busy(self, *a, **kw):
+        torch.rand(100)
+        torch.manual_seed(0)
+        init(self, *a, **kw)
+
+    monkeypatch.setattr(model_module.StackedMLP, "__init__", busy)
+    loud = run_training(DataSource(tiny_frame, DataConfig(tasks=TASKS)), mc, tc, store=store, callbacks=[_GlobalDraws()])
+    assert loud.metrics == quiet.metrics
+    a, _ = store.load_model_state(quiet.run_id)
+    b, _ = store.load_model_state(loud.run_id)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
 def test_a_cancel_is_recorded_as_soon_as_the_weights_are_saved(tiny_frame, mmoe_home):
     """A cancelled run reads cancelled (its weights saved) before its predictions are written, and no
     evaluation pass runs after the cancel: on a million-row table the cancel takes effect in well under

@@ -67,6 +67,29 @@ def test_dropout_follows_the_seed(data):
     assert runs[0] == runs[1]
 
 
+class _GlobalDraws(Callback):
+    """Another thread at work during training (the Train page building a model to count its parameters
+    draws initial weights from torch's global generator; other code reseeds it)."""
+
+    def on_batch_end(self, s):
+        torch.rand(64)
+        torch.manual_seed(s.epoch)
+
+
+def test_dropout_masks_ignore_global_draws_during_training(data):
+    """The masks come from the run's own generator (``mmoe.nn.rng``): draws from, and reseeding of, torch's
+    global generator while the run trains leave its curves alone; another seed still gives other masks."""
+    mc = ModelConfig(num_experts=3, expert_hidden=(16,), tower_hidden=(8,), dropout=0.3)
+    model, cfg = _fit(data, mc, seed=5)
+    quiet = fit(model, data, cfg).history
+    model, cfg = _fit(data, mc, seed=5)
+    busy = fit(model, data, cfg, callbacks=[_GlobalDraws()]).history
+    model, cfg = _fit(data, mc, seed=6)
+    other = fit(model, data, cfg, callbacks=[_GlobalDraws()]).history
+    assert busy == quiet
+    assert other != quiet
+
+
 def test_callbacks_and_progress(data):
     rec = Recorder()
     model, cfg = _fit(data, epochs=2)
