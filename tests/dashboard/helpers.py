@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from streamlit.testing.v1 import AppTest
 
 from mmoe.config import TaskSpec
 
@@ -144,3 +145,44 @@ def as_typed(markdown: str) -> str:
         out.append(src[i])
         i += 1
     return "".join(out)
+
+
+# ---------------------------------------------------------------- the Compare page's widgets and table
+
+COMPARE_PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "compare.py")
+
+
+def curve_key(label: str) -> str:
+    """The widget key of the curve chart of a task group (its label, reduced to letters, digits and -)."""
+    return "compare.curve." + re.sub(r"[^A-Za-z0-9_]+", "-", label).strip("-")
+
+
+
+def table(at: AppTest) -> pd.DataFrame:
+    return at.dataframe[0].value
+
+
+def w(at: AppTest, base: str) -> str:
+    """The current key of a widget whose key follows its option labels (compare.pick, rename/delete)."""
+    return at.session_state[f"{base}_key"]
+
+
+def select_rows(at: AppTest, ids: list[int]) -> AppTest:
+    """Tick the table rows of these runs (dataframe selections accept session-state writes)."""
+    shown = list(table(at)["id"])
+    at.session_state[at.session_state["compare.table_key"]] = {
+        "selection": {"rows": [shown.index(i) for i in ids], "columns": []}}
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def task_of(column: str) -> str:
+    """The task of a metrics column "<task> (<kind>) · <metric>"."""
+    return column.split(" · ")[0].rsplit(" (", 1)[0]
+
+
+def headers(table) -> dict[str, str]:
+    """column -> the title the browser shows (its column_config label)."""
+    cfg = json.loads(table.proto.columns or "{}")
+    return {c: cfg.get(c, {}).get("label", c) for c in table.value.columns}
