@@ -18,6 +18,7 @@ from mmoe.views.datasets import (
     THRESHOLD,
     build_config,
     builtin,
+    categorical_text,
     check,
     column_table,
     read_report_lines,
@@ -325,11 +326,15 @@ def main() -> None:
         st.rerun()
     slot_features = st.empty()
 
+    # defaults through the session state, not the widgets' value: a restored choice (a refresh, "train again")
+    # is set there too, and a widget given both warns
+    for k, v in (("data.val", 0.2), ("data.test", 0.0), ("data.seed", 0)):
+        st.session_state.setdefault(k, v)
     with st.expander("Validation split", expanded=False):
         c1, c2, c3 = st.columns(3)
-        val_fraction = c1.slider("Validation share", 0.05, 0.5, 0.2, 0.05, key="data.val", persist_state=KEEP)
-        test_fraction = c2.slider("Test share (held out)", 0.0, 0.4, 0.0, 0.05, key="data.test", persist_state=KEEP)
-        split_seed = c3.number_input("Split seed", 0, 1_000_000, 0, key="data.seed", persist_state=KEEP)
+        val_fraction = c1.slider("Validation share", 0.05, 0.5, step=0.05, key="data.val", persist_state=KEEP)
+        test_fraction = c2.slider("Test share (held out)", 0.0, 0.4, step=0.05, key="data.test", persist_state=KEEP)
+        split_seed = c3.number_input("Split seed", 0, 1_000_000, key="data.seed", persist_state=KEEP)
     slot_split = st.empty()
     save_data_choices(key)   # a refresh or a new tab comes back to these choices
 
@@ -385,7 +390,7 @@ def main() -> None:
     used = pd.DataFrame(
         [{"column": c, "as": "numeric" + (" (+ missing flag)" if c in feats["missing_indicators"] else "")}
          for c in feats["numeric"]]
-        + [{"column": c, "as": f"categorical ({feats['cardinalities'][c]} values)"} for c in feats["categorical"]])
+        + [{"column": c, "as": categorical_text(feats["cardinalities"][c])} for c in feats["categorical"]])
     st.dataframe(used, hide_index=True, width="stretch", height=min(300, 38 + 35 * max(1, len(used))))
     # full width, one below the other: a reason ("identifier-like (20000 distinct values, e.g. ...)") is
     # long, and a table cell does not wrap, so a half-width table cut it (and the column names) off

@@ -14,10 +14,9 @@ from mmoe.runs.runner import DataSource, submit_training
 from mmoe.views.datasets import with_task_weights
 from mmoe.views.formatting import plain
 from mmoe.views.jobview import (
-    KEY_METRICS,
     curves_frame,
     jobs_frame,
-    metrics_frame,
+    metrics_by_task,
     outcome,
     progress_text,
     run_label,
@@ -221,10 +220,11 @@ def main() -> None:
                     c1, c2 = st.columns([3, 2])
                     c1.plotly_chart(loss_curve_figure(curves, f"Loss per task · job {p.job_id}"), width="stretch",
                                     key=f"train.curve.{p.job_id}")
-                    m = metrics_frame(p.last_metrics, KEY_METRICS)
+                    m = metrics_by_task(p.last_metrics)
                     if not m.empty:
                         c2.markdown(f"**Metrics after epoch {p.epoch}**")
                         c2.dataframe(m.round(4), hide_index=True, width="stretch", placeholder=NA)
+                        c2.caption("the training split logs only its loss; Inspect has every metric")
         if len(snaps) > SHOWN_JOBS:
             with st.expander(f"All {len(snaps)} jobs"):
                 st.dataframe(jobs_frame(snaps), hide_index=True, width="stretch", placeholder=NA)

@@ -242,6 +242,13 @@ def share_text(count: int, total: int) -> str:
     return f"{share:.1%}" if share < 0.1 else f"{share:.0%}"
 
 
+
+def categorical_text(cardinality: int) -> str:
+    """How a categorical feature is encoded, from its cardinality (which counts the shared "other" slot, code 0,
+    that rare, unseen and missing values take): 5 -> 'categorical: 4 values + other (rare, unseen or missing)'."""
+    learned = max(0, int(cardinality) - 1)
+    return f"categorical: {learned:,} value{'s' if learned != 1 else ''} + other (rare, unseen or missing)"
+
 def summary_tables(summary: Mapping) -> dict[str, pd.DataFrame]:
     """PreparedData.summary() -> display tables: "splits", "ignored", "tasks"."""
     splits = pd.DataFrame({"split": list(summary["splits"]), "rows": list(summary["splits"].values())})

@@ -4,7 +4,7 @@
     run_label(...)     "#3 baseline — mmoe on census.csv (finished)"
     progress_text(p)   "epoch 3/10 · 12,345 samples/s · ETA 0:42"
     curves_frame(p)    Progress.curves -> long frame: epoch, split, task, loss
-    metrics_frame(m)   {split: {task: {metric: v}}} or {task: {metric: v}} -> wide table
+    metrics_by_task(m) {split: {task: {metric: v}}} -> one row per (task, metric), one column per split
     jobs_frame(ps)     one row per job (id, name, status, run, progress, device, message)
     runs_overview(df)  RunStore.runs_frame() -> the compact "recent runs" table
     outcome(p)         the one-line reason a job ended the way it did ("" when it finished fine)
@@ -20,7 +20,9 @@ from mmoe.runs.jobs import Progress
 from mmoe.runs.status import ENDED_BADLY
 from mmoe.tasks import headline_metric
 
-KEY_METRICS = ("loss", "auc", "accuracy", "rmse", "mae")   # what a compact metrics table shows
+# the metrics a job card shows per task (each task has only those of its kind), and how a split is named
+CARD_METRICS = ("loss", "auc", "accuracy", "macro_f1", "rmse", "mae", "r2")
+SPLIT_NAME = {"train": "training", "val": "validation", "test": "test"}
 
 
 def duration_text(seconds: float | None) -> str:
@@ -102,26 +104,22 @@ def history_curves(history: pd.DataFrame) -> pd.DataFrame:
     return h.rename(columns={"value": "loss"})[["epoch", "split", "task", "loss"]].reset_index(drop=True)
 
 
-def metrics_frame(metrics: Mapping, keep: Iterable[str] | None = None) -> pd.DataFrame:
-    """Metrics as a table with one row per (split,) task and one column per metric.
-
-    Accepts {split: {task: {metric: v}}} (a job's last epoch) or {task: {metric: v}} (a run's final).
-    ``keep``: only these metrics, in this order (those present)."""
-    if keep is not None:
-        keep = list(keep)
-        metrics = {k: ({t: {m: named[m] for m in keep if m in named} for t, named in v.items()}
-                       if v and all(isinstance(x, Mapping) for x in v.values())
-                       else {m: v[m] for m in keep if m in v}) if isinstance(v, Mapping) else v
-                   for k, v in (metrics or {}).items()}
+def metrics_by_task(metrics: Mapping, keep: Iterable[str] = CARD_METRICS) -> pd.DataFrame:
+    """A job's last epoch {split: {task: {metric: v}}} as one row per (task, metric) and one column per split
+    ("training", "validation"): a narrow table whatever the task kinds (a wide one has a column for every
+    metric of every kind, mostly empty, cut off beside a chart). Rows: the tasks in order, each with the metrics
+    of ``keep`` it has in some split, in that order; a metric a split does not log is NaN there."""
+    splits = [s for s, v in (metrics or {}).items() if isinstance(v, Mapping)]
+    tasks: list[str] = []
+    for s in splits:
+        tasks += [t for t in metrics[s] if t not in tasks]
     rows = []
-    for k, v in (metrics or {}).items():
-        if isinstance(v, Mapping) and v and all(isinstance(x, Mapping) for x in v.values()):
-            for task, named in v.items():
-                rows.append({"split": k, "task": task, **{m: _num(x) for m, x in named.items()}})
-        elif isinstance(v, Mapping):
-            rows.append({"task": k, **{m: _num(x) for m, x in v.items()}})
-    return pd.DataFrame(rows)
-
+    for task in tasks:
+        for m in keep:
+            cells = {SPLIT_NAME.get(s, s): _num((metrics[s].get(task) or {}).get(m)) for s in splits}
+            if any(not (isinstance(v, float) and math.isnan(v)) for v in cells.values()):
+                rows.append({"task": task, "metric": m, **cells})
+    return pd.DataFrame(rows, columns=["task", "metric", *(SPLIT_NAME.get(s, s) for s in splits)])
 
 def _num(x):
     if x is None:   # a metric that was not computed: NaN, so the column stays numeric

@@ -24,14 +24,29 @@ def feature_columns(frame: pd.DataFrame, data_summary: Mapping | None = None,
             if not is_output_column(c) and c not in tasks]
 
 
+def step_text(step: str) -> str:
+    """A run's recorded step (``FitResult.step``) in words: 'fused' -> 'fused training step'; 'fused, CUDA graph,
+    780 replays' -> 'fused training step, CUDA graph, 780 replays'; 'autograd (dropout)' -> 'autograd training
+    step (the fused step does not cover dropout)'. The fused step is MMoE Lab's hand-written forward, backward
+    and Adam (the same numbers as autograd, faster); autograd takes every model and setting."""
+    if step.startswith("fused"):
+        return "fused training step" + step[len("fused"):]
+    if step.startswith("autograd (") and step.endswith(")"):
+        why = step[len("autograd ("):-1]
+        if why in ("off", "switched off"):
+            return "autograd training step (the fused step was switched off)"
+        return f"autograd training step (the fused step does not cover {why})"
+    return f"{step} step"
+
+
 def device_text(data_summary: Mapping | None) -> str:
-    """Where a run trained and by which step, in words: 'cpu · fused step', 'cuda:0 · fused, CUDA graph, 780
-    replays step · 2 processes (torchrun, nccl)', 'cpu · autograd (dropout) step' (runs stored before the step
-    was recorded: no step)."""
+    """Where a run trained and by which step, in words: 'cpu · fused training step', 'cuda:0 · fused training
+    step, CUDA graph, 780 replays · 2 processes (torchrun, nccl)', 'cpu · autograd training step (the fused step
+    does not cover dropout)' (runs stored before the step was recorded: no step)."""
     summ = data_summary or {}
     parts = [str(summ.get("device") or "")]
     if summ.get("step"):
-        parts.append(f"{summ['step']} step")
+        parts.append(step_text(str(summ["step"])))
     dist = summ.get("distributed") or {}
     n = int(dist.get("world_size") or 1)
     if n > 1:

@@ -88,7 +88,12 @@ def test_deleting_a_dataset_says_which_runs_used_it(mmoe_home, process_manager, 
     assert DatasetShelf(mmoe_home).list() == [] and store.exists(run.id)     # the run stays
 
 
-def test_train_again_refills_the_pages_with_the_run(mmoe_home, process_manager, tiny_frame):
+def test_train_again_refills_the_pages_with_the_run(mmoe_home, process_manager, tiny_frame, monkeypatch):
+    from streamlit.elements.lib import policies
+
+    warned = []            # a widget given a default value and a restored one logs a warning (once a process)
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    monkeypatch.setattr(policies._LOGGER, "warning", lambda msg, *a, **kw: warned.append(msg % a))
     data = tiny_frame.to_csv(index=False).encode()
     at = fresh()
     upload(at, "tiny.csv", data)
@@ -117,6 +122,7 @@ def test_train_again_refills_the_pages_with_the_run(mmoe_home, process_manager, 
     assert second.id != first.id
     assert second.final_metrics == first.final_metrics                  # the same run again
     assert second.train_config == first.train_config and second.model_config == first.model_config
+    assert not warned
 
 
 def test_run_choices_and_widget_values_from_a_record(mmoe_home, tiny_frame):

@@ -95,8 +95,9 @@ def test_fixed_weights_draw_no_weight_chart(runs, monkeypatch):
     assert [c for c in at.get("plotly_chart") if c.proto.id.endswith("inspect.curves")]
 
 
-@pytest.mark.parametrize("how,step", [("fixed", "fused step"),
-                                      ("gradnorm", "autograd (gradnorm task weighting (per-task gradient norms")])
+@pytest.mark.parametrize("how,step", [("fixed", "fused training step"),
+                                      ("gradnorm", "autograd training step (the fused step does not cover gradnorm "
+                                                   "task weighting (per-task gradient norms")])
 def test_settings_say_where_and_by_which_step_the_run_trained(runs, monkeypatch, how, step):
     at = _open(runs, monkeypatch, how)
     text = "\n".join(m.value for m in at.markdown).replace("\\", "")     # (markdown escapes dropped)

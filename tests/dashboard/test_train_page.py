@@ -96,13 +96,16 @@ def test_train_runs_in_the_background_and_is_stored(at, mmoe_home, process_manag
             assert list(t["x"]) == [1, 2, 3] == want["epoch"].tolist()
             np.testing.assert_allclose(np.asarray(t["y"], float), want["value"].to_numpy(), rtol=1e-6)
     assert any(m.value == "**Metrics after epoch 3**" for m in at.markdown)
-    rows = at.dataframe[0].value     # "Metrics after epoch 3": train rows hold only the loss
-    assert set(rows["split"]) >= {"train", "val"} and rows.loc[rows["split"] == "train", "auc"].isna().all()
+    rows = at.dataframe[0].value     # "Metrics after epoch 3": a row per (task, metric), a column per split
+    assert list(rows.columns) == ["task", "metric", "training", "validation"]
+    assert {("click", "auc"), ("score", "rmse"), ("score", "r2")} <= set(zip(rows["task"], rows["metric"]))
+    assert not {("click", "rmse"), ("score", "auc")} & set(zip(rows["task"], rows["metric"]))   # its kind's only
+    assert rows.loc[rows["metric"] != "loss", "training"].isna().all()          # training logs only its loss
     last = hist[hist.epoch == 3].set_index(["split", "task", "metric"])["value"]
     for r in rows.to_dict("records"):
-        for metric in ("loss", "auc", "rmse"):
-            if metric in r and not np.isnan(r[metric]):
-                assert r[metric] == pytest.approx(last[(r["split"], r["task"], metric)], abs=5e-5), (r, metric)
+        for split, column in (("train", "training"), ("val", "validation")):
+            if not np.isnan(r[column]):
+                assert r[column] == pytest.approx(last[(split, r["task"], r["metric"])], abs=5e-5), (r, split)
     assert all(d.proto.placeholder == "—" for d in at.dataframe)   # shown as "—", not "None"
 
 

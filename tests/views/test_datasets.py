@@ -6,8 +6,8 @@ import pytest
 
 from mmoe.config import ConfigError, TaskSpec
 from mmoe.data import profile_columns
-from mmoe.views.datasets import (BUILTINS, IS_VALUE, build_config, check, column_table, summary_tables,
-                           target_choices, task_from_choice, usable_features, with_task_weights)
+from mmoe.views.datasets import (BUILTINS, IS_VALUE, build_config, categorical_text, check, column_table,
+                                 summary_tables, target_choices, task_from_choice, usable_features, with_task_weights)
 
 
 def test_builtins_exist_and_their_suggested_targets_prepare():
@@ -129,3 +129,18 @@ def test_target_details_show_counts():
     t = summary_tables(summary)["tasks"].set_index("task")["details"]
     assert t["k"] == "2 classes: common 5,000 (>99.9%), rare 1 (<0.1%)"
     assert t["c"] == "positive = 'yes': 40 of 800 labelled rows (5.0%)"
+
+
+def test_categorical_text_counts_the_values_not_the_other_slot(tiny_frame):
+    """A categorical feature's cardinality includes the "other" slot: the Data page says how many values of the
+    column were learned (the tiny frame's colour has three), and names the slot apart."""
+    from mmoe.config import DataConfig
+    from mmoe.data import prepare
+
+    data = prepare(tiny_frame, DataConfig(tasks=(TaskSpec("click", "binary", positive="yes"),), seed=0))
+    card = data.summary()["features"]["cardinalities"]["color"]
+    assert card == tiny_frame["color"].nunique() + 1
+    assert categorical_text(card) == "categorical: 3 values + other (rare, unseen or missing)"
+    assert categorical_text(2) == "categorical: 1 value + other (rare, unseen or missing)"
+    assert categorical_text(1001).startswith("categorical: 1,000 values")
+

@@ -5,12 +5,11 @@ import pytest
 
 from mmoe.runs.jobs import JobManager
 from mmoe.views.jobview import (
-    KEY_METRICS,
     curves_frame,
     duration_text,
     history_curves,
     jobs_frame,
-    metrics_frame,
+    metrics_by_task,
     outcome,
     progress_text,
     run_label,
@@ -45,13 +44,13 @@ def test_snapshots_to_text_and_tables(manager):
     c = curves_frame(p)
     assert c.to_dict("records") == [{"epoch": 1, "split": "train", "task": "click", "loss": 0.6},
                                     {"epoch": 1, "split": "val", "task": "click", "loss": 0.5}]
-    mf = metrics_frame(p.last_metrics)
-    assert mf.to_dict("records") == [{"split": "val", "task": "click", "loss": 0.5, "auc": 0.7}]
+    mf = metrics_by_task(p.last_metrics)
+    assert mf.to_dict("records") == [{"task": "click", "metric": "loss", "validation": 0.5},
+                                     {"task": "click", "metric": "auc", "validation": 0.7}]
     assert jobs_frame([p])["status"].iloc[0].endswith("diverged")
 
 
 def test_metrics_frame_final_metrics_and_history():
-    assert metrics_frame({"click": {"auc": 0.8}}).to_dict("records") == [{"task": "click", "auc": 0.8}]
     h = pd.DataFrame({"epoch": [1, 1], "split": ["val", "val"], "task": ["a", "a"], "metric": ["loss", "auc"],
                       "value": [0.3, 0.9]})
     assert history_curves(h).to_dict("records") == [{"epoch": 1, "split": "val", "task": "a", "loss": 0.3}]
@@ -66,14 +65,20 @@ def test_duration_text_short_runs_and_run_label():
     assert run_label(4, "baseline") == "#4 baseline"          # the short form: Compare legends, run pickers
 
 
-def test_metrics_frame_train_rows_have_only_the_loss():
-    """The engine logs only the loss for the train split: the other cells are NaN (a number the
-    table shows as "—"), never the object None."""
-    mf = metrics_frame({"train": {"click": {"loss": 0.6}},
-                        "val": {"click": {"loss": 0.5, "auc": 0.7, "accuracy": None}}}, KEY_METRICS)
-    assert list(mf.columns) == ["split", "task", "loss", "auc", "accuracy"]
-    assert mf["auc"].dtype == "float64" and mf["accuracy"].dtype == "float64"
-    assert mf["auc"].isna().tolist() == [True, False] and mf["accuracy"].isna().all()
+def test_metrics_by_task_one_row_per_task_and_metric():
+    """A job card's table stays narrow whatever the task kinds: a row per (task, metric), the metrics of the
+    task's own kind only, a column per split. The engine logs only the loss for the train split: its other
+    cells are NaN (a number the table shows as "—"), never the object None."""
+    mf = metrics_by_task({"train": {"click": {"loss": 0.6}, "score": {"loss": 0.2, "task_weight": 1.5}},
+                          "val": {"click": {"loss": 0.5, "auc": 0.7, "accuracy": None, "gate_entropy": 1.1},
+                                  "score": {"loss": 0.3, "rmse": 2.0, "r2": 0.4, "mae": 1.5}}})
+    assert list(mf.columns) == ["task", "metric", "training", "validation"]
+    assert [(r["task"], r["metric"]) for r in mf.to_dict("records")] == [
+        ("click", "loss"), ("click", "auc"), ("score", "loss"), ("score", "rmse"), ("score", "mae"), ("score", "r2")]
+    assert mf["training"].dtype == "float64" and mf["validation"].dtype == "float64"
+    assert mf["training"].tolist()[:2] == [0.6, pytest.approx(float("nan"), nan_ok=True)]
+    assert mf.set_index(["task", "metric"]).loc[("score", "r2"), "validation"] == 0.4
+    assert metrics_by_task({}).empty and list(metrics_by_task({}).columns) == ["task", "metric"]
 
 
 def test_runs_overview_puts_metrics_before_why_it_stopped(tmp_path):
@@ -108,3 +113,18 @@ def test_a_run_no_better_than_a_constant_is_flagged():
     assert "R² -0.010" in flags[0] and "chance" in flags[1] and "most frequent class (0.700" in flags[2]
     assert no_better_than_baseline(rec({"y": {"r2": 0.4}, "c": {"auc": 0.8}, "k": {"accuracy": 0.75}})) == []
     assert no_better_than_baseline(rec({"y": {"r2": -1.0}}, status="cancelled")) == []
+
+
+def test_device_and_step_in_words():
+    from mmoe.views.runinfo import device_text, step_text
+
+    assert step_text("fused") == "fused training step"
+    assert step_text("fused, CUDA graph, 780 replays") == "fused training step, CUDA graph, 780 replays"
+    assert step_text("fused, no CUDA graph: switched off") == "fused training step, no CUDA graph: switched off"
+    assert step_text("autograd (dropout)") == "autograd training step (the fused step does not cover dropout)"
+    assert step_text("autograd (switched off)") == "autograd training step (the fused step was switched off)"
+    assert device_text({"device": "cpu", "step": "autograd (sparse top-k gating)"}) == \
+        "cpu · autograd training step (the fused step does not cover sparse top-k gating)"
+    assert device_text({"device": "cuda:0", "step": "fused", "distributed": {"world_size": 2, "backend": "nccl"}}) \
+        == "cuda:0 · fused training step · 2 processes (torchrun, nccl)"
+    assert device_text({"device": "cpu"}) == "cpu"           # a run stored before the step was recorded
