@@ -37,7 +37,7 @@ from mmoe_dashboard.continuity import (
     shelf,
 )
 from mmoe_dashboard.server_file import SERVER_FILE, server_file_source
-from mmoe_dashboard.state import DATA_KEY, page, store
+from mmoe_dashboard.state import BACK_TO, DATA_KEY, page, store
 
 KEEP = "session"   # widget values survive page switches
 SOURCES = ["Upload a CSV", "Recent dataset", "Built-in dataset", SERVER_FILE]
@@ -134,6 +134,7 @@ def main() -> None:
     st.title("Data")
     st.caption("Choose a table, the target columns (one task each) and the feature columns.")
 
+    requested, back = st.query_params.get("dataset"), st.query_params.pop(BACK_TO, None)   # (once: no loop)
     if "data.source" not in st.session_state and st.query_params.get("dataset"):
         try:   # a refresh, a new tab or a link: back to the dataset in the address
             select_source(st.query_params["dataset"])
@@ -372,6 +373,8 @@ def main() -> None:
 
     st.session_state[DATA_KEY] = {"name": name, "key": key, "frame": df, "data_config": config, "prepared": prepared,
                                   "server_file": facts}
+    if back == "train" and key == requested:   # a refresh of the Train page: the dataset is ready again
+        st.switch_page(page("train"), query_params={"dataset": key})
     summary = prepared.summary()
     st.success(f"Ready to train on **{plain(name)}**: {len(tasks)} task(s), "
                f"{len(prepared.feature_columns)} feature column(s)."

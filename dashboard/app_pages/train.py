@@ -26,7 +26,7 @@ from mmoe.views.presets import PRESETS, compare_configs
 from mmoe.views.runinfo import no_better_than_baseline
 from mmoe_dashboard.charts import loss_curve_figure
 from mmoe_dashboard.continuity import command_panel, restore_train_settings, save_train_settings
-from mmoe_dashboard.state import DATA_KEY, NA, manager, open_experiment, open_in_inspect, page, store
+from mmoe_dashboard.state import BACK_TO, DATA_KEY, NA, manager, open_experiment, open_in_inspect, page, store
 from mmoe_dashboard.widgets import (
     apply_preset,
     experiment_widgets,
@@ -45,6 +45,12 @@ def main() -> None:
 
     # ------------------------------------------------------------------------------------- settings
 
+    if dataset is None and st.query_params.get("dataset") and "data.source" not in st.session_state:
+        # a refresh, a new tab or a link of this page (a new session): the Data page prepares the dataset in the
+        # address with the choices kept for it, then comes back here (``BACK_TO``)
+        st.switch_page(page("data"), query_params={"dataset": st.query_params["dataset"], BACK_TO: "train"})
+    if dataset is not None:
+        st.query_params["dataset"] = dataset["key"]        # in the address: a refresh comes back to it
     if dataset is None:
         st.info("No dataset is ready yet: choose one and its targets on the Data page first. "
                 "Runs started earlier are listed below.")

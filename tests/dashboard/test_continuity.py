@@ -68,6 +68,35 @@ def test_an_upload_is_kept_once_and_a_refresh_comes_back_to_it(mmoe_home, proces
     assert again.number_input(key="train.experts").value == 6 and again.number_input(key="train.seed").value == 42
 
 
+
+def test_a_refresh_of_the_train_page_comes_back_to_it(mmoe_home, process_manager, tiny_frame):
+    """The Train page keeps the dataset in its address; a new session there (a refresh, a new tab) has the
+    Data page prepare it with its kept choices and comes back to the Train page with its settings."""
+    data = tiny_frame.to_csv(index=False).encode()
+    at = fresh()
+    upload(at, "tiny.csv", data)
+    key = f"dataset:{dataset_id(data)}"
+    at.multiselect(key=f"data.targets.{key}").set_value(["click", "score"]).run()
+    at.switch_page("app_pages/train.py").run()
+    at.number_input(key="train.seed").set_value(42).run()
+    assert at.query_params["dataset"] in (key, [key])
+
+    again = AppTest.from_file(APP, default_timeout=60)                   # the refresh, on the Train page
+    again.query_params["dataset"] = key
+    again.switch_page("app_pages/train.py").run()
+    assert not again.exception, again.exception
+    assert again.session_state[DATA_KEY]["key"] == key
+    assert [t.label() for t in again.session_state[DATA_KEY]["data_config"].tasks] == ["click:binary", "score:regression"]
+    assert again.number_input(key="train.seed").value == 42                # the Train page, with its settings
+    assert "then" not in again.query_params and again.query_params["dataset"] in (key, [key])
+    assert not [i for i in again.info if "No dataset is ready yet" in i.value]
+
+    gone = AppTest.from_file(APP, default_timeout=60)    # a dataset whose choices make no task: stays on Data
+    gone.query_params["dataset"] = "builtin:no-such-file.csv"
+    gone.switch_page("app_pages/train.py").run()
+    assert not gone.exception, gone.exception
+    assert "then" not in gone.query_params
+
 def test_deleting_a_dataset_says_which_runs_used_it(mmoe_home, process_manager, tiny_frame):
     data = tiny_frame.to_csv(index=False).encode()
     at = fresh()
