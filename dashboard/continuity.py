@@ -25,7 +25,7 @@ PENDING = "continuity.pending"        # {dataset key: data choices} waiting for 
 # the Train page's widgets (without the prefix) that are saved and restored
 TRAIN_KEYS = ("arch", "experts", "expert_hidden", "gate", "gate_hidden", "sparse", "top_k", "aux", "tower_hidden",
               "dropout", "optimizer", "lr", "weight_decay", "epochs", "batch_size", "auto_schedule", "early",
-              "patience", "device", "seed", "weighting", "gradnorm_alpha", "seeds", "sweep")
+              "patience", "device", "seed", "weighting", "gradnorm_alpha", "seeds", "sweep", "name")
 
 
 def shelf() -> DatasetShelf:

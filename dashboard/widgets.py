@@ -143,7 +143,8 @@ def train_widgets(n_train: int | None = None) -> TrainConfig:
     device = c1.selectbox("Device", choices, key=K + "device", persist_state=KEEP,
                           format_func={"auto": "auto", "cuda": "GPU (cuda)", "cpu": "CPU"}.get)
     c2.caption(note)
-    seed = c1.number_input("Seed", 0, 2**31 - 1, value=0, key=K + "seed", persist_state=KEEP)
+    st.session_state.setdefault(K + "seed", 0)     # (the default here, not as value=: a restored seed would warn)
+    seed = c1.number_input("Seed", 0, 2**31 - 1, key=K + "seed", persist_state=KEEP)
     chosen = TrainConfig(epochs=None if auto else int(epochs), batch_size=None if auto else int(batch))
     if n_train:
         st.caption(f"{'Chosen from the data' if auto else 'This schedule'}: {schedule_text(chosen, n_train)}.")
@@ -225,7 +226,8 @@ SWEEPS = {"arch": ("architecture", "mmoe, omoe, shared-bottom, cgc, ple"), "expe
 def experiment_widgets() -> tuple[int, list]:
     """Repeat with N seeds and sweep up to two settings -> (seeds, grid); a bad value raises ConfigError."""
     c1, c2 = st.columns([1, 3])
-    seeds = c1.number_input("Repeat with N seeds", 1, 100, value=1, key=K + "seeds", persist_state=KEEP,
+    st.session_state.setdefault(K + "seeds", 1)
+    seeds = c1.number_input("Repeat with N seeds", 1, 100, key=K + "seeds", persist_state=KEEP,
                             help="train every setting with seeds seed, seed+1, ...: the results come with 95% "
                                  "intervals, and settings are compared seed by seed (paired)")
     keys = c2.multiselect("Sweep (up to two settings)", list(SWEEPS), format_func=lambda k: SWEEPS[k][0],

@@ -91,9 +91,9 @@ def results_section(summary: dict) -> None:
         st.info("No run of this experiment has finished yet.")
         return
     c1, c2 = st.columns(2)
-    task = c1.selectbox("Task", tasks, key="exp.task")
+    task = c1.selectbox("Task", tasks, key="exp.task", bind="query-params")
     choices = metric_choices(summary, task)
-    metric = c2.selectbox("Metric", choices, key=f"exp.metric.{task}")
+    metric = c2.selectbox("Metric", choices, key=f"exp.metric.{task}", bind="query-params")
     arrow = ARROW.get(METRIC_DIRECTIONS.get(metric) or "", "")
     st.plotly_chart(X.sweep_figure(sweep_frame(summary, task, metric), task, metric, arrow), width="stretch",
                     key="exp.sweep")
@@ -121,17 +121,23 @@ def results_section(summary: dict) -> None:
 
     st.markdown("**Mean learning curves** over seeds, with 95% bands")
     c1, c2 = st.columns(2)
-    split = c1.radio("Split", ["val", "train"], horizontal=True, key="exp.split",
+    split = c1.radio("Split", ["val", "train"], horizontal=True, key="exp.split", bind="query-params",
                      format_func={"val": "validation", "train": "training"}.get)
     curve_metric = c2.selectbox("Curve", ["loss"] + [m for m in choices if m != "loss"] if split == "val"
-                                else ["loss"], key="exp.curve_metric")
+                                else ["loss"], key="exp.curve_metric", bind="query-params")
     labels = [settings_text(c["settings"]) for c in summary["configs"]]
     grid = summary.get("grid", [])
     default = labels
     if len(grid) > 1:   # e.g. the paper: the architectures at the first correlation, not 9 bands at once
         last, first_value = grid[-1][0], grid[-1][1][0]
         default = [lab for lab, c in zip(labels, summary["configs"]) if c["settings"].get(last) == first_value]
-    shown = st.multiselect("Settings shown", labels, default=default, key="exp.curve_settings")
+    # one choice per experiment: another experiment's settings are not among this one's options (switching
+    # experiments emptied the choice, and the chart then said no epochs were stored)
+    shown = st.multiselect("Settings shown", labels, default=default, key=f"exp.curve_settings.{summary['experiment_id']}",
+                           bind="query-params")
+    if not shown:
+        st.info("Choose at least one setting to draw its mean curve.")
+        return
     curves = {lab: mean_curves(store(), c["runs"], task, curve_metric, split)
               for lab, c in zip(labels, summary["configs"]) if lab in shown}
     st.plotly_chart(X.mean_curves_figure(curves, task, curve_metric, split), width="stretch", key="exp.curves")

@@ -188,7 +188,7 @@ def training_section(s: RunStore, rec: RunRecord) -> None:
         st.info("No epoch finished, so there are no curves." + (f" Error: {plain(rec.error)}" if rec.error else ""))
     else:
         metrics = A.history_metrics(hist)
-        metric = st.selectbox("Metric", metrics, index=0, key="inspect.curve_metric",
+        metric = st.selectbox("Metric", metrics, index=0, key="inspect.curve_metric", bind="query-params",
                               format_func=charts._metric_title)
         st.plotly_chart(charts.task_curves(A.curves(hist, metric), metric, list(A.task_kinds(rec.data_config)) or None),
                         key="inspect.curves")
@@ -267,10 +267,12 @@ def split_picker(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     if len(found) < 2:
         return frame
     counts = frame[SPLIT].astype(str).value_counts()
-    split = st.radio("Rows shown in Predictions and Gates", found, horizontal=True, key="inspect.split",
-                     format_func=lambda x: f"{SPLIT_NAMES.get(x, x)} ({counts.get(x, 0):,} rows"
-                                           + (", sample)" if x == "train" and counts.get(x, 0) >= TRAIN_SAMPLE_ROWS
-                                              else ")"),
+    # the split's name is its label (and its value in the address: ``?inspect.split=training``), its rows the caption
+    split = st.radio("Rows shown in Predictions and Gates", found, horizontal=True, key="inspect.split", bind="query-params",
+                     format_func=lambda x: SPLIT_NAMES.get(x, x),
+                     captions=[f"{counts.get(x, 0):,} rows"
+                               + (", a sample" if x == "train" and counts.get(x, 0) >= TRAIN_SAMPLE_ROWS else "")
+                               for x in found],
                      help="Judge a model on the validation (or test) rows; the training rows (a seeded sample "
                           "of at most 20,000) show what it fitted: a much better fit there than on validation "
                           "means it overfits.")
@@ -313,7 +315,7 @@ def main() -> None:
         frame = None
 
     shown = split_picker(frame)
-    tabs = st.tabs(TABS, key="inspect.tab", on_change="rerun")
+    tabs = st.tabs(TABS, key="inspect.tab", bind="query-params", on_change="rerun")
     for tab, name in zip(tabs, TABS):
         if tab.open is False:
             continue
