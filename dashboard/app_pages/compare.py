@@ -335,7 +335,9 @@ def tables_section(runs: list[RunRecord], notes: list[str], experiments: dict[in
     if d.empty:
         st.caption("The selected runs have identical settings." if only else "No settings recorded.")
     else:
-        st.dataframe(d, key="compare.settings", height=min(600, 38 + 35 * len(d)), placeholder=NA)
+        longest = max([len(str(k)) for k in d.index] + [8])    # the setting names whole, not cut to "data.tasks[de…"
+        st.dataframe(d, key="compare.settings", height=min(600, 38 + 35 * len(d)), placeholder=NA,
+                     column_config={"_index": st.column_config.TextColumn("setting", width=min(420, 24 + 8 * longest))})
 
 
 def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
