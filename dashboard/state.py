@@ -122,3 +122,11 @@ def no_predictions(rec) -> None:
     else:
         why = f" ({plain(rec.error)})" if rec.error else ""
         st.info(f"This run has no stored predictions: it ended as **{rec.status}** before saving them{why}.")
+
+
+def text_column(label: str, values, widest: int = 420):
+    """A table column wide enough for its longest value (up to ``widest`` pixels): a table cell does not wrap,
+    so a narrow column cut names such as "data.tasks[defaulted].kind" to "data.tasks[de…"."""
+    longest = max([len(str(v)) for v in values] + [8])
+    return st.column_config.TextColumn(label, width=min(widest, 24 + 8 * longest))
+

@@ -39,6 +39,15 @@ def apply_preset(name: str | None = None) -> None:
         st.session_state[K + k] = v
 
 
+def preset_changes(name: str) -> list[str]:
+    """The widgets (without their key prefix) whose values differ from preset ``name``'s: the settings were
+    changed after it was chosen, so the page should not say they are that preset."""
+    ss = st.session_state
+    auto = ss.get(K + "auto_schedule") is True     # (then the page fills epochs and batch size from the data)
+    return [k for k, v in _preset_values(name).items()
+            if K + k in ss and ss[K + k] != v and not (auto and k in ("epochs", "batch_size"))]
+
+
 def init_defaults() -> None:
     """First visit: start from the default preset."""
     if K + "arch" not in st.session_state:

@@ -32,13 +32,7 @@ from mmoe.views.jobview import run_label
 from mmoe_dashboard import charts
 from mmoe_dashboard.continuity import train_again
 from mmoe_dashboard.gates_panel import heatmap_of, run_layout
-from mmoe_dashboard.state import (
-    COMPARE_RUNS_KEY,
-    INSPECT_RUN_KEY,
-    NA,
-    predictions,
-    store,
-)
+from mmoe_dashboard.state import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store, text_column
 from mmoe_dashboard.tracking_panel import tracking_section
 
 PICK = "compare.pick"
@@ -335,9 +329,8 @@ def tables_section(runs: list[RunRecord], notes: list[str], experiments: dict[in
     if d.empty:
         st.caption("The selected runs have identical settings." if only else "No settings recorded.")
     else:
-        longest = max([len(str(k)) for k in d.index] + [8])    # the setting names whole, not cut to "data.tasks[de…"
         st.dataframe(d, key="compare.settings", height=min(600, 38 + 35 * len(d)), placeholder=NA,
-                     column_config={"_index": st.column_config.TextColumn("setting", width=min(420, 24 + 8 * longest))})
+                     column_config={"_index": text_column("setting", d.index)})
 
 
 def gates_section(s: RunStore, runs: list[RunRecord]) -> None:

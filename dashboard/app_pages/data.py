@@ -37,7 +37,7 @@ from mmoe_dashboard.continuity import (
     shelf,
 )
 from mmoe_dashboard.server_file import SERVER_FILE, server_file_source
-from mmoe_dashboard.state import BACK_TO, DATA_KEY, page, store
+from mmoe_dashboard.state import BACK_TO, DATA_KEY, page, store, text_column
 
 KEEP = "session"   # widget values survive page switches
 SOURCES = ["Upload a CSV", "Recent dataset", "Built-in dataset", SERVER_FILE]
@@ -398,10 +398,9 @@ def main() -> None:
     # full width, one below the other: a reason ("identifier-like (20000 distinct values, e.g. ...)") is
     # long, and a table cell does not wrap, so a half-width table cut it (and the column names) off
     st.markdown(f"**Not used as features** ({len(tables['ignored'])})")
-    longest = max([len(str(c)) for c in tables["ignored"]["column"]] + [8])
     st.dataframe(tables["ignored"], hide_index=True, width="stretch",
                  height=min(300, 38 + 35 * max(1, len(tables["ignored"]))),
-                 column_config={"column": st.column_config.TextColumn("column", width=min(360, 24 + 8 * longest))})
+                 column_config={"column": text_column("column", tables["ignored"]["column"], widest=360)})
     st.page_link(page("train"), label="Next: choose a model and train", icon=":material/model_training:")
 
 

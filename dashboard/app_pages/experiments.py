@@ -23,7 +23,8 @@ from mmoe.views.experiments import (
 )
 from mmoe.views.formatting import plain
 from mmoe_dashboard import experiment_charts as X
-from mmoe_dashboard.state import COMPARE_RUNS_KEY, EXPERIMENT_KEY, NA, manager, open_in_inspect, page, store
+from mmoe_dashboard.state import (COMPARE_RUNS_KEY, EXPERIMENT_KEY, NA, manager, open_in_inspect, page, store,
+                                  text_column)
 
 POLL_SECONDS = 2.0
 
@@ -150,11 +151,9 @@ def members_section(summary: dict) -> None:
         st.caption("No runs yet.")
         return
     ids = members["run"].tolist()
-    longest = max([len(str(v)) for v in members["settings"]] + [8])   # the settings whole ("arch=shared-botto…")
     event = st.dataframe(members, hide_index=True, width="stretch", placeholder=NA, on_select="rerun",
                          selection_mode="single-row", key="exp.members", height=min(420, 38 + 35 * len(members)),
-                         column_config={"settings": st.column_config.TextColumn("settings",
-                                                                                width=min(420, 24 + 8 * longest))})
+                         column_config={"settings": text_column("settings", members["settings"])})
     rows = event.selection.rows if event is not None else []
     if rows:
         open_in_inspect(int(ids[rows[0]]))

@@ -29,6 +29,7 @@ from mmoe_dashboard.continuity import command_panel, restore_train_settings, sav
 from mmoe_dashboard.state import BACK_TO, DATA_KEY, NA, manager, open_experiment, open_in_inspect, page, store
 from mmoe_dashboard.widgets import (
     apply_preset,
+    preset_changes,
     experiment_widgets,
     init_defaults,
     model_widgets,
@@ -71,7 +72,10 @@ def main() -> None:
         c1, c2 = st.columns([1, 2])
         c1.selectbox("Preset", list(PRESETS), key="train.preset", on_change=apply_preset, persist_state="session",
                      help="fills in all settings below; change any of them afterwards")
-        c2.caption(PRESETS[st.session_state.get("train.preset", next(iter(PRESETS)))].description)
+        preset = st.session_state.get("train.preset", next(iter(PRESETS)))
+        changed = preset_changes(preset)
+        c2.caption(PRESETS[preset].description + (f" · changed since: {', '.join(c.replace('_', ' ') for c in changed)}"
+                                                  if changed else ""))
 
         model_config = train_config = None
         with st.container(border=True):

@@ -33,6 +33,17 @@ def upload(at: AppTest, name: str, data: bytes) -> None:
     assert not at.exception, at.exception
 
 
+
+def on_the_train_page(frame, targets: list[str]) -> tuple[AppTest, str, bytes]:
+    """A session that uploaded ``frame``, chose ``targets`` and went to the Model & training page."""
+    data = frame.to_csv(index=False).encode()
+    at = fresh()
+    upload(at, "tiny.csv", data)
+    key = f"dataset:{dataset_id(data)}"
+    at.multiselect(key=f"data.targets.{key}").set_value(targets).run()
+    at.switch_page("app_pages/train.py").run()
+    return at, key, data
+
 def test_an_upload_is_kept_once_and_a_refresh_comes_back_to_it(mmoe_home, process_manager, tiny_frame):
     data = tiny_frame.to_csv(index=False).encode()
     at = fresh()
@@ -72,12 +83,7 @@ def test_an_upload_is_kept_once_and_a_refresh_comes_back_to_it(mmoe_home, proces
 def test_a_refresh_of_the_train_page_comes_back_to_it(mmoe_home, process_manager, tiny_frame):
     """The Train page keeps the dataset in its address; a new session there (a refresh, a new tab) has the
     Data page prepare it with its kept choices and comes back to the Train page with its settings."""
-    data = tiny_frame.to_csv(index=False).encode()
-    at = fresh()
-    upload(at, "tiny.csv", data)
-    key = f"dataset:{dataset_id(data)}"
-    at.multiselect(key=f"data.targets.{key}").set_value(["click", "score"]).run()
-    at.switch_page("app_pages/train.py").run()
+    at, key, _ = on_the_train_page(tiny_frame, ["click", "score"])
     at.number_input(key="train.seed").set_value(42).run()
     assert at.query_params["dataset"] in (key, [key])
 
@@ -123,12 +129,7 @@ def test_train_again_refills_the_pages_with_the_run(mmoe_home, process_manager, 
     warned = []            # a widget given a default value and a restored one logs a warning (once a process)
     monkeypatch.setattr(policies, "_shown_default_value_warning", False)
     monkeypatch.setattr(policies._LOGGER, "warning", lambda msg, *a, **kw: warned.append(msg % a))
-    data = tiny_frame.to_csv(index=False).encode()
-    at = fresh()
-    upload(at, "tiny.csv", data)
-    key = f"dataset:{dataset_id(data)}"
-    at.multiselect(key=f"data.targets.{key}").set_value(["click", "score"]).run()
-    at.switch_page("app_pages/train.py").run()
+    at, key, data = on_the_train_page(tiny_frame, ["click", "score"])
     at.checkbox(key="train.auto_schedule").uncheck().run()
     at.number_input(key="train.epochs").set_value(2).run()
     at.number_input(key="train.seed").set_value(9).run()

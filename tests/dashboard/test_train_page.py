@@ -59,6 +59,11 @@ def test_settings_show_the_parameter_count_and_presets_fill_them(at):
     assert at.checkbox(key="train.sparse").value is True and at.number_input(key="train.top_k").value == 2
     assert at.number_input(key="train.experts").value == 8
     assert count() > quick
+    # the preset's caption says when the settings no longer are that preset
+    preset_caption = lambda: [c.value for c in at.caption if "changed since" in c.value]  # noqa: E731
+    assert not preset_caption()
+    at.number_input(key="train.experts").set_value(5).run()
+    assert preset_caption() and preset_caption()[0].endswith("changed since: experts")
     at.text_input(key="train.expert_hidden").set_value("64,abc").run()
     assert not at.exception and any("expert layers" in e.value for e in at.error)
     assert at.button(key="train.go").disabled
