@@ -135,11 +135,17 @@ def main() -> None:
     st.caption("Choose a table, the target columns (one task each) and the feature columns.")
 
     requested, back = st.query_params.get("dataset"), st.query_params.pop(BACK_TO, None)   # (once: no loop)
-    if "data.source" not in st.session_state and st.query_params.get("dataset"):
+    if "data.source" not in st.session_state and requested:
+        kept = not requested.startswith("dataset:") or shelf().exists(requested.split(":", 1)[1])
         try:   # a refresh, a new tab or a link: back to the dataset in the address
-            select_source(st.query_params["dataset"])
+            if kept:
+                select_source(requested)
         except (StopIteration, ValueError):
-            pass
+            kept = False
+        if not kept:   # (not silently another table: the newest recent one, or a default)
+            st.warning(f"The dataset in this page's address ({plain(requested)}) is not in the run store or among the "
+                       "built-in ones any more (deleted, or a link from another store). Upload it again or choose "
+                       "another below.", icon=":material/link_off:")
     if st.session_state.get("continuity.again") is not None:
         st.info(f"Filled in from run #{st.session_state['continuity.again']}: its table, targets, features and "
                 "split here, its model and training settings on the Model & training page. Check them, then "

@@ -97,11 +97,16 @@ def test_a_refresh_of_the_train_page_comes_back_to_it(mmoe_home, process_manager
     assert "then" not in again.query_params and again.query_params["dataset"] in (key, [key])
     assert not [i for i in again.info if "No dataset is ready yet" in i.value]
 
-    gone = AppTest.from_file(APP, default_timeout=60)    # a dataset whose choices make no task: stays on Data
-    gone.query_params["dataset"] = "builtin:no-such-file.csv"
-    gone.switch_page("app_pages/train.py").run()
-    assert not gone.exception, gone.exception
-    assert "then" not in gone.query_params
+    for missing in ("builtin:no-such-file.csv", "dataset:0123456789abcdef"):   # gone: it stays on the Data page
+        gone = AppTest.from_file(APP, default_timeout=60)
+        gone.query_params["dataset"] = missing
+        gone.switch_page("app_pages/train.py").run()
+        assert not gone.exception, gone.exception
+        assert "then" not in gone.query_params
+        shown = [w.value.replace("\\", "").replace("\u2060", "") for w in gone.warning]     # (Markdown escapes)
+        assert any(missing in w and "not in the run store" in w for w in shown), (missing, shown)
+        assert gone.radio(key="data.source").value != "Recent dataset"     # not silently another table
+
 
 def test_deleting_a_dataset_says_which_runs_used_it(mmoe_home, process_manager, tiny_frame):
     data = tiny_frame.to_csv(index=False).encode()
