@@ -14,7 +14,7 @@ from mmoe.runs.store import RunRecord, RunStore
 from mmoe.views.formatting import chart_text, plain
 from mmoe.views.gates import ExpertLayout, expert_layout
 from mmoe_dashboard import charts
-from mmoe_dashboard.state import no_predictions, predictions_version
+from mmoe_dashboard.state import ADDRESS, no_predictions, predictions_version
 
 HOVER_FEATURES = 3
 
@@ -109,7 +109,7 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
     top = min(n, A.MAX_HEATMAP_ROWS)
     shown = top if n <= 200 else st.slider("Samples per heatmap", min_value=min(200, top), max_value=top,
                                            value=min(1000, top), step=100 if top >= 300 else 1,
-                                           key="inspect.heatmap_rows", bind="query-params",
+                                           key="inspect.heatmap_rows", bind=ADDRESS,
                                            help="Rows are drawn stratified by dominant expert, so every expert "
                                                 "keeps its share.")
     what = rows_text(frame)
@@ -140,7 +140,7 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
 
     st.markdown("**Sample details**")
     st.number_input("Row number (click a sample above, or type a row number from the data)", min_value=0,
-                    value=None, step=1, key=row_key, bind="query-params",
+                    value=None, step=1, key=row_key, bind=ADDRESS,
                     placeholder="no sample chosen")
     chosen = st.session_state.get(row_key)
     if chosen is None:
@@ -221,7 +221,7 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
     if len(tasks) < 2:
         st.caption("One task only: nothing to compare.")
         return
-    method = st.radio("Measure", ["js", "cosine"], horizontal=True, key="inspect.sim_method", bind="query-params",
+    method = st.radio("Measure", ["js", "cosine"], horizontal=True, key="inspect.sim_method", bind=ADDRESS,
                       format_func={"js": "Jensen–Shannon divergence", "cosine": "cosine similarity"}.get,
                       captions=["0 = same routing", "1 = same routing"])
     c1, c2 = st.columns([3, 2])

@@ -92,6 +92,7 @@ def predictions(run_id: int) -> pd.DataFrame | None:
 
 
 # session_state keys shared between pages
+ADDRESS = "query-params"         # bind= of a view control: its value lives in the page's address (a refresh keeps it)
 BACK_TO = "then"                  # query parameter: the page to return to once the Data page has the dataset ready
 DATA_KEY = "mmoe.dataset"          # dict: name, frame, data_config (DataConfig), prepared (PreparedData | None)
 INSPECT_RUN_KEY = "mmoe.inspect_run"

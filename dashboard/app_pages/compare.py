@@ -32,7 +32,7 @@ from mmoe.views.jobview import run_label
 from mmoe_dashboard import charts
 from mmoe_dashboard.continuity import train_again
 from mmoe_dashboard.gates_panel import heatmap_of, run_layout
-from mmoe_dashboard.state import COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store, text_column
+from mmoe_dashboard.state import ADDRESS, COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store, text_column
 from mmoe_dashboard.tracking_panel import tracking_section
 
 PICK = "compare.pick"
@@ -118,13 +118,14 @@ def runs_table(s: RunStore, runs: list[RunRecord], experiments: dict[int, str]) 
 
 def filters(table: pd.DataFrame) -> pd.DataFrame:
     c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
-    status = c1.multiselect("Status", sorted(table["status"].dropna().unique()), key="compare.f_status", bind="query-params",
+    status = c1.multiselect("Status", sorted(table["status"].dropna().unique()), key="compare.f_status", bind=ADDRESS,
                             placeholder="any status")
-    dataset = c2.multiselect("Dataset", sorted(table["dataset"].dropna().unique()), key="compare.f_dataset", bind="query-params",
-                             placeholder="any dataset")
-    arch = c3.multiselect("Architecture", sorted(table["arch"].dropna().astype(str).unique()), key="compare.f_arch", bind="query-params",
-                          placeholder="any architecture")
-    text = c4.text_input("Search", key="compare.f_text", bind="query-params", placeholder="name, id, task, dataset or experiment")
+    dataset = c2.multiselect("Dataset", sorted(table["dataset"].dropna().unique()), key="compare.f_dataset",
+                             bind=ADDRESS, placeholder="any dataset")
+    arch = c3.multiselect("Architecture", sorted(table["arch"].dropna().astype(str).unique()), key="compare.f_arch",
+                          bind=ADDRESS, placeholder="any architecture")
+    text = c4.text_input("Search", key="compare.f_text", bind=ADDRESS,
+                         placeholder="name, id, task, dataset or experiment")
     out = table
     if status:
         out = out[out["status"].isin(status)]
@@ -140,8 +141,8 @@ def filters(table: pd.DataFrame) -> pd.DataFrame:
         out = out[hay.str.contains(needle, regex=False)]
     c5, c6, _ = st.columns([2, 1, 3])
     sortable = [c for c in out.columns if c not in ("tasks", "experiment")]
-    by = c5.selectbox("Sort by", sortable, index=sortable.index("created"), key="compare.sort", bind="query-params")
-    desc = c6.toggle("Descending", value=True, key="compare.desc", bind="query-params")
+    by = c5.selectbox("Sort by", sortable, index=sortable.index("created"), key="compare.sort", bind=ADDRESS)
+    desc = c6.toggle("Descending", value=True, key="compare.desc", bind=ADDRESS)
     return out.sort_values(by, ascending=not desc, na_position="last", kind="stable").reset_index(drop=True)
 
 
@@ -258,10 +259,11 @@ def curves_section(s: RunStore, runs: list[RunRecord], notes: list[str]) -> None
         st.info("None of the selected runs logged an epoch.")
         return
     c1, c2, c3 = st.columns([2, 2, 1])
-    metric = c1.selectbox("Metric", metrics, key="compare.metric", bind="query-params", format_func=charts._metric_title)
-    smooth = c2.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="compare.smooth", bind="query-params",
+    metric = c1.selectbox("Metric", metrics, key="compare.metric", bind=ADDRESS, format_func=charts._metric_title)
+    smooth = c2.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="compare.smooth", bind=ADDRESS,
                        help="Exponential moving average of each curve; 0 shows the raw values.")
-    splits = ["val"] + (["train"] if c3.toggle("Training curves", value=True, key="compare.train_curves", bind="query-params") else [])
+    train = c3.toggle("Training curves", value=True, key="compare.train_curves", bind=ADDRESS)
+    splits = ["val"] + (["train"] if train else [])
     _notes(notes)
     figs = []
     for group, members in group_members(runs).items():   # one chart per task and kind: never one y-axis
@@ -324,7 +326,7 @@ def tables_section(runs: list[RunRecord], notes: list[str], experiments: dict[in
                        "logloss); for regression it is the MSE on the standardised target. Diagnostics such as "
                        "gate entropy describe the model rather than score it, so they are never highlighted.")
     st.subheader("Settings")
-    only = st.toggle("Differences only", value=True, key="compare.diff_only", bind="query-params")
+    only = st.toggle("Differences only", value=True, key="compare.diff_only", bind=ADDRESS)
     d = A.settings_diff(runs, labels, only_differences=only)
     if d.empty:
         st.caption("The selected runs have identical settings." if only else "No settings recorded.")
@@ -339,7 +341,8 @@ def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
     utils = {r.id: A.utilisation(frames[r.id], layout=run_layout(r, frames[r.id])) for r in gated}
     ymax = max([float(u["weight"].max()) for u in utils.values() if not u.empty] or [1.0]) * 1.1
     tasks = _tasks(gated)
-    task = st.selectbox("Heatmap task", tasks, key="compare.heat_task", bind="query-params") if len(tasks) > 1 else (tasks[0] if tasks else None)
+    task = (st.selectbox("Heatmap task", tasks, key="compare.heat_task", bind=ADDRESS) if len(tasks) > 1
+            else (tasks[0] if tasks else None))
     for i in range(0, len(runs), MAX_SIDE_BY_SIDE):
         cols = st.columns(min(MAX_SIDE_BY_SIDE, len(runs)))
         for col, r in zip(cols, runs[i:i + MAX_SIDE_BY_SIDE]):

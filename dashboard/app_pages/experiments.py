@@ -23,7 +23,7 @@ from mmoe.views.experiments import (
 )
 from mmoe.views.formatting import plain
 from mmoe_dashboard import experiment_charts as X
-from mmoe_dashboard.state import (COMPARE_RUNS_KEY, EXPERIMENT_KEY, NA, manager, open_in_inspect, page, store,
+from mmoe_dashboard.state import (ADDRESS, COMPARE_RUNS_KEY, EXPERIMENT_KEY, NA, manager, open_in_inspect, page, store,
                                   text_column)
 
 POLL_SECONDS = 2.0
@@ -92,9 +92,9 @@ def results_section(summary: dict) -> None:
         st.info("No run of this experiment has finished yet.")
         return
     c1, c2 = st.columns(2)
-    task = c1.selectbox("Task", tasks, key="exp.task", bind="query-params")
+    task = c1.selectbox("Task", tasks, key="exp.task", bind=ADDRESS)
     choices = metric_choices(summary, task)
-    metric = c2.selectbox("Metric", choices, key=f"exp.metric.{task}", bind="query-params")
+    metric = c2.selectbox("Metric", choices, key=f"exp.metric.{task}", bind=ADDRESS)
     arrow = ARROW.get(METRIC_DIRECTIONS.get(metric) or "", "")
     st.plotly_chart(X.sweep_figure(sweep_frame(summary, task, metric), task, metric, arrow), width="stretch",
                     key="exp.sweep")
@@ -122,10 +122,10 @@ def results_section(summary: dict) -> None:
 
     st.markdown("**Mean learning curves** over seeds, with 95% bands")
     c1, c2 = st.columns(2)
-    split = c1.radio("Split", ["val", "train"], horizontal=True, key="exp.split", bind="query-params",
+    split = c1.radio("Split", ["val", "train"], horizontal=True, key="exp.split", bind=ADDRESS,
                      format_func={"val": "validation", "train": "training"}.get)
     curve_metric = c2.selectbox("Curve", ["loss"] + [m for m in choices if m != "loss"] if split == "val"
-                                else ["loss"], key="exp.curve_metric", bind="query-params")
+                                else ["loss"], key="exp.curve_metric", bind=ADDRESS)
     labels = [settings_text(c["settings"]) for c in summary["configs"]]
     grid = summary.get("grid", [])
     default = labels
@@ -134,8 +134,8 @@ def results_section(summary: dict) -> None:
         default = [lab for lab, c in zip(labels, summary["configs"]) if c["settings"].get(last) == first_value]
     # one choice per experiment: another experiment's settings are not among this one's options (switching
     # experiments emptied the choice, and the chart then said no epochs were stored)
-    shown = st.multiselect("Settings shown", labels, default=default, key=f"exp.curve_settings.{summary['experiment_id']}",
-                           bind="query-params")
+    shown = st.multiselect("Settings shown", labels, default=default, bind=ADDRESS,
+                           key=f"exp.curve_settings.{summary['experiment_id']}")
     if not shown:
         st.info("Choose at least one setting to draw its mean curve.")
         return

@@ -31,6 +31,7 @@ from mmoe_dashboard.downloads_panel import downloads_section
 from mmoe_dashboard.gates_panel import gates_section
 from mmoe_dashboard.scoring import score_tab
 from mmoe_dashboard.state import (
+    ADDRESS,
     INSPECT_RUN_KEY,
     NA,
     no_predictions,
@@ -188,7 +189,7 @@ def training_section(s: RunStore, rec: RunRecord) -> None:
         st.info("No epoch finished, so there are no curves." + (f" Error: {plain(rec.error)}" if rec.error else ""))
     else:
         metrics = A.history_metrics(hist)
-        metric = st.selectbox("Metric", metrics, index=0, key="inspect.curve_metric", bind="query-params",
+        metric = st.selectbox("Metric", metrics, index=0, key="inspect.curve_metric", bind=ADDRESS,
                               format_func=charts._metric_title)
         st.plotly_chart(charts.task_curves(A.curves(hist, metric), metric, list(A.task_kinds(rec.data_config)) or None),
                         key="inspect.curves")
@@ -268,7 +269,7 @@ def split_picker(frame: pd.DataFrame | None) -> pd.DataFrame | None:
         return frame
     counts = frame[SPLIT].astype(str).value_counts()
     # the split's name is its label (and its value in the address: ``?inspect.split=training``), its rows the caption
-    split = st.radio("Rows shown in Predictions and Gates", found, horizontal=True, key="inspect.split", bind="query-params",
+    split = st.radio("Rows shown in Predictions and Gates", found, horizontal=True, key="inspect.split", bind=ADDRESS,
                      format_func=lambda x: SPLIT_NAMES.get(x, x),
                      captions=[f"{counts.get(x, 0):,} rows"
                                + (", a sample" if x == "train" and counts.get(x, 0) >= TRAIN_SAMPLE_ROWS else "")
@@ -315,7 +316,7 @@ def main() -> None:
         frame = None
 
     shown = split_picker(frame)
-    tabs = st.tabs(TABS, key="inspect.tab", bind="query-params", on_change="rerun")
+    tabs = st.tabs(TABS, key="inspect.tab", bind=ADDRESS, on_change="rerun")
     for tab, name in zip(tabs, TABS):
         if tab.open is False:
             continue

@@ -20,7 +20,7 @@ from mmoe.views.datasets import DATA_DIR
 from mmoe.views.experiments import estimate_experiment
 from mmoe.views.formatting import plain
 from mmoe.views.jobview import duration_text
-from mmoe_dashboard.state import manager, open_experiment, store
+from mmoe_dashboard.state import ADDRESS, manager, open_experiment, store
 from mmoe_dashboard.widgets import device_options
 
 CORRELATIONS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -90,20 +90,21 @@ def main() -> None:
         if exp_id is not None and c2.button("Open results", key="paper.open"):
             open_experiment(exp_id)
     choices, _ = device_options()
-    device = st.selectbox("Device", choices, key="paper.device", bind="query-params")
+    device = st.selectbox("Device", choices, key="paper.device", bind=ADDRESS)
 
     synth, census = st.tabs(["Synthetic: task correlation (sec. 3)", "Census-income (sec. 6)"], key="paper.tab",
-                            bind="query-params")
+                            bind=ADDRESS)
     with synth:
         st.markdown("Two regression tasks read the same 100 inputs from directions whose cosine is the task "
                     "correlation. Every seed draws a fresh table and fresh initial weights; 8 experts of 16 units "
                     "for MMoE and OMoE, a one-layer bottom of matched size for Shared-Bottom; Adam, batch 128.")
         c1, c2, c3 = st.columns(3)
-        rows = c1.number_input("Rows per table", 200, 1_000_000, PAPER_DEFAULTS["rows"], step=1000, key="paper.rows", bind="query-params")
-        seeds = c2.number_input("Seeds per setting", 1, 200, PAPER_DEFAULTS["seeds"], key="paper.seeds", bind="query-params")
-        epochs = c3.number_input("Epochs", 1, 1000, PAPER_DEFAULTS["epochs"], key="paper.epochs", bind="query-params")
+        rows = c1.number_input("Rows per table", 200, 1_000_000, PAPER_DEFAULTS["rows"], step=1000, key="paper.rows",
+                               bind=ADDRESS)
+        seeds = c2.number_input("Seeds per setting", 1, 200, PAPER_DEFAULTS["seeds"], key="paper.seeds", bind=ADDRESS)
+        epochs = c3.number_input("Epochs", 1, 1000, PAPER_DEFAULTS["epochs"], key="paper.epochs", bind=ADDRESS)
         corrs = st.multiselect("Task correlations", CORRELATIONS, default=list(PAPER_DEFAULTS["correlations"]),
-                               key="paper.corrs", bind="query-params")
+                               key="paper.corrs", bind=ADDRESS)
         if not corrs:
             st.warning("Choose at least one correlation.")
         else:
@@ -113,11 +114,12 @@ def main() -> None:
     with census:
         st.markdown("Income above 50K and never married, from the UCI census-income table (`instance_weight`, a "
                     "survey weight, is dropped): MMoE, OMoE, Shared-Bottom, CGC and PLE at matched sizes, batch 1024, Adam.")
-        path = st.text_input("File on the server", str(CENSUS_SAMPLE), key="paper.census_path", bind="query-params",
+        path = st.text_input("File on the server", str(CENSUS_SAMPLE), key="paper.census_path", bind=ADDRESS,
                              help="the packaged 15,000-row sample, or the path of the full census-income CSV")
         c1, c2 = st.columns(2)
-        seeds_c = c1.number_input("Seeds per architecture", 1, 200, CENSUS_DEFAULTS["seeds"], key="paper.c_seeds", bind="query-params")
-        epochs_c = c2.number_input("Epochs", 1, 1000, CENSUS_DEFAULTS["epochs"], key="paper.c_epochs", bind="query-params")
+        seeds_c = c1.number_input("Seeds per architecture", 1, 200, CENSUS_DEFAULTS["seeds"], key="paper.c_seeds",
+                                  bind=ADDRESS)
+        epochs_c = c2.number_input("Epochs", 1, 1000, CENSUS_DEFAULTS["epochs"], key="paper.c_epochs", bind=ADDRESS)
         _launch("census", (0, (), int(seeds_c), int(epochs_c), device, path.strip()), "census")
 
 

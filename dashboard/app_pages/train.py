@@ -74,8 +74,8 @@ def main() -> None:
                      help="fills in all settings below; change any of them afterwards")
         preset = st.session_state.get("train.preset", next(iter(PRESETS)))
         changed = preset_changes(preset)
-        c2.caption(PRESETS[preset].description + (f" · changed since: {', '.join(c.replace('_', ' ') for c in changed)}"
-                                                  if changed else ""))
+        changed_text = ", ".join(c.replace("_", " ") for c in changed)
+        c2.caption(PRESETS[preset].description + (f" · changed since: {changed_text}" if changed else ""))
 
         model_config = train_config = None
         with st.container(border=True):
