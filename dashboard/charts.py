@@ -20,16 +20,14 @@ from mmoe import views as A
 from mmoe.views.formatting import chart_text
 from mmoe.views.gates import SHARED
 
-# 20 well-separated colours; a run's colour is picked by its id, so it never changes
-RUN_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-               "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#e7969c", "#637939", "#8c6d31",
-               "#843c39", "#7b4173", "#3182bd", "#31a354", "#e6550d", "#756bb1"]
+# ten well-separated hues, in the order runs get them (pink, the one close to purple, comes last)
+RUN_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf",
+               "#7f7f7f", "#bcbd22", "#e377c2"]
 TASK_PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]
 SPLIT_DASH = {"train": "dot", "val": "solid", "test": "dash"}
 SPLIT_NAME = {"train": "training", "val": "validation", "test": "test"}
 GATE_SCALE = "Viridis"
 HEIGHT = 340
-
 
 
 MAX_MARKED_EPOCHS = 30   # beyond this many points, markers merge into a thick line that hides the dashes
@@ -40,9 +38,11 @@ def curve_mode(points: int) -> str:
     validation (solid) lines can still be told apart over hundreds of epochs."""
     return "lines+markers" if points <= MAX_MARKED_EPOCHS else "lines"
 
-def run_color(run_id: int) -> str:
-    """The colour of a run in every chart (derived from its id only)."""
-    return RUN_PALETTE[int(run_id) % len(RUN_PALETTE)]
+def run_colors(run_ids: Sequence[int]) -> dict[int, str]:
+    """The colour of each compared run, the same in every chart of the comparison: runs in id order take
+    the palette in order, so up to ten runs never share a colour (a colour from the id alone made runs
+    3 and 13 look alike), and adding a newer run keeps the older runs' colours."""
+    return {int(r): RUN_PALETTE[i % len(RUN_PALETTE)] for i, r in enumerate(sorted({int(r) for r in run_ids}))}
 
 
 def task_color(i: int) -> str:
@@ -154,7 +154,7 @@ def loss_curve_figure(curves: pd.DataFrame, title: str) -> go.Figure:
 
 
 def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss", y_title: str | None = None) -> go.Figure:
-    """Runs overlaid for one task. ``series``: dicts run_id, label, split, epoch, value (already smoothed).
+    """Runs overlaid for one task. ``series``: dicts run_id, label, color, split, epoch, value (already smoothed).
     ``task`` names the chart (a task, or a task group such as ``quality (regression)``); ``y_title``
     says what the metric is when the task's kind decides it (the loss: log loss or MSE)."""
     fig = go.Figure()
@@ -167,7 +167,7 @@ def overlay_curves(series: Sequence[dict], task: str, metric: str = "loss", y_ti
         label = chart_text(s["label"])
         fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode=curve_mode(len(s["epoch"])),
                                  name=label, legendgroup=str(s["run_id"]), showlegend=first,
-                                 marker=dict(size=4), line=dict(color=run_color(s["run_id"]), dash=SPLIT_DASH[s["split"]]),
+                                 marker=dict(size=4), line=dict(color=s["color"], dash=SPLIT_DASH[s["split"]]),
                                  hovertemplate=f"{label} ({SPLIT_NAME[s['split']]})<br>epoch %{{x}}<br>"
                                                f"{metric} %{{y:.4g}}<extra></extra>"))
     if not fig.data:

@@ -2,8 +2,8 @@
 final metrics and gates side by side; rename or delete runs.
 
 The selection lives in ``st.session_state[COMPARE_RUNS_KEY]`` (a list of run ids; other
-pages may set it, and ``?runs=1,2`` works too). Each run keeps one colour in every chart,
-derived from its id (``charts.run_color``). Run, task and dataset names are user text: shown through
+pages may set it, and ``?runs=1,2`` works too). Each run keeps one colour in every chart of
+the comparison, no two alike (``charts.run_colors``). Run, task and dataset names are user text: shown through
 ``plain`` wherever Streamlit reads Markdown.
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ def _label(r: RunRecord) -> str:
     return run_label(r.id, r.name)
 
 
-def _swatch(r: RunRecord) -> str:
-    return (f"<span style='color:{charts.run_color(r.id)};font-size:1.2em'>■</span> "
+def _swatch(r: RunRecord, color: str) -> str:
+    return (f"<span style='color:{color};font-size:1.2em'>■</span> "
             f"<b>{plain(_label(r))}</b> · {plain(r.arch)} · {plain(r.status)}")
 
 
@@ -250,7 +250,7 @@ def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[in
 
 # ----------------------------------------------------------------------------- comparisons
 
-def curves_section(s: RunStore, runs: list[RunRecord], notes: list[str]) -> None:
+def curves_section(s: RunStore, runs: list[RunRecord], notes: list[str], colors: dict[int, str]) -> None:
     hist = {r.id: s.history(r.id) for r in runs}
     metrics: list[str] = []
     for h in hist.values():
@@ -273,7 +273,8 @@ def curves_section(s: RunStore, runs: list[RunRecord], notes: list[str]) -> None
             for split in splits:
                 d = c[(c["task"] == group.task) & (c["split"] == split)]
                 if not d.empty:
-                    series.append({"run_id": r.id, "label": _label(r), "split": split, "epoch": d["epoch"].to_numpy(),
+                    series.append({"run_id": r.id, "label": _label(r), "color": colors[r.id], "split": split,
+                                   "epoch": d["epoch"].to_numpy(),
                                    "value": A.ema(d["value"].to_numpy(), smooth)})
         if series:
             figs.append((group.label, charts.overlay_curves(series, group.label, metric,
@@ -335,7 +336,7 @@ def tables_section(runs: list[RunRecord], notes: list[str], experiments: dict[in
                      column_config={"_index": text_column("setting", d.index)})
 
 
-def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
+def gates_section(s: RunStore, runs: list[RunRecord], colors: dict[int, str]) -> None:
     frames = {r.id: _frame_of(r.id) for r in runs}
     gated = [r for r in runs if frames[r.id] is not None and A.has_gates(frames[r.id])]
     utils = {r.id: A.utilisation(frames[r.id], layout=run_layout(r, frames[r.id])) for r in gated}
@@ -347,7 +348,7 @@ def gates_section(s: RunStore, runs: list[RunRecord]) -> None:
         cols = st.columns(min(MAX_SIDE_BY_SIDE, len(runs)))
         for col, r in zip(cols, runs[i:i + MAX_SIDE_BY_SIDE]):
             with col:
-                st.markdown(_swatch(r), unsafe_allow_html=True)
+                st.markdown(_swatch(r, colors[r.id]), unsafe_allow_html=True)
                 f = frames[r.id]
                 if r.model_config.get("arch", r.arch) == "shared-bottom":
                     st.info("Shared-Bottom: no gates.")
@@ -483,12 +484,12 @@ def main() -> None:
     else:
         if len(chosen) > 8:
             st.warning(f"{len(chosen)} runs selected: the charts get crowded beyond about 8.")
-        notes = group_notes(chosen)
+        notes, colors = group_notes(chosen), charts.run_colors([r.id for r in chosen])
         st.header("Curves")
-        curves_section(s, chosen, notes)
+        curves_section(s, chosen, notes, colors)
         tables_section(chosen, notes, names)
         st.header("Gates")
-        gates_section(s, chosen)
+        gates_section(s, chosen, colors)
         tracking_section(s, [r.id for r in chosen if not r.active], key="compare")
     st.header("Manage runs")
     manage_section(s, runs, [r.id for r in chosen])

@@ -99,9 +99,11 @@ def results_section(summary: dict) -> None:
     st.plotly_chart(X.sweep_figure(sweep_frame(summary, task, metric), task, metric, arrow), width="stretch",
                     key="exp.sweep")
 
-    st.markdown("**Paired differences** of each task's primary metric: the same seeds, setting b minus its "
-                "baseline a (the first value of the first swept setting, the others held equal)")
-    diffs = differences_frame(summary)
+    others = " and of each other task's primary metric" if len(tasks) > 1 else ""
+    st.markdown(f"**Paired differences** of {plain(task)}'s {plain(metric)} (the metric chosen above){others}: the "
+                "same seeds, setting b minus its baseline a (the first value of the first swept setting, the others "
+                "held equal)")
+    diffs = differences_frame(summary, task, metric)
     if diffs.empty:
         st.caption("No differences: the experiment has one setting (repeated over seeds).")
     else:

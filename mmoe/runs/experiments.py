@@ -330,6 +330,26 @@ def verdict(diff: dict, direction: str | None, n_seeds: int) -> str:
     return f"{b if better_b else a} is better (the 95% interval excludes 0)"
 
 
+def paired_differences(configs: list[dict], grid: list, metrics: Mapping[str, str]) -> list[dict]:
+    """Each point against its baseline, per task in ``metrics`` (task -> the metric to difference):
+    the per-seed differences b - a, their mean and 95% interval, and the verdict in words. ``configs``
+    are ``summarize``'s (settings, and per task and metric the values in seed order)."""
+    out = []
+    for i, base in enumerate(_baseline_index(configs, grid)):
+        if base is None:
+            continue
+        for task, metric in metrics.items():
+            n = len(configs[i]["seeds"])
+            a = configs[base]["metrics"].get(task, {}).get(metric, {}).get("values", [None] * n)
+            b = configs[i]["metrics"].get(task, {}).get(metric, {}).get("values", [None] * n)
+            paired = [(y - x) if x is not None and y is not None else None for x, y in zip(a, b)]
+            d = {"a": configs[base]["settings"], "b": configs[i]["settings"], "task": task, "metric": metric,
+                 "direction": METRIC_DIRECTIONS.get(metric), **mean_ci(paired), "values": paired}
+            d["verdict"] = verdict(d, d["direction"], d["n"])
+            out.append(d)
+    return out
+
+
 def summarize(store: RunStore, exp_id: int) -> dict:
     """The experiment as the CLI's JSON: per point the seeds, runs and metrics (mean, ci95, values in
     seed order; None where that seed's run did not finish), and the paired differences of each task's
@@ -362,19 +382,8 @@ def summarize(store: RunStore, exp_id: int) -> dict:
                         "runs": [members[s].id if s in members else None for s in seeds],
                         "statuses": [members[s].status if s in members else None for s in seeds],
                         "metrics": metrics})
-    differences = []
-    for i, base in enumerate(_baseline_index(points, exp.spec.get("grid", []))):
-        if base is None:
-            continue
-        for task, kind in kinds.items():
-            metric = PRIMARY_METRIC[kind]
-            a = configs[base]["metrics"].get(task, {}).get(metric, {}).get("values", [None] * len(seeds))
-            b = configs[i]["metrics"].get(task, {}).get(metric, {}).get("values", [None] * len(seeds))
-            paired = [(y - x) if x is not None and y is not None else None for x, y in zip(a, b)]
-            d = {"a": configs[base]["settings"], "b": configs[i]["settings"], "task": task, "metric": metric,
-                 "direction": METRIC_DIRECTIONS.get(metric), **mean_ci(paired), "values": paired}
-            d["verdict"] = verdict(d, d["direction"], d["n"])
-            differences.append(d)
+    differences = paired_differences(configs, exp.spec.get("grid", []),
+                                     {task: PRIMARY_METRIC[kind] for task, kind in kinds.items()})
     return {"experiment_id": exp.id, "name": exp.name, "kind": exp.kind, "status": exp.status,
             "dataset": exp.dataset, "error": exp.error, "grid": exp.spec.get("grid", []),
             "runs": [r.id for r in runs], "configs": configs, "differences": differences}

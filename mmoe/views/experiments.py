@@ -94,11 +94,18 @@ def compared_text(a: Mapping, b: Mapping) -> str:
     return head + (f" · {settings_text(same)}" if same else "")
 
 
-def differences_frame(summary: Mapping) -> pd.DataFrame:
+def differences_frame(summary: Mapping, task: str | None = None, metric: str | None = None) -> pd.DataFrame:
     """One row per paired difference: compared (b vs a), task, metric, mean difference with its
-    interval and, in words, what it says."""
+    interval and, in words, what it says. Each task's primary metric (the summary's differences); with
+    ``task`` and ``metric``, that task's rows difference ``metric`` instead (the same seeds paired)."""
+    diffs = list(summary.get("differences", []))
+    if task is not None and metric is not None and metric != primary_metrics(summary).get(task):
+        from mmoe.runs.experiments import paired_differences
+
+        mine = iter(paired_differences(summary.get("configs", []), summary.get("grid", []), {task: metric}))
+        diffs = [next(mine) if d["task"] == task else d for d in diffs]   # the same points, in the same order
     rows = []
-    for d in summary.get("differences", []):
+    for d in diffs:
         arrow = ARROW.get(d.get("direction") or "", "")
         rows.append({"compared": compared_text(d["a"], d["b"]), "task": d["task"],
                      "metric": f"{d['metric']} {arrow}".strip(), "difference (b − a)": interval_text(d),

@@ -264,14 +264,21 @@ def test_curve_controls(page):
                                debiased_ema(stored("gate_entropy", "val"), 0.5))
 
 
-def test_run_colour_is_stable_across_charts(page):
+def test_run_colours_differ_within_a_comparison_and_follow_the_run_across_charts(page):
     from mmoe_dashboard import charts
-    assert charts.run_color(3) == charts.run_color(3) != charts.run_color(4)
+    many = charts.run_colors([23, 3, 13, 40, 1, 2, 5, 7, 8, 9])          # ids a colour-by-id-mod-10 would merge
+    assert len(set(many.values())) == 10
+    assert charts.run_colors([3, 13]) == {3: charts.RUN_PALETTE[0], 13: charts.RUN_PALETTE[1]}
+    assert charts.run_colors([3, 13, 20]) == {**charts.run_colors([3, 13]), 20: charts.RUN_PALETTE[2]}
     open_page, ids, _ = page
     at = open_page()
     at = select_rows(at, [ids["mmoe"], ids["omoe"]])
-    specs = " ".join(c.proto.spec for c in at.get("plotly_chart")[:3])
-    assert charts.run_color(ids["mmoe"]) in specs and charts.run_color(ids["omoe"]) in specs
+    colors = charts.run_colors([ids["mmoe"], ids["omoe"]])
+    for c in at.get("plotly_chart")[:3]:                    # the curve charts: each run in its colour
+        spec = c.proto.spec
+        assert colors[ids["mmoe"]] in spec and colors[ids["omoe"]] in spec
+    swatches = " ".join(m.value for m in at.markdown)
+    assert colors[ids["mmoe"]] in swatches and colors[ids["omoe"]] in swatches
 
 
 def test_selection_from_session_state_and_multiselect(page):

@@ -84,6 +84,15 @@ def test_choosing_another_metric_redraws(open_page):
     at.selectbox(key="exp.metric.score").set_value("r2").run()
     assert not at.exception
     assert "R²" in figure(chart(at, "exp.sweep"))["layout"]["yaxis"]["title"]["text"]
+    # the paired differences follow the chosen metric for that task, the other tasks keep their primary one
+    diffs = at.dataframe[1].value.set_index("task")
+    assert diffs.at["score", "metric"] == "r2 ↑" and diffs.at["click", "metric"] == "auc ↑"
+    s = summarize(store, exp_id)
+    r2 = [c["metrics"]["score"]["r2"]["values"] for c in s["configs"]]          # lr=0.01 minus lr=0.001, per seed
+    paired = [b - a for a, b in zip(*r2)]
+    shown = figure(chart(at, "exp.diffs"))["data"][0]
+    assert shown["x"] == pytest.approx([sum(paired) / len(paired)])
+    assert "difference in r2" in figure(chart(at, "exp.diffs"))["layout"]["xaxis"]["title"]["text"]
 
 
 def test_deleting_the_experiment_removes_its_runs(open_page):
