@@ -13,7 +13,7 @@ from mmoe.runs.predictions import ROW, pred_col, rows_text, target_col
 from mmoe.runs.store import RunRecord, RunStore
 from mmoe.views.formatting import chart_text, plain
 from mmoe.views.gates import ExpertLayout, expert_layout
-from mmoe_dashboard import charts
+from mmoe_dashboard import gate_charts
 from mmoe_dashboard.state import ADDRESS, no_predictions, predictions_version
 
 HOVER_FEATURES = 3
@@ -81,6 +81,14 @@ def run_layout(rec: RunRecord, frame: pd.DataFrame) -> ExpertLayout:
     return expert_layout(rec.model_config, list(A.task_kinds(rec.data_config)), n_experts=n)
 
 
+def shared_scale(frames, tasks) -> float:
+    """The top of one colour scale for heatmaps shown side by side: the largest gate weight any of them
+    holds (each panel on its own scale made one colour mean 0.8 in one panel and 0.65 beside it)."""
+    tops = [float(np.nanmax(A.gate_matrix(f, t))) for f in frames for t in tasks if f is not None and
+            A.gate_columns(f, t) and len(f)]
+    return max(tops + [1e-6])
+
+
 def heatmap_of(rec: RunRecord, frame: pd.DataFrame, task: str, max_rows: int, hover_of=None, **kw):
     """(figure, rows drawn, rows stored) of one task's per-sample gates, only the experts its gate sees
     (CGC / PLE), labelled as in Inspect; ``hover_of(positions)``: the hover text of the rows drawn."""
@@ -91,7 +99,7 @@ def heatmap_of(rec: RunRecord, frame: pd.DataFrame, task: str, max_rows: int, ho
     labels, groups = layout.labels(), layout.groups()
     if hover_of is not None:
         kw.update(hover=hover_of(pos), positions=pos)
-    return (charts.gate_heatmap(g[pos], task, labels=[labels[j] for j in seen], groups=[groups[j] for j in seen],
+    return (gate_charts.gate_heatmap(g[pos], task, labels=[labels[j] for j in seen], groups=[groups[j] for j in seen],
                                 **kw), len(pos), len(g))
 
 
@@ -125,6 +133,7 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
         st.caption(plain(layout.caption()))
     per_row = min(len(tasks), 3)
     version = predictions_version(rec.id)
+    zmax = shared_scale([frame], tasks)
     for i in range(0, len(tasks), per_row):
         cols = st.columns(per_row)
         for col, task in zip(cols, tasks[i:i + per_row]):
@@ -132,9 +141,9 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
             g, pos, hover = _heatmap_payload(frame, task, shown, feats, kinds[task], (str(s.home), rec.id, version),
                                              tuple(seen) if layout.layered else None)
             key = f"inspect.heat.{rec.id}.{task}"
-            col.plotly_chart(charts.gate_heatmap(g, task, hover=hover, positions=pos,
+            col.plotly_chart(gate_charts.gate_heatmap(g, task, hover=hover, positions=pos,
                                                  labels=[labels[j] for j in seen],
-                                                 groups=[groups[j] for j in seen]), key=key,
+                                                 groups=[groups[j] for j in seen], zmax=zmax), key=key,
                              on_select=functools.partial(_on_gate_click, key, row_key, rows), selection_mode="points",
                              config={"displayModeBar": False})
 
@@ -177,7 +186,7 @@ def gate_explorer(s: RunStore, rec: RunRecord, frame: pd.DataFrame) -> None:
                           "top expert": (f"{_label(labels, int(np.argmax(info['gates'])))} "
                                          f"({max(info['gates']):.2f})" if info["gates"] else "—")})
         st.dataframe(pd.DataFrame(table), hide_index=True, key="inspect.sample_tasks")
-        st.plotly_chart(charts.sample_gates_figure(d, layout if layout.layered else None), key="inspect.sample_gates")
+        st.plotly_chart(gate_charts.sample_gates_figure(d, layout if layout.layered else None), key="inspect.sample_gates")
 
 
 def _label(labels: list[str], j: int) -> str:
@@ -203,7 +212,7 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
     if frame is None:
         no_predictions(rec)
         if not ent.empty:
-            st.plotly_chart(charts.entropy_figure(ent, n_experts, order), key="inspect.entropy")
+            st.plotly_chart(gate_charts.entropy_figure(ent, n_experts, order), key="inspect.entropy")
         return
     st.subheader("Per-sample gate weights")
     gate_explorer(s, rec, frame)
@@ -214,8 +223,8 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
         c1.caption(plain(f"Each task's bars cover the {n_experts} experts its gate sees: the shared ones and its "
                          "own; the dashed line is the uniform share. Entropy's ceiling is "
                          f"ln({n_experts})."))
-    c1.plotly_chart(charts.utilisation_figure(util, tasks=order), key="inspect.util")
-    c2.plotly_chart(charts.entropy_figure(ent, n_experts, order), key="inspect.entropy")
+    c1.plotly_chart(gate_charts.utilisation_figure(util, tasks=order), key="inspect.util")
+    c2.plotly_chart(gate_charts.entropy_figure(ent, n_experts, order), key="inspect.entropy")
     st.subheader("How alike are the tasks' gates?")
     tasks = A.gate_tasks(frame)
     if len(tasks) < 2:
@@ -225,7 +234,7 @@ def gates_section(s: RunStore, rec: RunRecord, frame: pd.DataFrame | None) -> No
                       format_func={"js": "Jensen–Shannon divergence", "cosine": "cosine similarity"}.get,
                       captions=["0 = same routing", "1 = same routing"])
     c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(charts.similarity_figure(A.task_gate_similarity(frame, tasks, method), method),
+    c1.plotly_chart(gate_charts.similarity_figure(A.task_gate_similarity(frame, tasks, method), method),
                     key="inspect.similarity")
     c2.caption(f"Each cell averages, over the {rows_text(frame)}, how different two tasks' gate distributions are "
                "for the same sample. Tasks that route alike share experts; tasks that route apart have "

@@ -4,6 +4,7 @@ navigation, links and switches). Nothing here trains or computes: that lives in 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -125,9 +126,35 @@ def no_predictions(rec) -> None:
         st.info(f"This run has no stored predictions: it ended as **{rec.status}** before saving them{why}.")
 
 
-def text_column(label: str, values, widest: int = 420):
+def text_column(label: str, values, widest: int = 420, **kw):
     """A table column wide enough for its longest value (up to ``widest`` pixels): a table cell does not wrap,
     so a narrow column cut names such as "data.tasks[defaulted].kind" to "data.tasks[de…"."""
     longest = max([len(str(v)) for v in values] + [8])
-    return st.column_config.TextColumn(label, width=min(widest, 24 + 8 * longest))
+    return st.column_config.TextColumn(label, width=min(widest, 24 + 8 * longest), **kw)
 
+
+
+def run_ids(v) -> list[int]:
+    """The ints in ``v`` (a widget's or the address's list of run ids; anything else is skipped)."""
+    out = []
+    for x in v or []:
+        try:
+            out.append(int(x))
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+def digest(parts) -> str:
+    return hashlib.sha1("\x1f".join(map(str, parts)).encode()).hexdigest()[:10]
+
+
+def labelled_key(base: str, labels: list[str]) -> str:
+    """A widget key that changes whenever the option labels change (a rename), so the browser
+    never keeps showing old labels; state under older keys of the same widget is dropped, and
+    the current key is remembered in ``<base>_key``."""
+    key = f"{base}.{digest(labels)}"
+    for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(base + ".") and k != key]:
+        del st.session_state[k]
+    st.session_state[f"{base}_key"] = key
+    return key

@@ -8,7 +8,6 @@ the comparison, no two alike (``charts.run_colors``). Run, task and dataset name
 """
 from __future__ import annotations
 
-import hashlib
 import re
 
 import pandas as pd
@@ -29,14 +28,14 @@ from mmoe.views.comparing import (
 )
 from mmoe.views.formatting import plain
 from mmoe.views.jobview import run_label
-from mmoe_dashboard import charts
-from mmoe_dashboard.continuity import train_again
-from mmoe_dashboard.gates_panel import heatmap_of, run_layout
-from mmoe_dashboard.state import ADDRESS, COMPARE_RUNS_KEY, INSPECT_RUN_KEY, NA, predictions, store, text_column
+from mmoe_dashboard import charts, gate_charts
+from mmoe_dashboard.gates_panel import heatmap_of, run_layout, shared_scale
+from mmoe_dashboard.manage_panel import manage_section, show_flash
+from mmoe_dashboard.state import (ADDRESS, COMPARE_RUNS_KEY, NA, digest, labelled_key, predictions, run_ids, store,
+                                  text_column)
 from mmoe_dashboard.tracking_panel import tracking_section
 
 PICK = "compare.pick"
-FLASH = "compare.flash"
 MAX_SIDE_BY_SIDE = 4
 HEATMAP_ROWS = 400
 
@@ -55,8 +54,10 @@ def _label(r: RunRecord) -> str:
 
 
 def _swatch(r: RunRecord, color: str) -> str:
-    return (f"<span style='color:{color};font-size:1.2em'>■</span> "
-            f"<b>{plain(_label(r))}</b> · {plain(r.arch)} · {plain(r.status)}")
+    """The run's colour and name over its gates column, two lines high whatever its length, so the charts of
+    side-by-side runs start level."""
+    return (f"<div style='min-height:3.2em'><span style='color:{color};font-size:1.2em'>■</span> "
+            f"<b>{plain(_label(r))}</b> · {plain(r.arch)} · {plain(r.status)}</div>")
 
 
 def _tasks(runs: list[RunRecord]) -> list[str]:
@@ -95,7 +96,8 @@ def runs_table(s: RunStore, runs: list[RunRecord], experiments: dict[int, str]) 
     column per kind, so a sort never ranks a log loss against an RMSE."""
     df = s.runs_frame()
     show = pd.DataFrame({"id": df["id"], "name": df["name"]})
-    cfg: dict = {"id": st.column_config.NumberColumn("id", format="%d", width="small")}
+    cfg: dict = {"id": st.column_config.NumberColumn("id", format="%d", width="small", pinned=True),  # (in view
+                 "name": text_column("name", df["name"], widest=260, pinned=True)}               # on scroll)
     if "experiment_id" in df and df["experiment_id"].notna().any():
         show["experiment"] = [None if pd.isna(e) else experiments.get(int(e), f"#{int(e)}")
                               for e in df["experiment_id"]]
@@ -146,45 +148,20 @@ def filters(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(by, ascending=not desc, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def _ids(v) -> list[int]:
-    out = []
-    for x in v or []:
-        try:
-            out.append(int(x))
-        except (TypeError, ValueError):
-            pass
-    return out
-
-
-def _digest(parts) -> str:
-    return hashlib.sha1("\x1f".join(map(str, parts)).encode()).hexdigest()[:10]
-
-
 def _table_key(shown_ids: list[int]) -> str:
-    return "compare.table." + _digest(shown_ids)
-
-
-def _labelled_key(base: str, labels: list[str]) -> str:
-    """A widget key that changes whenever the option labels change (a rename), so the browser
-    never keeps showing old labels; state under older keys of the same widget is dropped, and
-    the current key is remembered in ``<base>_key``."""
-    key = f"{base}.{_digest(labels)}"
-    for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(base + ".") and k != key]:
-        del st.session_state[k]
-    st.session_state[f"{base}_key"] = key
-    return key
+    return "compare.table." + digest(shown_ids)
 
 
 def _on_pick_change(key: str) -> None:
     """The multiselect changed: store it and tick the same rows in the table."""
-    _set_selection(_ids(st.session_state.get(key)))
+    _set_selection(run_ids(st.session_state.get(key)))
 
 
 def _on_add_experiment(key: str, members: dict[int, list[int]]) -> None:
     """An experiment was picked: add all its runs to the selection, then clear the box."""
     exp = st.session_state.get(key)
     if exp is not None:
-        _set_selection(sorted(set(_ids(st.session_state.get(COMPARE_RUNS_KEY))) | set(members.get(exp, [])),
+        _set_selection(sorted(set(run_ids(st.session_state.get(COMPARE_RUNS_KEY))) | set(members.get(exp, [])),
                               reverse=True))
     st.session_state[key] = None
 
@@ -206,9 +183,9 @@ def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[in
     screen under the same key in the previous run (a fresh table, after a delete or a filter
     change, has not been ticked by anyone yet and would otherwise drop runs)."""
     if not any(isinstance(k, str) and k.startswith(PICK + ".") for k in st.session_state):  # page (re)opened
-        initial = _ids(str(st.query_params.get("runs", "")).split(",")) or _ids(st.session_state.get(COMPARE_RUNS_KEY))
+        initial = run_ids(str(st.query_params.get("runs", "")).split(",")) or run_ids(st.session_state.get(COMPARE_RUNS_KEY))
         st.session_state[COMPARE_RUNS_KEY] = initial
-    chosen = [i for i in _ids(st.session_state.get(COMPARE_RUNS_KEY)) if i in all_ids]
+    chosen = [i for i in run_ids(st.session_state.get(COMPARE_RUNS_KEY)) if i in all_ids]
     shown = [int(i) for i in view["id"]]
     key = _table_key(shown)
     same_table = st.session_state.get("compare.table_key") == key and key in st.session_state
@@ -229,8 +206,8 @@ def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[in
     st.caption(f"{len(shown)} of {len(all_ids)} runs shown" + (f" ({hidden} hidden by the filters)" if hidden else "")
                + ". Tick rows to compare them; click a column header to sort in place.")
     fmt = lambda i: labels.get(i, f"#{i}")  # noqa: E731
-    pkey = _labelled_key(PICK, [fmt(i) for i in all_ids])
-    if _ids(st.session_state.get(pkey)) != chosen or pkey not in st.session_state:
+    pkey = labelled_key(PICK, [fmt(i) for i in all_ids])
+    if run_ids(st.session_state.get(pkey)) != chosen or pkey not in st.session_state:
         st.session_state[pkey] = chosen
     box = st.columns([3, 1]) if experiments else [st.container()]
     box[0].multiselect("Selected runs", all_ids, key=pkey, on_change=_on_pick_change, args=(pkey,),
@@ -299,6 +276,7 @@ def _metrics_table(cmp, names: list[str], key: str, experiments: dict[str, str])
     m = cmp.frame[names]
     best = {c: rows for c, rows in cmp.best().items() if c in names}
     cfg = _metric_config([c for c in cmp.columns if c.name in names])
+    cfg["_index"] = text_column("run", m.index, widest=320)                 # run names readable, not "#4 exp 1 · s…"
     if experiments and any(experiments.values()):
         m = m.copy()
         m.insert(0, "experiment", [experiments.get(label) for label in m.index])
@@ -344,6 +322,7 @@ def gates_section(s: RunStore, runs: list[RunRecord], colors: dict[int, str]) ->
     tasks = _tasks(gated)
     task = (st.selectbox("Heatmap task", tasks, key="compare.heat_task", bind=ADDRESS) if len(tasks) > 1
             else (tasks[0] if tasks else None))
+    zmax = shared_scale([frames[r.id] for r in gated], [task] if task else [])
     for i in range(0, len(runs), MAX_SIDE_BY_SIDE):
         cols = st.columns(min(MAX_SIDE_BY_SIDE, len(runs)))
         for col, r in zip(cols, runs[i:i + MAX_SIDE_BY_SIDE]):
@@ -359,11 +338,11 @@ def gates_section(s: RunStore, runs: list[RunRecord], colors: dict[int, str]) ->
                 if r.id not in utils:
                     st.info("No gate weights stored.")
                     continue
-                st.plotly_chart(charts.utilisation_figure(utils[r.id], title="mean gate weight", ymax=ymax, height=300),
-                                key=f"compare.util.{r.id}")
+                util = gate_charts.utilisation_figure(utils[r.id], title="mean gate weight", ymax=ymax, height=300)
+                st.plotly_chart(util, key=f"compare.util.{r.id}", config={"displayModeBar": False})   # narrow column
                 if task and A.gate_columns(f, task):
                     fig, drawn, total = heatmap_of(r, f, task, HEATMAP_ROWS, selectable=False, height=380,
-                                                   title=f"{task}: gates per sample")
+                                                   title=f"{task}: gates per sample", zmax=zmax)
                     st.plotly_chart(fig, key=f"compare.heat.{r.id}", config={"displayModeBar": False})
                     if total > drawn:
                         st.caption(f"{drawn:,} of {total:,} {rows_text(f)}, stratified by dominant expert.")
@@ -371,98 +350,12 @@ def gates_section(s: RunStore, runs: list[RunRecord], colors: dict[int, str]) ->
                     st.caption(f"This run has no task {plain(task)}.")
 
 
-# ----------------------------------------------------------------------------- manage
-
-def _flash(kind: str, text: str) -> None:
-    st.session_state[FLASH] = (kind, text)
-
-
-def _do_rename(s: RunStore) -> None:
-    rid = st.session_state.get(st.session_state.get("compare.rename_run_key", ""), st.session_state.get("compare.rename_run"))
-    new = st.session_state.get("compare.rename_to", "")
-    try:
-        old = s.get_run(rid).name
-        s.rename(rid, new)
-        _flash("success", f"Renamed run #{rid} from “{plain(old)}” to “{plain(new.strip())}”.")
-        st.session_state["compare.rename_to"] = ""
-    except StoreError as e:
-        _flash("error", plain(e))
-
-
-def _do_delete(s: RunStore) -> None:
-    rid = st.session_state.pop("compare.confirm_delete", None)
-    if rid is None:
-        return
-    try:
-        name = s.get_run(rid).name
-        s.delete(rid)
-        _flash("success", f"Deleted run #{rid} “{plain(name)}” and its files.")
-        st.session_state[COMPARE_RUNS_KEY] = [i for i in _ids(st.session_state.get(COMPARE_RUNS_KEY)) if i != rid]
-        if st.session_state.get(INSPECT_RUN_KEY) == rid:
-            st.session_state.pop(INSPECT_RUN_KEY, None)
-    except StoreError as e:
-        _flash("error", plain(e))
-
-
-def _run_select(label: str, ids: list[int], default: int, base: str, fmt) -> int:
-    """A run selectbox whose widget key follows its labels (see ``_labelled_key``); the
-    chosen id is kept in ``st.session_state[base]`` across key changes."""
-    key = _labelled_key(base, [fmt(i) for i in ids])
-    if st.session_state.get(key) not in ids:
-        prev = st.session_state.get(base)
-        st.session_state[key] = prev if prev in ids else ids[default]
-    value = st.selectbox(label, ids, key=key, format_func=fmt)
-    st.session_state[base] = value
-    return value
-
-
-def manage_section(s: RunStore, runs: list[RunRecord], selected: list[int]) -> None:
-    ids = [r.id for r in runs]
-    by_id = {r.id: r for r in runs}
-    default = ids.index(selected[0]) if selected and selected[0] in ids else 0
-    c1, c2 = st.columns(2)
-    with c1:
-        st.markdown("**Rename a run**")
-        _run_select("Run to rename", ids, default, "compare.rename_run", lambda i: _label(by_id[i]))
-        st.text_input("New name", key="compare.rename_to", max_chars=120, placeholder="e.g. mmoe-8x64-lr1e-3")
-        st.button("Rename", key="compare.rename_btn", on_click=_do_rename, args=(s,),
-                  disabled=not st.session_state.get("compare.rename_to", "").strip())
-    with c2:
-        st.markdown("**Delete a run**")
-        _run_select("Run to delete", ids, default, "compare.delete_run",
-                    lambda i: f"{_label(by_id[i])} ({by_id[i].status})")
-        pending = st.session_state.get("compare.confirm_delete")
-        if pending is None or pending not in by_id:
-            if st.button("Delete…", key="compare.delete_btn"):
-                st.session_state["compare.confirm_delete"] = st.session_state["compare.delete_run"]
-                st.rerun()
-        else:
-            r = by_id[pending]
-            st.warning(f"Delete run #{r.id} “{plain(r.name)}” ({r.status}), its history and its files? "
-                       "This cannot be undone.")
-            b1, b2, _ = st.columns([1, 1, 2])
-            b1.button("Yes, delete", key="compare.delete_yes", type="primary", on_click=_do_delete, args=(s,))
-            if b2.button("Cancel", key="compare.delete_no"):
-                st.session_state.pop("compare.confirm_delete", None)
-                st.rerun()
-    st.markdown("**Train again with a run's settings** (its table, targets, model, training settings and seed)")
-    c1, c2 = st.columns([3, 1])
-    with c1:
-        again = _run_select("Run to train again", ids, default, "compare.again_run", lambda i: _label(by_id[i]))
-    if c2.button("Train again", key="compare.again"):
-        why = train_again(by_id[again])
-        if why:
-            st.warning(f"Cannot train again: {plain(why)}.")
-
-
 # ----------------------------------------------------------------------------- page
 
 def main() -> None:
     st.title("Compare runs")
     s = store()
-    flash = st.session_state.pop(FLASH, None)
-    if flash:
-        (st.success if flash[0] == "success" else st.error)(flash[1])
+    show_flash()
     try:
         runs = s.list_runs()
     except StoreError as e:
@@ -472,7 +365,7 @@ def main() -> None:
         st.info("There are no stored runs yet. Train some on the Train page (or `python -m mmoe train ...`).")
         return
     by_id = {r.id: r for r in runs}
-    labels = {r.id: f"{_label(r)} ({r.arch}, {r.status})" for r in runs}
+    labels = {r.id: f"{_label(r)} · {r.arch}" + ("" if r.status == "finished" else f" · {r.status}") for r in runs}
     names = _experiments(s)
     experiments = {e: (names.get(e, f"#{e}"), ids) for e, ids in experiment_members(runs).items()}
     table, cfg = runs_table(s, runs, names)
@@ -492,7 +385,7 @@ def main() -> None:
         gates_section(s, chosen, colors)
         tracking_section(s, [r.id for r in chosen if not r.active], key="compare")
     st.header("Manage runs")
-    manage_section(s, runs, [r.id for r in chosen])
+    manage_section(s, runs)
 
 
 main()

@@ -206,7 +206,10 @@ def training_section(s: RunStore, rec: RunRecord) -> None:
         st.caption("No final metrics were recorded.")
     else:
         split = "validation" if (rec.data_summary or {}).get("splits", {}).get("val") else "training"
-        st.dataframe(fm.style.format("{:.4f}", na_rep=NA), placeholder=NA)
+        cfg = {"loss": st.column_config.NumberColumn(
+            "training loss", help="The loss the model minimised, where it is not the log loss beside it: for a "
+            "regression task the mean squared error of the standardised target (1.0 = always predicting the mean)")}
+        st.dataframe(fm.style.format("{:.4f}", na_rep=NA), placeholder=NA, column_config=cfg)
         st.caption(f"On the {split} split" + (f", from epoch {rec.best_epoch} (best validation loss)"
                                                if rec.best_epoch and rec.train_config.get("early_stopping_patience")
                                                else ", after the last epoch") + ".")

@@ -159,7 +159,7 @@ def run_experiment(exp: Experiment, store: RunStore, *, cancel_event: threading.
                     if key not in cache:
                         cache[key] = prepare(data.source, data.config)
                     data = cache[key]
-                label = f"{settings_text(point.settings)} · seed {seed}"
+                label = f"{settings_text(point.settings)} · seed {seed}" if point.settings else f"seed {seed}"
                 tc = dataclasses.replace(point.train_config, seed=seed)
 
                 def created(run_id: int, label=label) -> None:
@@ -167,7 +167,7 @@ def run_experiment(exp: Experiment, store: RunStore, *, cancel_event: threading.
                         on_progress(ExperimentProgress(exp_id, done, exp.total_runs, label, run_id))
 
                 summary = run_training(data, point.model_config, tc, store=store,
-                                       name=fit_run_name(f"exp {exp_id} · {label}"),
+                                       name=fit_run_name(f"{exp.name or f'exp {exp_id}'} · {label}"),
                                        dataset=exp.dataset, callbacks=list(run_callbacks() if run_callbacks else ()),
                                        cancel_event=cancel_event, on_run_created=created,
                                        experiment=(exp_id, p_i))

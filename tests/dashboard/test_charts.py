@@ -1,5 +1,6 @@
-"""dashboard/charts.py: legends sit below the plot (never against the title), reference lines are
-labelled in the legend, and gate heatmap clicks pick the nearest sample anywhere in a cell."""
+"""dashboard/charts.py and gate_charts.py: legends sit below the plot (never against the title), titles
+below plotly's toolbar, reference lines are labelled in the legend, and gate heatmap clicks pick the
+nearest sample anywhere in a cell."""
 from __future__ import annotations
 
 
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mmoe import views as A
-from mmoe_dashboard import charts
+from mmoe_dashboard import charts, gate_charts
 
 
 @pytest.fixture
@@ -34,17 +35,17 @@ def legend_figures(frame):
     pts, stats = A.regression_points(frame, "r")
     return {
         "task_curves": charts.task_curves(curves),
-        "overlay": charts.overlay_curves([{"run_id": 1, "label": "#1 a", "split": "val", "epoch": [1, 2],
-                                           "value": [0.5, 0.4]},
-                                          {"run_id": 2, "label": "#2 b", "split": "val", "epoch": [1, 2],
-                                           "value": [0.6, 0.5]}], "a"),
+        "overlay": charts.overlay_curves([{"run_id": 1, "label": "#1 a", "color": "#1f77b4", "split": "val",
+                                           "epoch": [1, 2], "value": [0.5, 0.4]},
+                                          {"run_id": 2, "label": "#2 b", "color": "#ff7f0e", "split": "val",
+                                           "epoch": [1, 2], "value": [0.6, 0.5]}], "a"),
         "roc": charts.roc_figure(cur, "a"),
         "pr": charts.pr_figure(cur, "a"),
         "calibration": charts.calibration_figure(A.calibration(frame, "a"), "a"),
         "histogram": charts.score_histogram_figure(A.score_histogram(frame, "a", class_names=long), "a"),
         "pred_vs_actual": charts.pred_vs_actual_figure(pts, stats, "r"),
-        "utilisation": charts.utilisation_figure(A.utilisation(frame)),
-        "entropy": charts.entropy_figure(ent, 4),
+        "utilisation": gate_charts.utilisation_figure(A.utilisation(frame)),
+        "entropy": gate_charts.entropy_figure(ent, 4),
     }
 
 
@@ -59,23 +60,45 @@ def test_legends_are_below_the_plot_not_against_the_title(frame):
 
 def test_figures_without_a_legend_keep_a_small_bottom_margin(frame):
     cm = pd.DataFrame([[5, 1], [2, 7]], index=["x", "y"], columns=["x", "y"])
-    for fig in (charts.confusion_figure(cm, "k"), charts.gate_heatmap(A.gate_matrix(frame, "a"), "a")):
+    for fig in (charts.confusion_figure(cm, "k"), gate_charts.gate_heatmap(A.gate_matrix(frame, "a"), "a")):
         assert fig.layout.margin.b == 50
 
 
+def test_titles_sit_on_the_plot_below_the_toolbar_and_above_text_on_its_top_edge(frame):
+    from mmoe.views.gates import SHARED
+    figs = dict(legend_figures(frame))
+    figs["heatmap"] = gate_charts.gate_heatmap(A.gate_matrix(frame, "a"), "a")
+    details = {"row": 3, "tasks": {"a": {"gates": [0.1, 0.2, 0.3, 0.4]}, "b": {"gates": [0.4, 0.3, 0.2, 0.1]}}}
+    figs["sample (subplot titles)"] = gate_charts.sample_gates_figure(details)
+    figs["groups (CGC names)"] = gate_charts.gate_heatmap(A.gate_matrix(frame, "a"), "a",
+                                                          groups=[SHARED, SHARED, "a", "a"])
+    for name, fig in figs.items():
+        t = fig.layout.title
+        if name == "task_curves":             # no title; its panel titles sit below the toolbar
+            assert not t.text and fig.layout.margin.t >= charts.TOOLBAR_PX + charts.ABOVE_PLOT_PX
+            continue
+        assert t.text and t.yref == "paper" and t.y == 1 and t.yanchor == "bottom", name   # on the plot's top edge
+        above = [a for a in fig.layout.annotations if a.yref == "paper" and a.y >= 1 and a.yanchor == "bottom"]
+        lift = charts.ABOVE_PLOT_PX if above else 0
+        assert t.pad.b >= 8 + lift, name                                  # over the subplot titles / group names
+        # the toolbar's ~30 px at the top, then the title's line (~20 px), then what sits on the plot's edge
+        assert fig.layout.margin.t >= 30 + 20 + t.pad.b, (name, fig.layout.margin.t)
+    assert figs["sample (subplot titles)"].layout.title.pad.b > figs["heatmap"].layout.title.pad.b
+
+
 def test_reference_lines_are_labelled_in_the_legend_not_over_the_bars(frame):
-    util = charts.utilisation_figure(A.utilisation(frame))
+    util = gate_charts.utilisation_figure(A.utilisation(frame))
     assert not util.layout.annotations
     names = [t.name for t in util.data]
     assert "uniform 1/4 = 0.25" in names and {"a", "b"} <= set(names)
     assert util.layout.shapes[0].y0 == pytest.approx(0.25) and util.layout.shapes[0].layer == "above"
-    ent = charts.entropy_figure(pd.DataFrame({"epoch": [1], "split": ["val"], "task": ["a"], "value": [1.0]}), 4)
+    ent = gate_charts.entropy_figure(pd.DataFrame({"epoch": [1], "split": ["val"], "task": ["a"], "value": [1.0]}), 4)
     assert not ent.layout.annotations and any(str(t.name).startswith("max ln(4)") for t in ent.data)
 
 
 def test_gate_heatmap_click_picks_the_nearest_sample_anywhere():
     g = np.random.default_rng(1).dirichlet(np.ones(4), size=50)
-    fig = charts.gate_heatmap(g, "a")
+    fig = gate_charts.gate_heatmap(g, "a")
     assert fig.layout.hoverdistance == -1 and fig.layout.hovermode == "closest"
     assert "select" in fig.layout.clickmode
     targets = fig.data[1]
@@ -91,7 +114,7 @@ def test_gate_heatmap_draws_the_gates_it_is_given_and_a_line_at_each_group_bound
     rng = np.random.default_rng(2)
     g = rng.dirichlet(np.ones(4), size=300)                 # unsorted: ~225 group boundaries
     pos = rng.permutation(1000)[:300]
-    fig = charts.gate_heatmap(g, "a", positions=pos)
+    fig = gate_charts.gate_heatmap(g, "a", positions=pos)
     heat, targets = fig.data[0], fig.data[1]
     np.testing.assert_array_equal(np.asarray(heat.z), g)
     assert list(heat.x) == ["e0", "e1", "e2", "e3"]
@@ -108,7 +131,7 @@ def test_gate_heatmap_draws_the_gates_it_is_given_and_a_line_at_each_group_bound
     assert [s.to_plotly_json() for s in fig.layout.shapes[:3]] == [s.to_plotly_json() for s in ref.layout.shapes]
     # rows sorted by dominant expert (as the pages pass them): one line per boundary between experts
     order = A.order_and_sample(g)
-    sorted_fig = charts.gate_heatmap(g[order], "a", positions=order)
+    sorted_fig = gate_charts.gate_heatmap(g[order], "a", positions=order)
     assert len(sorted_fig.layout.shapes) == len(set(dom)) - 1
     np.testing.assert_array_equal(np.asarray(sorted_fig.data[1].customdata)[::4], order)
 
@@ -121,7 +144,7 @@ def test_long_curves_drop_markers_so_train_and_validation_differ(epochs, markers
     long = pd.concat([pd.DataFrame({"epoch": e, "split": sp, "task": "price", "value": 1 / e, "loss": 1 / e})
                       for sp in ("train", "val")], ignore_index=True)
     figs = [charts.task_curves(long), charts.loss_curve_figure(long, "job"),
-            charts.entropy_figure(long.rename(columns={"value": "value"}), 4)]
+            gate_charts.entropy_figure(long.rename(columns={"value": "value"}), 4)]
     for fig in figs:
         modes = {t.mode for t in fig.data if t.name and "max ln" not in t.name and t.x is not None and len(t.x) > 2}
         assert modes == {"lines+markers" if markers else "lines"}, modes
@@ -135,7 +158,7 @@ def test_one_curve_style_and_one_colour_per_task_in_every_per_epoch_chart():
                       for t in ("click", "like") for sp in ("train", "val")], ignore_index=True)
     seen: dict[tuple[str, str], set] = {}
     for fig in (charts.task_curves(long, tasks=["click", "like"]), charts.loss_curve_figure(long, "job"),
-                charts.entropy_figure(long, 4)):
+                gate_charts.entropy_figure(long, 4)):
         for t in fig.data:
             if t.x is None or not t.hovertemplate and not t.name:
                 continue

@@ -151,6 +151,7 @@ def test_selecting_runs_shows_comparisons(page):
     assert all(d.proto.placeholder == "—" for d in at.dataframe)
     # what is drawn is what is stored: validation loss curves, gate weights per sample, utilisation
     store = RunStore(home)
+    tops = []
     for arch in ("mmoe", "omoe", "shared-bottom"):
         rec = store.get_run(ids[arch])
         hist = store.history(rec.id)
@@ -168,11 +169,14 @@ def test_selecting_runs_shows_comparisons(page):
         assert z.shape == stored_gates.shape                      # 40 rows <= HEATMAP_ROWS: all drawn
         np.testing.assert_allclose(np.unique(z.round(6), axis=0), np.unique(stored_gates.round(6), axis=0))
         assert (np.diff(z.argmax(1)) >= 0).all(), "sorted by dominant expert"
+        tops.append((heat["zmax"], z.max()))
         for bar in figure(chart(at, f"compare.util.{rec.id}"))["data"]:
             if bar["type"] != "bar":
                 continue
             g = frame[[f"gate:{bar['name']}:{e}" for e in bar["x"]]].to_numpy(float)
             np.testing.assert_allclose(np.asarray(bar["y"], float), g.mean(0), rtol=1e-6)
+    # the heatmaps side by side share one colour scale: its top is the largest weight any of them draws
+    assert len({t for t, _ in tops}) == 1 and tops[0][0] == pytest.approx(max(m for _, m in tops))
     store.close()
 
 
@@ -268,8 +272,10 @@ def test_run_colours_differ_within_a_comparison_and_follow_the_run_across_charts
     from mmoe_dashboard import charts
     many = charts.run_colors([23, 3, 13, 40, 1, 2, 5, 7, 8, 9])          # ids a colour-by-id-mod-10 would merge
     assert len(set(many.values())) == 10
-    assert charts.run_colors([3, 13]) == {3: charts.RUN_PALETTE[0], 13: charts.RUN_PALETTE[1]}
-    assert charts.run_colors([3, 13, 20]) == {**charts.run_colors([3, 13]), 20: charts.RUN_PALETTE[2]}
+    assert charts.run_colors([3, 13]) == {3: charts.RUN_PALETTE[3], 13: charts.RUN_PALETTE[4]}
+    # a run keeps its colour whatever else is compared, unless another compared run has it
+    assert charts.run_colors([3, 5]) == {3: charts.RUN_PALETTE[3], 5: charts.RUN_PALETTE[5]}
+    assert charts.run_colors([1, 3, 5, 7])[5] == charts.run_colors([5, 8])[5] == charts.RUN_PALETTE[5]
     open_page, ids, _ = page
     at = open_page()
     at = select_rows(at, [ids["mmoe"], ids["omoe"]])
@@ -298,6 +304,19 @@ def test_a_selection_survives_filtering(page):
     at.text_input(key="compare.f_text").set_value("omoe").run()
     assert sorted(at.session_state["mmoe.compare_runs"]) == sorted([ids["mmoe"], ids["omoe"]])
     assert any("hidden by the filters" in c.value for c in at.caption)
+
+
+def test_the_manage_boxes_start_empty_and_wait_for_a_choice(page):
+    open_page, ids, home = page
+    at = select_rows(open_page(), [ids["mmoe"], ids["omoe"]])         # ticked runs choose nothing here
+    at.text_input(key="compare.rename_to").set_value("new-name").run()
+    for base, button in (("compare.rename_run", "compare.rename_btn"), ("compare.delete_run", "compare.delete_btn"),
+                         ("compare.again_run", "compare.again")):
+        assert at.selectbox(key=w(at, base)).value is None, base
+        assert at.button(key=button).disabled, button
+    assert {r.name for r in RunStore(home).list_runs()} == {"mmoe-run", "omoe-run", "shared-bottom-run", "failed-run"}
+    at.selectbox(key=w(at, "compare.rename_run")).set_value(ids["mmoe"]).run()
+    assert not at.button(key="compare.rename_btn").disabled
 
 
 def test_rename(page):

@@ -204,6 +204,8 @@ def test_gate_heatmaps_show_the_stored_gate_weights(page, stored):
         # one white line at each boundary between dominant-expert groups
         lines = [s["y0"] for s in figure(c)["layout"].get("shapes", [])]
         assert lines == [i + 0.5 for i in np.flatnonzero(np.diff(dom))]
+        # the three panels share one colour scale: up to the largest weight of any task
+        assert heat["zmax"] == pytest.approx(max(gates_of(frame, t, experts).max() for t in ("click", "score", "kind")))
     # expert utilisation: the mean stored gate weight per task and expert
     bars = [t for t in figure(chart(at, "inspect.util"))["data"] if t["type"] == "bar"]
     assert [b["name"] for b in bars] == ["click", "score", "kind"]

@@ -73,6 +73,7 @@ def test_experiment_is_one_record_with_paired_seeds(tiny_frame, mmoe_home):
     # seed by seed: every point of seed 0 first, and the split follows the seed as --seed does
     assert [(r.experiment_point, r.train_config["seed"], r.data_config["seed"]) for r in runs] == [
         (0, 0, 0), (1, 0, 0), (0, 1, 1), (1, 1, 1), (0, 2, 2), (1, 2, 2)]
+    assert runs[1].name == "exp · arch=shared-bottom · seed 0"                    # the experiment's name first
     s = summarize(store, exp_id)
     assert s["runs"] == [r.id for r in runs] and s["status"] == "finished"
     a, b = s["configs"]
@@ -89,6 +90,18 @@ def test_experiment_is_one_record_with_paired_seeds(tiny_frame, mmoe_home):
         [y - x for x, y in zip(auc["values"], b["metrics"]["click"]["auc"]["values"])])
     assert d["click"]["a"] == {"arch": "mmoe"} and d["click"]["b"] == {"arch": "shared-bottom"}
     assert "95% interval" in d["click"]["verdict"]
+
+
+def test_member_runs_are_named_after_the_experiment(tiny_frame, mmoe_home):
+    store = RunStore(mmoe_home)
+    exp = grid_experiment(DataSource(tiny_frame, DataConfig(tasks=TASKS)), ModelConfig(num_experts=2),
+                          TrainConfig(epochs=1, batch_size=32, threads=1), [], (4, 5), name="mmoe-8x")
+    runs = store.experiment_runs(run_experiment(exp, store))
+    assert [r.name for r in runs] == ["mmoe-8x · seed 4", "mmoe-8x · seed 5"]    # seeds only: no "base settings"
+    exp = grid_experiment(DataSource(tiny_frame, DataConfig(tasks=TASKS)), ModelConfig(num_experts=2),
+                          TrainConfig(epochs=1, batch_size=32, threads=1), [("lr", [0.01])], (0,))
+    exp_id = run_experiment(exp, store)
+    assert [r.name for r in store.experiment_runs(exp_id)] == [f"exp {exp_id} · lr=0.01 · seed 0"]   # no name
 
 
 def test_a_member_run_trained_alone_gives_the_same_numbers(tiny_frame, mmoe_home):

@@ -82,33 +82,33 @@ def test_entropy_and_similarity_are_correct_on_the_zero_weights():
 
 
 def test_charts_mark_shared_and_task_experts():
-    from mmoe_dashboard import charts
+    from mmoe_dashboard import gate_charts
 
     frame, mc = _ple_frame()
     lay = expert_layout(mc, TASKS, n_experts=6)
     seen = lay.visible("kind")
     g = A.gate_matrix(frame, "kind")[:, seen]
-    fig = charts.gate_heatmap(g, "kind", labels=[lay.labels()[j] for j in seen],
+    fig = gate_charts.gate_heatmap(g, "kind", labels=[lay.labels()[j] for j in seen],
                               groups=[lay.groups()[j] for j in seen])
     assert list(fig.data[0].x) == ["s0", "s1", "kind:t0", "kind:t1"]
     np.testing.assert_array_equal(np.asarray(fig.data[0].z), g)
     sep = [s for s in fig.layout.shapes if s.xref == "x"]
     assert [s.x0 for s in sep] == [1.5]                                    # between s1 and kind:t0
     assert [a.text for a in fig.layout.annotations] == ["shared", "kind's own"]
-    util = charts.utilisation_figure(A.utilisation(frame, layout=lay), tasks=TASKS)
+    util = gate_charts.utilisation_figure(A.utilisation(frame, layout=lay), tasks=TASKS)
     assert list(util.layout.xaxis.categoryarray) == ["s0", "s1", "click:t0", "click:t1", "kind:t0", "kind:t1"]
     assert [a.text for a in util.layout.annotations if a.text in ("shared", "click's own", "kind's own")] == [
         "shared", "click's own", "kind's own"]
     assert any("uniform 1/4" in (t.name or "") for t in util.data)         # 4 experts per gate, not 6
     details = {"row": 3, "tasks": {t: {"gates": A.gate_matrix(frame, t)[0].tolist()} for t in TASKS}}
-    bars = charts.sample_gates_figure(details, lay)
+    bars = gate_charts.sample_gates_figure(details, lay)
     assert [list(b.x) for b in bars.data] == [["s0", "s1", "click:t0", "click:t1"], ["s0", "s1", "kind:t0", "kind:t1"]]
 
 
 def test_task_names_in_labels_are_plain_text_in_charts():
-    from mmoe_dashboard import charts
+    from mmoe_dashboard import gate_charts
 
     lay = expert_layout(ModelConfig(arch="cgc", shared_experts=1, task_experts=1), ["<b>x</b>"])
-    fig = charts.gate_heatmap(np.array([[0.5, 0.5]]), "<b>x</b>", labels=lay.labels(), groups=lay.groups())
+    fig = gate_charts.gate_heatmap(np.array([[0.5, 0.5]]), "<b>x</b>", labels=lay.labels(), groups=lay.groups())
     assert list(fig.data[0].x) == ["s0", "&lt;b&gt;x&lt;/b&gt;:t0"]
     assert "&lt;b&gt;" in fig.layout.annotations[1].text
