@@ -23,6 +23,7 @@ ARCH_LABELS = {"mmoe": "MMoE (a gate per task)", "omoe": "OMoE (one shared gate)
                "ple": "PLE (stacked CGC levels)"}
 LAYERED_DEFAULTS = {"shared_experts": 4, "task_experts": 2, "levels": 2}   # cgc / ple, until a preset sets them
 K = "train."   # widget key prefix
+PLAIN_NUMBER = "%g"   # a number input's display format (sprintf.js) for rates: 0, 0.0001, 0.003, 1e-7
 
 
 def _preset_values(name: str) -> dict:
@@ -127,8 +128,9 @@ def train_widgets(n_train: int | None = None) -> TrainConfig:
     c1, c2, c3 = st.columns(3)
     optimizer = c1.radio("Optimiser", ["adam", "adamw"], format_func={"adam": "Adam", "adamw": "AdamW"}.get,
                          key=K + "optimizer", horizontal=True, persist_state=KEEP)
-    lr = c2.number_input("Learning rate", 1e-6, 1.0, step=1e-4, format="%.1e", key=K + "lr", persist_state=KEEP)
-    wd = c3.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%.1e", key=K + "weight_decay",
+    # "%g": 0, 0.0001, 0.003 as typed ("%.1e" showed 0 as "0.0e+0" and 0.003 as "3.0e-3")
+    lr = c2.number_input("Learning rate", 1e-6, 1.0, step=1e-4, format=PLAIN_NUMBER, key=K + "lr", persist_state=KEEP)
+    wd = c3.number_input("Weight decay", 0.0, 1.0, step=1e-4, format=PLAIN_NUMBER, key=K + "weight_decay",
                          persist_state=KEEP)
     auto = st.checkbox("Batch size and epochs from the data", key=K + "auto_schedule", persist_state=KEEP,
                        help="a batch small enough for at least 20 optimiser steps per epoch (16 to 1024) and "
@@ -184,9 +186,9 @@ def task_weight_widgets(tasks: tuple[TaskSpec, ...]) -> tuple[str, dict[str, flo
     if mode == "fixed":
         cols = st.columns(min(4, max(1, len(tasks))))
         for i, t in enumerate(tasks):
+            st.session_state.setdefault(K + f"w.{t.column}", float(t.weight))   # not value=: see the seed
             weights[t.column] = float(cols[i % len(cols)].number_input(
-                f"weight of {plain(t.column)}", 0.0, 100.0, value=float(t.weight), step=0.1, key=K + f"w.{t.column}",
-                persist_state=KEEP))
+                f"weight of {plain(t.column)}", 0.0, 100.0, step=0.1, key=K + f"w.{t.column}", persist_state=KEEP))
     elif mode == "gradnorm":
         st.session_state.setdefault(K + "gradnorm_alpha", TrainConfig().gradnorm_alpha)
         options["gradnorm_alpha"] = float(st.number_input(
@@ -240,12 +242,13 @@ def experiment_widgets() -> tuple[int, list]:
                             help="train every setting with seeds seed, seed+1, ...: the results come with 95% "
                                  "intervals, and settings are compared seed by seed (paired)")
     keys = c2.multiselect("Sweep (up to two settings)", list(SWEEPS), format_func=lambda k: SWEEPS[k][0],
-                          max_selections=2, key=K + "sweep", persist_state=KEEP,
+                          max_selections=2, key=K + "sweep", persist_state=KEEP, wrap=True,
                           help="train every combination of the values below, each with the same seeds")
     items = []
     cols = st.columns(max(1, len(keys)))
     for col, key in zip(cols, keys):
-        text = col.text_input(f"Values of {SWEEPS[key][0]}", value=SWEEPS[key][1], key=K + f"sweep.{key}",
+        st.session_state.setdefault(K + f"sweep.{key}", SWEEPS[key][1])
+        text = col.text_input(f"Values of {SWEEPS[key][0]}", key=K + f"sweep.{key}",
                               persist_state=KEEP, help="separate values with commas; layer lists with /")
         items.append(f"{key}={text.replace(' ', '')}")
     return int(seeds), parse_grid(items)

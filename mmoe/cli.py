@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "parameter counts, on two regression tasks of controlled correlation (default) "
                                     "or on census-income (--census).")
     pp.add_argument("--correlations", default="0.5,0.9,1.0", help="task correlations, comma separated")
+    pp.add_argument("--archs", default="mmoe,omoe,shared-bottom,cgc,ple", help="architectures, comma separated")
     pp.add_argument("--seeds", type=int, default=None, help="seeds per setting")
     pp.add_argument("--rows", type=int, default=None, help="rows of synthetic data per run")
     pp.add_argument("--epochs", type=int, default=None)
@@ -347,14 +348,8 @@ def cmd_experiment(a) -> int:
 def cmd_paper(a) -> int:
     import dataclasses
 
-    from mmoe.runs.paper import (
-        CENSUS_DEFAULTS,
-        CENSUS_TRAIN,
-        PAPER_DEFAULTS,
-        PAPER_TRAIN,
-        census_experiment,
-        paper_experiment,
-    )
+    from mmoe.runs.paper import (CENSUS_DEFAULTS, CENSUS_TRAIN, PAPER_DEFAULTS, PAPER_TRAIN, census_experiment,
+                                 paper_experiment)
     from mmoe.runs.store import RunStore
 
     a.name = optional_run_name(a.name)
@@ -367,7 +362,8 @@ def cmd_paper(a) -> int:
             path = _data_path(a.census) if a.census else DATA_DIR / "census_sample.csv.gz"
             tc = dataclasses.replace(CENSUS_TRAIN, device=a.device, threads=a.threads)
             exp = census_experiment(path, seeds=a.seeds or CENSUS_DEFAULTS["seeds"],
-                                    epochs=a.epochs or CENSUS_DEFAULTS["epochs"], train=tc, name=a.name)
+                                    epochs=a.epochs or CENSUS_DEFAULTS["epochs"], train=tc, name=a.name,
+                                    archs=_csv_list(a.archs))
         else:
             corrs = _csv_list(a.correlations)
             try:
@@ -377,7 +373,7 @@ def cmd_paper(a) -> int:
             tc = dataclasses.replace(PAPER_TRAIN, device=a.device, threads=a.threads)
             exp = paper_experiment(corrs, seeds=a.seeds or PAPER_DEFAULTS["seeds"],
                                    rows=a.rows or PAPER_DEFAULTS["rows"], epochs=a.epochs or PAPER_DEFAULTS["epochs"],
-                                   train=tc, name=a.name)
+                                   train=tc, name=a.name, archs=_csv_list(a.archs))
     except ValueError as e:
         raise BadInput(f"paper: {e}") from None
     return _run_experiment(exp, a, RunStore(a.store))

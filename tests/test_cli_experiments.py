@@ -96,10 +96,21 @@ def test_a_paper_run_reproduces_from_synth_and_train(tmp_path, mmoe_home, capsys
 
 @pytest.mark.parametrize("args, why", [(("--correlations", "high"), "numbers"), (("--correlations", "2"), "between"),
                                        (("--rows", 3), "rows"), (("--census", "--rows", 100), "--rows"),
-                                       (("--census", "/nope.csv"), "no such file")])
+                                       (("--census", "/nope.csv"), "no such file"),
+                                       (("--archs", "mmoe,moe"), "architectures must be some of"),
+                                       (("--archs", ","), "got none")])
 def test_paper_bad_input(mmoe_home, capsys, args, why):
     code, _, err = run_cli(capsys, "paper", *args)
     assert code == 2 and why in err
+
+
+def test_paper_runs_the_architectures_asked_for(mmoe_home, capsys):
+    code, out, err = run_cli(capsys, "paper", "--archs", "omoe, MMoE", "--correlations", "0.5", "--seeds", 1,
+                             "--rows", 300, "--epochs", 1, "--threads", 1, "--json")
+    assert code == 0, err
+    s = strict_json(out.strip().splitlines()[-1])
+    assert [c["settings"]["arch"] for c in s["configs"]] == ["mmoe", "omoe"] and len(s["runs"]) == 2
+    assert s["name"] == "paper synthetic: 2 architectures x 1 correlations x 1 seeds"
 
 
 def test_paper_census_on_the_packaged_sample(mmoe_home, capsys):

@@ -8,6 +8,7 @@ the comparison, no two alike (``charts.run_colors``). Run, task and dataset name
 """
 from __future__ import annotations
 
+import html
 import re
 
 import pandas as pd
@@ -56,8 +57,9 @@ def _label(r: RunRecord) -> str:
 def _swatch(r: RunRecord, color: str) -> str:
     """The run's colour and name over its gates column, two lines high whatever its length, so the charts of
     side-by-side runs start level."""
+    name, arch, status = (html.escape(str(x)) for x in (_label(r), r.arch, r.status))   # (HTML block: no Markdown)
     return (f"<div style='min-height:3.2em'><span style='color:{color};font-size:1.2em'>■</span> "
-            f"<b>{plain(_label(r))}</b> · {plain(r.arch)} · {plain(r.status)}</div>")
+            f"<b>{name}</b> · {arch} · {status}</div>")
 
 
 def _tasks(runs: list[RunRecord]) -> list[str]:
@@ -121,11 +123,11 @@ def runs_table(s: RunStore, runs: list[RunRecord], experiments: dict[int, str]) 
 def filters(table: pd.DataFrame) -> pd.DataFrame:
     c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
     status = c1.multiselect("Status", sorted(table["status"].dropna().unique()), key="compare.f_status", bind=ADDRESS,
-                            placeholder="any status")
+                            placeholder="any status", wrap=True)
     dataset = c2.multiselect("Dataset", sorted(table["dataset"].dropna().unique()), key="compare.f_dataset",
-                             bind=ADDRESS, placeholder="any dataset")
+                             bind=ADDRESS, placeholder="any dataset", wrap=True)
     arch = c3.multiselect("Architecture", sorted(table["arch"].dropna().astype(str).unique()), key="compare.f_arch",
-                          bind=ADDRESS, placeholder="any architecture")
+                          bind=ADDRESS, placeholder="any architecture", wrap=True)
     text = c4.text_input("Search", key="compare.f_text", bind=ADDRESS,
                          placeholder="name, id, task, dataset or experiment")
     out = table
@@ -211,7 +213,7 @@ def selection(view: pd.DataFrame, cfg: dict, all_ids: list[int], labels: dict[in
         st.session_state[pkey] = chosen
     box = st.columns([3, 1]) if experiments else [st.container()]
     box[0].multiselect("Selected runs", all_ids, key=pkey, on_change=_on_pick_change, args=(pkey,),
-                       format_func=fmt, placeholder="tick runs in the table above")
+                       format_func=fmt, placeholder="tick runs in the table above", wrap=True)   # (all tags seen)
     if experiments:
         members = {e: ids for e, (_, ids) in experiments.items()}
         box[1].selectbox("Add an experiment's runs", list(experiments), index=None, key="compare.add_experiment",

@@ -241,6 +241,8 @@ def main() -> None:
         shown, key=f"data.kinds.{key}", hide_index=True, width="stretch", height=min(420, 38 + 35 * len(shown)),
         disabled=["column", "type", "missing", "distinct", "examples"],
         column_config={
+            "column": text_column("column", shown["column"], widest=360),
+            "examples": text_column("examples", shown["examples"]),
             "kind": st.column_config.SelectboxColumn("kind", options=[*OVERRIDABLE_KINDS, "empty"], required=True,
                                                      help="how the column is used as a feature"),
             "missing": st.column_config.NumberColumn("missing", format="%.1f %%", help="share of missing cells"),

@@ -1,12 +1,14 @@
 """Experiments: settings x seeds trained as one unit. Per setting the mean and 95% interval of each
 task's primary metric, the metric against the swept setting with bands, paired differences in words,
-mean learning curves with bands, and every member run one click away.
+mean learning curves with bands, and every member run one tick away (its row's box opens it in Inspect).
+Too few seeds for the intervals to say much (under 3) is said above the results.
 
 The experiment shown comes from ``?experiment=ID``, else the session, else the newest.
 """
 from __future__ import annotations
 
 import streamlit as st
+from scipy import stats
 
 from mmoe.runs.experiments import settings_text, summarize
 from mmoe.runs.store import StoreError
@@ -27,6 +29,8 @@ from mmoe_dashboard.state import (ADDRESS, COMPARE_RUNS_KEY, EXPERIMENT_KEY, NA,
                                   text_column)
 
 POLL_SECONDS = 2.0
+FEW_SEEDS = 3            # below this a 95% t-interval is too wide to say anything
+MEMBER_TEXT = ("run", "settings", "seed", "status", "why it stopped")   # members_frame's other columns: metrics
 
 
 def _job_of(exp_id: int):
@@ -82,7 +86,22 @@ def status_section(exp_id: int) -> None:
     live()
 
 
+def seeds_warning(n_seeds: int) -> None:
+    """Say plainly when the experiment has too few seeds for its 95% intervals to mean much."""
+    if n_seeds >= FEW_SEEDS:
+        return
+    if n_seeds <= 1:
+        st.warning("With 1 seed there is no 95% interval: no difference can be told from noise. Use 3 or more seeds "
+                   "(5 for narrow intervals).")
+        return
+    k = float(stats.t.ppf(0.975, n_seeds - 1))
+    st.warning(f"With {n_seeds} seeds a 95% interval spans ±{k:.1f} standard errors: it says almost nothing. "
+               "Use 3 or more seeds (5 for narrow intervals).")
+
+
 def results_section(summary: dict) -> None:
+    n_seeds = max([len(c["seeds"]) for c in summary["configs"]] + [0])
+    seeds_warning(n_seeds)
     table = config_table(summary)
     st.markdown("**Mean over seeds [95% interval]** of each task's primary metric (↑ higher is better, "
                 "↓ lower is better)")
@@ -108,19 +127,22 @@ def results_section(summary: dict) -> None:
         st.caption("No differences: the experiment has one setting (repeated over seeds).")
     else:
         detected = diffs[diffs["what it says"].str.contains("is better")]
-        n_seeds = max(len(c["seeds"]) for c in summary["configs"])
         if detected.empty:
             st.info(f"No difference detected with {n_seeds} seeds: every 95% interval contains 0. More seeds "
                     "narrow the intervals; the settings may also simply perform alike.")
         else:
             st.success(f"{len(detected)} of {len(diffs)} differences are outside noise (95% interval excludes 0).")
         st.plotly_chart(X.differences_figure(diffs, task), width="stretch", key="exp.diffs")
+        # sized to their values: a cell does not wrap, and "shared-bottom vs mmoe · correlation=0.5" cut after
+        # "correla" made rows look identical
         st.dataframe(diffs.drop(columns=["mean", "lo", "hi"]), hide_index=True, width="stretch", placeholder=NA,
-                     column_config={"compared": st.column_config.TextColumn(width="medium"),
-                                    "task": st.column_config.TextColumn(width="small"),
+                     column_config={"compared": text_column("compared", diffs["compared"]),
+                                    "task": text_column("task", diffs["task"]),
                                     "metric": st.column_config.TextColumn(width="small"),
+                                    "difference (b − a)": text_column("difference (b − a)",
+                                                                      diffs["difference (b − a)"]),
                                     "paired seeds": st.column_config.NumberColumn("seeds", width="small"),
-                                    "what it says": st.column_config.TextColumn(width="large")})
+                                    "what it says": text_column("what it says", diffs["what it says"], widest=760)})
 
     st.markdown("**Mean learning curves** over seeds, with 95% bands")
     c1, c2 = st.columns(2)
@@ -147,15 +169,18 @@ def results_section(summary: dict) -> None:
 
 
 def members_section(summary: dict) -> None:
-    st.markdown("**Member runs** · click a row to open that run in Inspect")
+    # Streamlit selects a row by its box at the left (a click on a cell only focuses the cell)
+    st.markdown("**Member runs** · tick the box at the left of a row to open that run in Inspect")
     members = members_frame(summary, store())
     if members.empty:
         st.caption("No runs yet.")
         return
     ids = members["run"].tolist()
+    columns = {c: text_column(c, members[c]) for c in ("settings", "status", "why it stopped") if c in members}
+    columns.update({c: st.column_config.NumberColumn(c, format="%.4f") for c in members if c not in MEMBER_TEXT})
     event = st.dataframe(members, hide_index=True, width="stretch", placeholder=NA, on_select="rerun",
                          selection_mode="single-row", key="exp.members", height=min(420, 38 + 35 * len(members)),
-                         column_config={"settings": text_column("settings", members["settings"])})
+                         column_config=columns)
     rows = event.selection.rows if event is not None else []
     if rows:
         open_in_inspect(int(ids[rows[0]]))

@@ -14,10 +14,13 @@ from mmoe.runs.runner import DataSource, submit_training
 from mmoe.views.datasets import with_task_weights
 from mmoe.views.formatting import plain
 from mmoe.views.jobview import (
+    METRIC_FORMAT,
     curves_frame,
+    experiment_label,
     jobs_frame,
     metrics_by_task,
     outcome,
+    overview_columns,
     progress_text,
     run_label,
     runs_overview,
@@ -26,7 +29,17 @@ from mmoe.views.presets import PRESETS, compare_configs
 from mmoe.views.runinfo import no_better_than_baseline
 from mmoe_dashboard.charts import loss_curve_figure
 from mmoe_dashboard.continuity import command_panel, restore_train_settings, save_train_settings
-from mmoe_dashboard.state import BACK_TO, DATA_KEY, NA, manager, open_experiment, open_in_inspect, page, store
+from mmoe_dashboard.state import (
+    BACK_TO,
+    DATA_KEY,
+    NA,
+    manager,
+    open_experiment,
+    open_in_inspect,
+    page,
+    store,
+    text_column,
+)
 from mmoe_dashboard.widgets import (
     apply_preset,
     preset_changes,
@@ -145,14 +158,14 @@ def main() -> None:
             except ConfigError as e:
                 st.error(plain(e))
                 ready = False
-        c1, c2, _ = st.columns([1, 2, 2])
-        label = (f"Run experiment: {len(experiment.points)} setting(s) x {seeds} seed(s) = {experiment.total_runs} "
-                 "runs" if experiment is not None else "Train")
-        train_clicked = c1.button(label, type="primary", disabled=not ready, key="train.go")
-        compare_clicked = c2.button("Train MMoE, OMoE and Shared-Bottom", disabled=not ready or experiment is not None,
-                                    key="train.go3",
-                                    help="queue the same data and settings once per architecture, to compare them "
-                                         "(with seeds or a sweep, sweep the architecture instead)")
+        # a row of buttons as wide as their labels (in fixed columns a long label was cut: "Run experiment: 1 setti…")
+        buttons = st.container(horizontal=True)
+        label = experiment_label(len(experiment.points), seeds) if experiment is not None else "Train"
+        train_clicked = buttons.button(label, type="primary", disabled=not ready, key="train.go")
+        compare_clicked = buttons.button("Train MMoE, OMoE and Shared-Bottom",
+                                         disabled=not ready or experiment is not None, key="train.go3",
+                                         help="queue the same data and settings once per architecture, to compare "
+                                              "them (with seeds or a sweep, sweep the architecture instead)")
         slot_submit = st.empty()
         if experiment is not None and train_clicked:
             try:
@@ -233,7 +246,8 @@ def main() -> None:
                     m = metrics_by_task(p.last_metrics)
                     if not m.empty:
                         c2.markdown(f"**Metrics after epoch {p.epoch}**")
-                        c2.dataframe(m.round(4), hide_index=True, width="stretch", placeholder=NA)
+                        c2.dataframe(m, hide_index=True, width="stretch", placeholder=NA, column_config={
+                            c: st.column_config.NumberColumn(c, format=METRIC_FORMAT) for c in m.columns[2:]})
                         c2.caption("the training split logs only its loss; Inspect has every metric")
         if len(snaps) > SHOWN_JOBS:
             with st.expander(f"All {len(snaps)} jobs"):
@@ -252,7 +266,13 @@ def main() -> None:
         st.caption(f"No stored runs in {store().home} yet.")
     else:
         table = runs_overview(runs)
-        st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)), placeholder=NA)
+        texts, metrics = overview_columns(table)
+        columns = {c: text_column(c, table[c]) for c in texts}      # names and reasons in full, not "why it sto…"
+        columns["id"] = st.column_config.NumberColumn("id", format="%d", width="small", pinned=True)
+        columns["name"] = text_column("name", table["name"], widest=320, pinned=True)   # (in view on scroll)
+        columns |= {c: st.column_config.NumberColumn(c, format=METRIC_FORMAT) for c in metrics}
+        st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)), placeholder=NA,
+                     column_config=columns)
         c1, c2 = st.columns([2, 1])
         pick = c1.selectbox("Run", table["id"].tolist(), key="train.pick_run", label_visibility="collapsed",
                             format_func=lambda i: run_label(i, table.set_index("id").at[i, "name"]))

@@ -106,6 +106,16 @@ class _Synthetic:
         return DataSource(frame, DataConfig(tasks=SYNTHETIC_TASKS, seed=seed))
 
 
+def _archs(archs) -> list[str]:
+    """The architectures asked for, in ``ARCHS`` order; a clear error for an unknown or empty choice."""
+    chosen = [str(a).strip().lower() for a in archs]
+    bad = [a for a in chosen if a not in ARCHS]
+    if bad or not chosen:
+        got = ", ".join(map(str, archs)) or "none"
+        raise ValueError(f"architectures must be some of {', '.join(ARCHS)}, got {got}")
+    return [a for a in ARCHS if a in chosen]
+
+
 def _check(name: str, value: int, lo: int, hi: int) -> int:
     if not lo <= int(value) <= hi:
         raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
@@ -115,8 +125,9 @@ def _check(name: str, value: int, lo: int, hi: int) -> int:
 def paper_experiment(correlations=PAPER_DEFAULTS["correlations"], seeds: int = PAPER_DEFAULTS["seeds"],
                      rows: int = PAPER_DEFAULTS["rows"], epochs: int = PAPER_DEFAULTS["epochs"], *,
                      train: TrainConfig = PAPER_TRAIN, model: ModelConfig = PAPER_MODEL,
-                     name: str | None = None, first_seed: int = 0) -> Experiment:
-    """The synthetic experiment: grid arch x correlation, ``seeds`` seeds each."""
+                     name: str | None = None, first_seed: int = 0, archs=ARCHS) -> Experiment:
+    """The synthetic experiment: grid arch x correlation, ``seeds`` seeds each (``archs``: which of ARCHS)."""
+    archs = _archs(archs)
     corrs = [float(c) for c in correlations]
     if not corrs or any(not -1.0 <= c <= 1.0 for c in corrs):
         raise ValueError(f"correlations must be between -1 and 1, got {list(correlations)}")
@@ -125,22 +136,25 @@ def paper_experiment(correlations=PAPER_DEFAULTS["correlations"], seeds: int = P
     probe = prepare(paper_synthetic(n_rows=50, correlation=corrs[0]), DataConfig(tasks=SYNTHETIC_TASKS))
     models = arch_configs(model, probe)
     sources = {c: _Synthetic(rows, c) for c in corrs}
-    points = [Point({"arch": a, "correlation": c}, sources[c], models[a], tc) for a in ARCHS for c in corrs]
-    return Experiment(name or f"paper synthetic: {len(corrs)} correlations x {seeds} seeds",
-                      "paper", f"paper synthetic ({rows:,} rows)", [("arch", list(ARCHS)), ("correlation", corrs)],
+    points = [Point({"arch": a, "correlation": c}, sources[c], models[a], tc) for a in archs for c in corrs]
+    what = f"{len(archs)} architectures x {len(corrs)} correlations x {seeds} seeds"
+    return Experiment(name or f"paper synthetic: {what}",
+                      "paper", f"paper synthetic ({rows:,} rows)", [("arch", archs), ("correlation", corrs)],
                       tuple(range(first_seed, first_seed + seeds)), points, split_follows_seed=True)
 
 
 def census_experiment(path: str | Path, seeds: int = CENSUS_DEFAULTS["seeds"],
                       epochs: int = CENSUS_DEFAULTS["epochs"], *, train: TrainConfig = CENSUS_TRAIN,
-                      model: ModelConfig = PAPER_MODEL, name: str | None = None, first_seed: int = 0) -> Experiment:
-    """The census-income experiment: the five architectures, ``seeds`` seeds each."""
+                      model: ModelConfig = PAPER_MODEL, name: str | None = None, first_seed: int = 0,
+                      archs=ARCHS) -> Experiment:
+    """The census-income experiment: the architectures (default all five), ``seeds`` seeds each."""
+    archs = _archs(archs)
     seeds = _check("seeds", seeds, 1, 1000)
     tc = dataclasses.replace(train, epochs=_check("epochs", epochs, 1, 100_000))
     dc = DataConfig(tasks=CENSUS_TASKS, drop=CENSUS_DROP, seed=first_seed)
     models = arch_configs(model, prepare(path, dc))
     source = DataSource(path, dc)
-    points = [Point({"arch": a}, source, models[a], tc) for a in ARCHS]
-    return Experiment(name or f"paper census-income: {len(ARCHS)} architectures x {seeds} seeds", "census",
-                      Path(path).name, [("arch", list(ARCHS))], tuple(range(first_seed, first_seed + seeds)), points,
+    points = [Point({"arch": a}, source, models[a], tc) for a in archs]
+    return Experiment(name or f"paper census-income: {len(archs)} architectures x {seeds} seeds", "census",
+                      Path(path).name, [("arch", archs)], tuple(range(first_seed, first_seed + seeds)), points,
                       split_follows_seed=True)

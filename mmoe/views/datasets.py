@@ -1,7 +1,7 @@
 """Choosing a dataset and its targets: what the dashboard's Data page computes (no Streamlit here).
 
     BUILTINS            the sample tables in data/ with their suggested targets
-    column_table        profile_columns -> one display row per column (kind, missing share, distinct)
+    column_table        profile_columns -> one display row per column (kind, missing share, distinct, examples)
     target_choices      which kind choices make sense for a would-be target column, and the default
     task_from_choice    ("click", "is VALUE", "yes") -> TaskSpec("click", "binary", positive="yes")
     usable_features     the columns used as features by default (not a target, not id/constant/empty)
@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.resources
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -110,8 +111,21 @@ def column_table(df: pd.DataFrame, profiles: Sequence[ColumnProfile] | None = No
         "type": [p.dtype for p in profiles],
         "missing": [float(p.missing_share) for p in profiles],
         "distinct": [int(p.n_distinct) for p in profiles],
-        "examples": [", ".join(p.examples[:3]) for p in profiles],
+        "examples": [", ".join(_example(e) if p.dtype.lower().startswith("float") else e for e in p.examples[:3])
+                     for p in profiles],
     })
+
+
+def _example(text: str) -> str:
+    """A float column's example value with at most 4 significant digits ("5.705", not "5.705163516194235": they
+    are examples, not data); whole numbers and anything that is not a number stay as they are."""
+    try:
+        x = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(x) or x == round(x):
+        return text
+    return f"{x:.0f}" if abs(x) >= 1e4 else f"{x:.4g}"     # 12346, not 1.235e+04
 
 
 def effective_kinds(profiles: Sequence[ColumnProfile], overrides: Mapping[str, str]) -> dict[str, str]:

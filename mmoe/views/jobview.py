@@ -7,6 +7,8 @@
     metrics_by_task(m) {split: {task: {metric: v}}} -> one row per (task, metric), one column per split
     jobs_frame(ps)     one row per job (id, name, status, run, progress, device, message)
     runs_overview(df)  RunStore.runs_frame() -> the compact "recent runs" table
+    overview_columns(t) its text columns and its metric columns (to size and to format them)
+    experiment_label   the Train button of a repeat/sweep: "Train 4 runs (2 settings × 2 seeds)"
     outcome(p)         the one-line reason a job ended the way it did ("" when it finished fine)
 """
 from __future__ import annotations
@@ -23,6 +25,11 @@ from mmoe.tasks import headline_metric
 # the metrics a job card shows per task (each task has only those of its kind), and how a split is named
 CARD_METRICS = ("loss", "auc", "accuracy", "macro_f1", "rmse", "mae", "r2")
 SPLIT_NAME = {"train": "training", "val": "validation", "test": "test"}
+METRIC_FORMAT = "%.4f"   # every metric cell of a table, so 0.62 and 0.5962 line up as 0.6200 and 0.5962
+# runs_overview's columns other than the metrics ("task:metric"); the text ones are sized to their values
+OVERVIEW_FIXED = ("id", "name", "status", "arch", "dataset", "epochs", "training s", "created", "why it stopped",
+                  "experiment", "error")
+OVERVIEW_TEXT = ("name", "status", "arch", "dataset", "created", "why it stopped", "error")
 
 
 def duration_text(seconds: float | None) -> str:
@@ -140,7 +147,8 @@ def jobs_frame(snapshots: Iterable[Progress]) -> pd.DataFrame:
 
 
 def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
-    """The stored runs table trimmed to what a run list needs, newest first."""
+    """The stored runs table trimmed to what a run list needs, newest first: id, name, status, arch, the
+    headline metric of each task ("task:metric"), dataset, epochs, training s, created, why it stopped, ..."""
     if runs is None or runs.empty:
         return pd.DataFrame(columns=["id", "name", "status", "arch", "dataset", "epochs", "training s", "created"])
     df = runs.head(limit)
@@ -155,8 +163,9 @@ def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
         by_task.setdefault(c.split(":")[1], []).append(c.split(":")[-1])
     primary = {t: f"metric:{t}:{headline_metric(ms)}" for t, ms in by_task.items() if headline_metric(ms)}
     keep = list(primary.values())
-    for c in keep:
-        out[c.removeprefix("metric:")] = df[c].round(4)
+    at = out.columns.get_loc("dataset")   # the metrics right after what the run is, so they stay on screen
+    for i, c in enumerate(keep):
+        out.insert(at + i, c.removeprefix("metric:"), df[c].round(4))
     # after the metrics, so the primary metrics stay on screen
     if "stop_reason" in df:
         out["why it stopped"] = df["stop_reason"].fillna("")
@@ -165,3 +174,15 @@ def runs_overview(runs: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     if df["error"].notna().any():
         out["error"] = df["error"].fillna("")
     return out.reset_index(drop=True)
+
+
+def overview_columns(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(the text columns, the metric columns) of a ``runs_overview`` table, in its order."""
+    return ([c for c in table.columns if c in OVERVIEW_TEXT],
+            [c for c in table.columns if c not in OVERVIEW_FIXED])
+
+
+def experiment_label(settings: int, seeds: int) -> str:
+    """The Train button of a repeat or a sweep, short enough for a button: 'Train 3 runs (1 setting × 3 seeds)'."""
+    plural = lambda n, word: f"{n} {word}{'' if n == 1 else 's'}"  # noqa: E731
+    return f"Train {plural(settings * seeds, 'run')} ({plural(settings, 'setting')} × {plural(seeds, 'seed')})"

@@ -285,6 +285,15 @@ def test_run_colours_differ_within_a_comparison_and_follow_the_run_across_charts
         assert colors[ids["mmoe"]] in spec and colors[ids["omoe"]] in spec
     swatches = " ".join(m.value for m in at.markdown)
     assert colors[ids["mmoe"]] in swatches and colors[ids["omoe"]] in swatches
+    assert f"<b>#{ids['mmoe']} mmoe-run</b> · mmoe · finished" in swatches    # no Markdown escapes in HTML
+
+
+def test_a_run_name_is_shown_as_text_over_its_gates(page):
+    open_page, ids, home = page
+    RunStore(home).rename(ids["mmoe"], "<i>x</i> *y* \\#")
+    at = select_rows(open_page(), [ids["mmoe"]])
+    swatch = next(m.value for m in at.markdown if "min-height" in m.value)
+    assert f"<b>#{ids['mmoe']} &lt;i&gt;x&lt;/i&gt; *y* \\#</b>" in swatch and "<i>" not in swatch
 
 
 def test_selection_from_session_state_and_multiselect(page):

@@ -108,6 +108,33 @@ def test_a_refresh_of_the_train_page_comes_back_to_it(mmoe_home, process_manager
         assert gone.radio(key="data.source").value != "Recent dataset"     # not silently another table
 
 
+def default_value_warnings(monkeypatch) -> list[str]:
+    """Streamlit's 'created with a default value but also had its value set via the Session State API' (a
+    widget given value= and a restored value) as they are logged; Streamlit logs it once a process."""
+    from streamlit.elements.lib import policies
+
+    warned: list[str] = []
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    monkeypatch.setattr(policies._LOGGER, "warning", lambda msg, *a, **kw: warned.append(msg % a))
+    return warned
+
+
+def test_a_restored_task_weight_logs_no_warning(mmoe_home, process_manager, tiny_frame, monkeypatch):
+    warned = default_value_warnings(monkeypatch)
+    at, key, _ = on_the_train_page(tiny_frame, ["click", "score"])
+    assert at.number_input(key="train.w.click").value == 1.0          # the task's weight by default
+    at.number_input(key="train.w.click").set_value(2.5).run()
+    assert not warned
+
+    again = AppTest.from_file(APP, default_timeout=60)                   # a browser reload of the Train page
+    again.query_params["dataset"] = key
+    again.switch_page("app_pages/train.py").run()
+    assert not again.exception, again.exception
+    assert again.number_input(key="train.w.click").value == 2.5          # restored
+    assert again.number_input(key="train.w.score").value == 1.0
+    assert not warned, warned
+
+
 def test_deleting_a_dataset_says_which_runs_used_it(mmoe_home, process_manager, tiny_frame):
     data = tiny_frame.to_csv(index=False).encode()
     at = fresh()
@@ -129,11 +156,7 @@ def test_deleting_a_dataset_says_which_runs_used_it(mmoe_home, process_manager, 
 
 
 def test_train_again_refills_the_pages_with_the_run(mmoe_home, process_manager, tiny_frame, monkeypatch):
-    from streamlit.elements.lib import policies
-
-    warned = []            # a widget given a default value and a restored one logs a warning (once a process)
-    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
-    monkeypatch.setattr(policies._LOGGER, "warning", lambda msg, *a, **kw: warned.append(msg % a))
+    warned = default_value_warnings(monkeypatch)
     at, key, data = on_the_train_page(tiny_frame, ["click", "score"])
     at.checkbox(key="train.auto_schedule").uncheck().run()
     at.number_input(key="train.epochs").set_value(2).run()

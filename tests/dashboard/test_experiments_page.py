@@ -2,6 +2,7 @@
 with bands, mean curves, member runs, deleting; the Paper lab's estimate and its Start button."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -73,6 +74,29 @@ def test_the_page_shows_the_stored_intervals_and_differences(open_page):
     # the member runs, each with why it stopped
     members = at.dataframe[2].value
     assert sorted(members["run"]) == sorted(s["runs"]) and set(members["why it stopped"]) == {"all 3 epochs done"}
+    assert not at.warning        # 3 seeds: no warning that the intervals say nothing
+
+
+def _widths(table) -> dict:
+    return {k: v.get("width") for k, v in json.loads(table.proto.columns).items()}
+
+
+def test_text_columns_fit_their_values_and_metrics_share_one_format(open_page):
+    run, store, exp_id = open_page
+    at = run()
+    # paired differences: "compared" and "what it says" as wide as their longest value (a cell does not wrap)
+    diffs, widths = at.dataframe[1].value, _widths(at.dataframe[1])
+    for col in ("compared", "what it says"):
+        longest = max(len(v) for v in diffs[col])
+        assert isinstance(widths[col], int) and widths[col] >= 8 * longest, (col, widths[col], longest)
+    # member runs: every metric column with 4 decimals (not 0.615 next to 0.8672), text columns sized
+    members, config = at.dataframe[2].value, json.loads(at.dataframe[2].proto.columns)
+    metrics = [c for c in members if " · " in c]
+    assert metrics and all(config[c]["type_config"].get("format") == "%.4f" for c in metrics)
+    assert isinstance(config["why it stopped"].get("width"), int)
+    # the words say how a run is opened: Streamlit selects a row by its box, a click on a cell does not
+    head = next(m.value for m in at.markdown if "Member runs" in m.value)
+    assert "tick the box" in head and "click a row" not in head
 
 
 def test_choosing_another_metric_redraws(open_page):
@@ -105,18 +129,48 @@ def test_deleting_the_experiment_removes_its_runs(open_page):
     assert any("No experiments yet" in m.value for m in at.info)
 
 
-def test_paper_lab_estimates_then_starts(open_page, process_manager):
+def _estimate(at) -> str:
+    return next(m.value for m in at.info if "runs**" in m.value)
+
+
+def test_paper_lab_estimates_then_starts_the_chosen_architectures(open_page, process_manager):
     run, store, _ = open_page
     at = run("paper")
+    # all five by default, as `python -m mmoe paper`, and the words say what will run
+    assert at.multiselect(key="paper.archs").value == ["mmoe", "omoe", "shared-bottom", "cgc", "ple"]
     at.number_input(key="paper.rows").set_value(300)
     at.number_input(key="paper.seeds").set_value(1)
     at.number_input(key="paper.epochs").set_value(1).run()
-    estimate = next(m.value for m in at.info if "runs**" in m.value)
-    assert "**15 runs**" in estimate and "measured just now" in estimate     # 5 architectures x 3 correlations
+    assert "**15 runs**" in _estimate(at) and "measured just now" in _estimate(at)   # 5 architectures x 3 correlations
+    at.multiselect(key="paper.archs").set_value(["mmoe", "omoe", "shared-bottom"]).run()
+    words = next(m.value for m in at.markdown if "Two regression tasks" in m.value)
+    assert "Shared-Bottom" in words and "CGC" not in words and "PLE" not in words
+    assert "**9 runs**" in _estimate(at)
+    # fewer architectures: fewer runs, shown and started
+    at.multiselect(key="paper.archs").set_value(["mmoe", "omoe"]).run()
+    assert "**6 runs**" in _estimate(at)
+    words = next(m.value for m in at.markdown if "Two regression tasks" in m.value)
+    assert "OMoE" in words and "Shared-Bottom" not in words
     at.button(key="paper.start.synth").click().run()
     assert not at.exception
     assert any("Experiment started" in m.value for m in at.success)
     job = process_manager.jobs()[0]
     assert job.wait(120) and job.snapshot().status == "finished"
     newest = store.list_experiments()[0]
-    assert newest.kind == "paper" and len(store.experiment_runs(newest.id)) == 15
+    runs = store.experiment_runs(newest.id)
+    assert newest.kind == "paper" and len(runs) == 6
+    assert {r.model_config["arch"] for r in runs} == {"mmoe", "omoe"}
+
+
+def test_paper_lab_can_add_cgc_and_ple_and_needs_one_architecture(open_page):
+    run, _, _ = open_page
+    at = run("paper")
+    at.number_input(key="paper.rows").set_value(300)
+    at.number_input(key="paper.seeds").set_value(1)
+    at.number_input(key="paper.epochs").set_value(1)
+    at.multiselect(key="paper.archs").set_value(["ple", "cgc"]).run()
+    assert "**6 runs**" in _estimate(at)
+    assert "CGC" in next(m.value for m in at.markdown if "Two regression tasks" in m.value)
+    at.multiselect(key="paper.archs").set_value([]).run()
+    assert not at.exception and any("at least one architecture" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key == "paper.start.synth"]

@@ -1,6 +1,7 @@
 """Model & training page: Train queues a background run that ends up in the store; Cancel; compare x3."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,8 @@ def test_train_runs_in_the_background_and_is_stored(at, mmoe_home, process_manag
             np.testing.assert_allclose(np.asarray(t["y"], float), want["value"].to_numpy(), rtol=1e-6)
     assert any(m.value == "**Metrics after epoch 3**" for m in at.markdown)
     rows = at.dataframe[0].value     # "Metrics after epoch 3": a row per (task, metric), a column per split
+    formats = json.loads(at.dataframe[0].proto.columns)
+    assert all(formats[c]["type_config"]["format"] == "%.4f" for c in ("training", "validation"))  # one format
     assert list(rows.columns) == ["task", "metric", "training", "validation"]
     assert {("click", "auc"), ("score", "rmse"), ("score", "r2")} <= set(zip(rows["task"], rows["metric"]))
     assert not {("click", "rmse"), ("score", "auc")} & set(zip(rows["task"], rows["metric"]))   # its kind's only
@@ -182,7 +185,7 @@ def test_repeat_with_seeds_and_a_sweep_is_one_experiment(at, mmoe_home, process_
     at.text_input(key="train.sweep.arch").set_value("mmoe, shared-bottom").run()
     assert not at.exception
     go = at.button(key="train.go")
-    assert go.label == "Run experiment: 2 setting(s) x 2 seed(s) = 4 runs"
+    assert go.label == "Train 4 runs (2 settings × 2 seeds)"
     assert at.button(key="train.go3").disabled
     go.click().run()
     assert not at.exception

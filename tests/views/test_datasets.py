@@ -25,6 +25,17 @@ def test_column_table(tiny_frame):
     assert t.set_index("column").at["color", "distinct"] == 3
 
 
+def test_column_table_examples_of_a_float_column_are_short():
+    df = pd.DataFrame({"x": [0.123456789012345, 5.705163516194235, 12345.6789, 0.123456789012345],
+                       "n": [41.0, 41.0, 67.0, None], "i": [1234567, 2, 3, 1234567],
+                       "t": ["0.123456789", "b", "c", "c"]})
+    ex = column_table(df).set_index("column")["examples"]
+    assert ex["x"] == "0.1235, 5.705, 12346"        # examples, not data: at most about 4 significant digits
+    assert ex["n"] == "41, 67"                      # whole numbers and ints as they are
+    assert ex["i"] == "1234567, 2, 3"
+    assert ex["t"] == "c, 0.123456789, b"           # text as it is
+
+
 def test_target_choices(tiny_frame):
     assert target_choices(tiny_frame["click"])[1:] == ("binary", "yes")
     choices, kind, _ = target_choices(tiny_frame["score"])

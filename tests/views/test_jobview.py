@@ -7,10 +7,12 @@ from mmoe.runs.jobs import JobManager
 from mmoe.views.jobview import (
     curves_frame,
     duration_text,
+    experiment_label,
     history_curves,
     jobs_frame,
     metrics_by_task,
     outcome,
+    overview_columns,
     progress_text,
     run_label,
     runs_overview,
@@ -93,7 +95,17 @@ def test_runs_overview_puts_metrics_before_why_it_stopped(tmp_path):
     out = runs_overview(s.runs_frame())
     cols = list(out.columns)
     assert cols.index("click:auc") < cols.index("why it stopped")
+    assert cols[:5] == ["id", "name", "status", "arch", "click:auc"]      # on screen beside the (wide) name
     assert out.at[0, "why it stopped"] == "early stopping at epoch 3: ..."
+    # the page sizes the text columns to their values and gives the metrics one number format
+    assert overview_columns(out) == (["name", "status", "arch", "dataset", "created", "why it stopped"],
+                                     ["click:auc"])
+
+
+def test_experiment_label_says_how_many_runs_start():
+    assert experiment_label(1, 3) == "Train 3 runs (1 setting × 3 seeds)"
+    assert experiment_label(2, 1) == "Train 2 runs (2 settings × 1 seed)"
+    assert len(experiment_label(12, 10)) <= 40      # a button label, not a sentence
 
 
 def test_a_run_no_better_than_a_constant_is_flagged():
