@@ -55,6 +55,19 @@ def make_frame(n: int = 200) -> pd.DataFrame:
                          "kind": np.select([a > 0.5, a < -0.5], ["hi", "lo"], "mid")})
 
 
+def tiny_experiment(store, grid, seeds, name: str, epochs: int = 2) -> int:
+    """Run a small grid experiment (3 experts of 8 units, the tiny frame) into ``store``; its id."""
+    from mmoe.config import DataConfig, ModelConfig, TrainConfig
+    from mmoe.runs.experiments import grid_experiment, run_experiment
+    from mmoe.runs.runner import DataSource
+
+    exp = grid_experiment(DataSource(make_frame(), DataConfig(tasks=TASKS)),
+                          ModelConfig(num_experts=3, expert_hidden=(8,), tower_hidden=(4,)),
+                          TrainConfig(epochs=epochs, batch_size=32, threads=1), list(grid), tuple(seeds), name=name,
+                          dataset="tiny.csv")
+    return run_experiment(exp, store)
+
+
 def _decode(v):
     """Plotly's JSON writes numpy arrays as typed arrays ({"dtype", "bdata", "shape"}): decode them."""
     if isinstance(v, dict) and "bdata" in v and "dtype" in v:

@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mmoe.config import DataConfig, ModelConfig, TrainConfig
-from mmoe.runs.experiments import grid_experiment, run_experiment
-from mmoe.runs.runner import DataSource
 from mmoe.runs.store import RunStore
 
-from helpers import TASKS, make_frame
+from helpers import tiny_experiment
 
 PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "app_pages"
 
@@ -24,11 +21,7 @@ PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "app_pages"
 def built(tmp_path_factory):
     home = tmp_path_factory.mktemp("address") / "runs"
     store = RunStore(home)
-    exp = grid_experiment(DataSource(make_frame(), DataConfig(tasks=TASKS)),
-                          ModelConfig(num_experts=3, expert_hidden=(8,), tower_hidden=(4,)),
-                          TrainConfig(epochs=2, batch_size=32, threads=1), [("lr", [0.001, 0.01])], (0, 1),
-                          name="lr sweep", dataset="tiny.csv")
-    exp_id = run_experiment(exp, store)
+    exp_id = tiny_experiment(store, [("lr", [0.001, 0.01])], (0, 1), "lr sweep")
     ids = [r.id for r in store.list_runs()]
     store.close()
     return home, exp_id, ids

@@ -11,13 +11,10 @@ import pytest
 from scipy import stats
 from streamlit.testing.v1 import AppTest
 
-from mmoe.config import DataConfig, ModelConfig, TrainConfig
-from mmoe.runs.experiments import grid_experiment, run_experiment
-from mmoe.runs.runner import DataSource
 from mmoe.runs.store import RunStore
 from mmoe_dashboard.experiment_charts import ZOOM_NOTE, sweep_figure
 
-from helpers import TASKS, chart, figure, make_frame
+from helpers import chart, figure, tiny_experiment
 
 PAGE = Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "experiments.py"
 
@@ -27,13 +24,8 @@ def built(tmp_path_factory):
     """Two experiments in one store: arch x lr with 2 seeds, and lr with 1 seed."""
     home = tmp_path_factory.mktemp("few_seeds") / "runs"
     store = RunStore(home)
-    source = DataSource(make_frame(), DataConfig(tasks=TASKS))
-    model = ModelConfig(num_experts=3, expert_hidden=(8,), tower_hidden=(4,))
-    train = TrainConfig(epochs=2, batch_size=32, threads=1)
-    two = run_experiment(grid_experiment(source, model, train, [("arch", ["mmoe", "omoe"]), ("lr", [0.001, 0.01])],
-                                         (0, 1), name="two seeds", dataset="tiny.csv"), store)
-    one = run_experiment(grid_experiment(source, model, train, [("lr", [0.001, 0.01])], (0,), name="one seed",
-                                         dataset="tiny.csv"), store)
+    two = tiny_experiment(store, [("arch", ["mmoe", "omoe"]), ("lr", [0.001, 0.01])], (0, 1), "two seeds")
+    one = tiny_experiment(store, [("lr", [0.001, 0.01])], (0,), "one seed")
     store.close()
     return home, two, one
 

@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mmoe.config import DataConfig, ModelConfig, TrainConfig
-from mmoe.runs.experiments import grid_experiment, run_experiment, summarize
-from mmoe.runs.runner import DataSource
+from mmoe.runs.experiments import summarize
 from mmoe.runs.store import RunStore
 
-from helpers import TASKS, chart, figure, make_frame
+from helpers import chart, figure, tiny_experiment
 
 PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "app_pages"
 
@@ -23,11 +21,7 @@ PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "app_pages"
 def built(tmp_path_factory):
     home = tmp_path_factory.mktemp("experiments") / "runs"
     store = RunStore(home)
-    exp = grid_experiment(DataSource(make_frame(), DataConfig(tasks=TASKS)),
-                          ModelConfig(num_experts=3, expert_hidden=(8,), tower_hidden=(4,)),
-                          TrainConfig(epochs=3, batch_size=32, threads=1), [("lr", [0.001, 0.01])], (0, 1, 2),
-                          name="lr sweep", dataset="tiny.csv")
-    exp_id = run_experiment(exp, store)
+    exp_id = tiny_experiment(store, [("lr", [0.001, 0.01])], (0, 1, 2), "lr sweep", epochs=3)
     store.close()
     return home, exp_id
 
