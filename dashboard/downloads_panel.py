@@ -46,7 +46,10 @@ ONNX_KEY = "inspect.onnx"     # session state: ((run id, gates, model version), 
 def onnx_section(s: RunStore, rec: RunRecord) -> None:
     """Export on request (seconds: torch.onnx, then a check with onnxruntime), then offer the zip."""
     st.markdown("**ONNX**")
-    gates = st.checkbox("Gate weights as outputs too", value=True, key="inspect.onnx_gates")
+    if rec.model_config.get("arch", rec.arch) == "shared-bottom":   # no gates to export
+        gates = False
+    else:
+        gates = st.checkbox("Gate weights as outputs too", value=True, key="inspect.onnx_gates")
     made_for = (rec.id, gates, s.artifact_version(rec.id, MODEL))
     if st.button("Export the model to ONNX", key="inspect.onnx_export", icon=":material/output:"):
         try:

@@ -77,13 +77,13 @@ def sweep_figure(df: pd.DataFrame, task: str, metric: str, arrow: str = "") -> g
     for trace in lines:   # on top of every band
         fig.add_trace(trace)
     fig.update_xaxes(title_text=x_key, type="linear" if numeric else "category")
-    fig.update_yaxes(title_text=f"{_metric_title(metric)} {arrow} (mean over seeds, 95% interval)".replace("  ", " "))
+    fig.update_yaxes(title_text=f"{_metric_title(metric)} {arrow}".strip())     # (short: a long one ran into the title)
     view = _zoom(df)
     if view is not None:
         fig.update_yaxes(range=view)
         fig.add_annotation(text=ZOOM_NOTE, xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="bottom",
                            showarrow=False, font=dict(size=11, color="#555"))
-    return _layout(fig, f"{task}: {_metric_title(metric)} against {key}")
+    return _layout(fig, f"{task}: {_metric_title(metric)} against {key} (mean over seeds, 95% interval)")
 
 
 def differences_figure(diffs: pd.DataFrame, task: str) -> go.Figure:

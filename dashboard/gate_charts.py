@@ -77,7 +77,7 @@ def gate_heatmap(gates: np.ndarray, task: str, hover: Sequence[str] | None = Non
             for b in (np.flatnonzero(np.diff(dom)) + 0.5).tolist()])
     fig.update_xaxes(title_text="expert", type="category", categoryorder="array", categoryarray=labels,
                      side="bottom", tickmode="array" if e <= 16 else None, tickvals=labels if e <= 16 else None,
-                     tickangle=-90 if e > 6 else 0, automargin=True)   # every expert named, upright when crowded
+                     tickangle=-90 if e > 4 else 0, automargin=True)   # every expert named, upright when crowded
     fig.update_yaxes(title_text=f"{n:,} samples, sorted by dominant expert", autorange=False,
                      showticklabels=False, showgrid=False, ticks="", zeroline=False,
                      range=[n - 0.5, -0.5] if n else [0.5, -0.5])

@@ -20,7 +20,7 @@ from mmoe.runs.runner import predict_frame
 from mmoe.runs.store import RunRecord, RunStore, StoreError
 from mmoe.views.downloads import people_csv, readable_predictions
 from mmoe.views.formatting import chart_text, plain
-from mmoe_dashboard.gates_panel import heatmap_of
+from mmoe_dashboard.gates_panel import heatmap_of, shared_scale
 from mmoe_dashboard.state import NA
 
 PREVIEW_ROWS = 1000
@@ -47,8 +47,9 @@ def score_tab(store: RunStore, rec: RunRecord) -> None:
     up = st.file_uploader("CSV to score (the run's feature columns; target columns are optional)",
                           type=["csv", "txt", "tsv", "gz", "bz2", "xz"], key=f"inspect.score_file.{rec.id}")
     if up is None:
-        st.caption(f"Scores every row with run #{rec.id}'s saved model and shows which experts each task's "
-                   "gate uses for them.")
+        gated = rec.model_config.get("arch", rec.arch) != "shared-bottom"
+        st.caption(f"Scores every row with run #{rec.id}'s saved model" + (
+            " and shows which experts each task's gate uses for them." if gated else "."))
         return
     data = up.getvalue()
     try:
@@ -81,12 +82,14 @@ def _heatmaps(rec: RunRecord, scored: pd.DataFrame) -> None:
     st.caption((f"Each panel shows {shown:,} of {n:,} rows, sampled stratified by dominant expert; "
                 if n > shown else f"All {n:,} rows, ") + "sorted by dominant expert, then by its weight.")
     per_row = min(len(tasks), 3)
+    zmax = shared_scale([scored], tasks)          # one colour scale for the panels side by side
     for i in range(0, len(tasks), per_row):
         cols = st.columns(per_row)
         for col, task in zip(cols, tasks[i:i + per_row]):
             prd = scored.get(pred_col(task))
-            fig, _, _ = heatmap_of(rec, scored, task, shown, selectable=False, hover_of=lambda pos, prd=prd: [
-                f"<b>row {int(p)}</b>" + ("" if prd is None else f"<br>predicted: {_value(prd.iat[p])}") for p in pos])
+            hover = lambda pos, prd=prd: [f"<b>row {int(p)}</b>" + (  # noqa: E731
+                "" if prd is None else f"<br>predicted: {_value(prd.iat[p])}") for p in pos]
+            fig, _, _ = heatmap_of(rec, scored, task, shown, selectable=False, zmax=zmax, hover_of=hover)
             col.plotly_chart(fig, key=f"inspect.score_heat.{rec.id}.{task}", config={"displayModeBar": False})
 
 

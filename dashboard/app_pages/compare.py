@@ -58,7 +58,7 @@ def _swatch(r: RunRecord, color: str) -> str:
     """The run's colour and name over its gates column, two lines high whatever its length, so the charts of
     side-by-side runs start level."""
     name, arch, status = (html.escape(str(x)) for x in (_label(r), r.arch, r.status))   # (HTML block: no Markdown)
-    return (f"<div style='min-height:3.2em'><span style='color:{color};font-size:1.2em'>■</span> "
+    return (f"<div style='line-height:1.6;min-height:3.5em'><span style='color:{color};font-size:1.2em'>■</span> "
             f"<b>{name}</b> · {arch} · {status}</div>")
 
 
@@ -111,6 +111,7 @@ def runs_table(s: RunStore, runs: list[RunRecord], experiments: dict[int, str]) 
     cfg.update(_metric_config(cols))
     for col in ("dataset", "arch", "tasks", "experts", "epochs"):
         show[col] = df[col]
+    show.loc[df["arch"] == "shared-bottom", "experts"] = None     # (its config's num_experts is unused)
     cfg["experts"] = st.column_config.NumberColumn("experts", width="small")
     cfg["epochs"] = st.column_config.NumberColumn("epochs", width="small")
     show["train s"] = df["train_seconds"]

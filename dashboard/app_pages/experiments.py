@@ -113,7 +113,11 @@ def results_section(summary: dict) -> None:
     c1, c2 = st.columns(2)
     task = c1.selectbox("Task", tasks, key="exp.task", bind=ADDRESS)
     choices = metric_choices(summary, task)
+    last = st.session_state.get("exp.metric_last")
+    if f"exp.metric.{task}" not in st.session_state and last in choices:   # another task: keep the metric read
+        st.session_state[f"exp.metric.{task}"] = last
     metric = c2.selectbox("Metric", choices, key=f"exp.metric.{task}", bind=ADDRESS)
+    st.session_state["exp.metric_last"] = metric
     arrow = ARROW.get(METRIC_DIRECTIONS.get(metric) or "", "")
     st.plotly_chart(X.sweep_figure(sweep_frame(summary, task, metric), task, metric, arrow), width="stretch",
                     key="exp.sweep")
@@ -136,7 +140,7 @@ def results_section(summary: dict) -> None:
         # sized to their values: a cell does not wrap, and "shared-bottom vs mmoe · correlation=0.5" cut after
         # "correla" made rows look identical
         st.dataframe(diffs.drop(columns=["mean", "lo", "hi"]), hide_index=True, width="stretch", placeholder=NA,
-                     column_config={"compared": text_column("compared", diffs["compared"]),
+                     column_config={"compared": text_column("compared", diffs["compared"], pinned=True),
                                     "task": text_column("task", diffs["task"]),
                                     "metric": st.column_config.TextColumn(width="small"),
                                     "difference (b − a)": text_column("difference (b − a)",

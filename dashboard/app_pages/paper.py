@@ -36,11 +36,12 @@ def _arch_text(archs) -> str:
     """What each chosen architecture is, in the words of the synthetic tab's description."""
     experts, width = PAPER_MODEL.num_experts, PAPER_MODEL.expert_hidden[0]
     shared, per_task = layered_split(experts, 2)
+    # each entry stands on its own: any subset may be chosen
     what = {"mmoe": f"MMoE: {experts} experts of {width} units, one gate per task",
-            "omoe": f"OMoE: the same {experts} experts, one gate for both tasks",
+            "omoe": f"OMoE: {experts} experts of {width} units, one gate for both tasks",
             "shared-bottom": "Shared-Bottom: a one-layer bottom of matched size",
             "cgc": f"CGC: {shared} shared experts and {per_task} per task, their width matched",
-            "ple": "PLE: two such levels, their width matched"}
+            "ple": f"PLE: two levels of {shared} shared experts and {per_task} per task, their width matched"}
     return "; ".join(what[a] for a in archs)
 
 

@@ -82,7 +82,7 @@ def settings_diff(records: Sequence[Any], labels: Sequence[str] | None = None,
 # ----------------------------------------------------------------------------- what a task is in each run
 
 LOSS_TITLE = {"binary": "log loss (binary cross-entropy)", "multiclass": "log loss (cross-entropy)",
-              "regression": "MSE on the standardised target"}
+              "regression": "MSE (standardised target)"}   # short: an axis title longer than the plot ran into its title
 REGRESSION_LOSS = "loss (MSE, standardised target)"
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from mmoe.runs.experiments import mean_ci, settings_text
 from mmoe.runs.store import RunStore
-from mmoe.tasks import METRIC_DIRECTIONS, PRIMARY_METRIC
+from mmoe.tasks import METRIC_BOUNDS, METRIC_DIRECTIONS, PRIMARY_METRIC
 
 ARROW = {"max": "↑", "min": "↓"}
 
@@ -134,6 +134,9 @@ def mean_curves(store: RunStore, run_ids: Sequence[int | None], task: str, metri
     for epoch, vals in wide.iterrows():
         stat = mean_ci([None if not np.isfinite(v) else float(v) for v in vals.to_numpy(dtype=float)])
         ci = stat["ci95"] or [stat["mean"], stat["mean"]]
+        lo, hi = METRIC_BOUNDS.get(metric, (None, None))      # the range the metric can take (a loss is >= 0)
+        ci = [ci[0] if lo is None or ci[0] is None else max(ci[0], lo), ci[1] if hi is None or ci[1] is None
+              else min(ci[1], hi)]
         rows.append({"epoch": int(epoch), "mean": stat["mean"], "lo": ci[0], "hi": ci[1], "n": stat["n"]})
     return pd.DataFrame(rows)
 

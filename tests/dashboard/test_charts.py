@@ -96,6 +96,13 @@ def test_reference_lines_are_labelled_in_the_legend_not_over_the_bars(frame):
     assert not ent.layout.annotations and any(str(t.name).startswith("max ln(4)") for t in ent.data)
 
 
+def test_gate_heatmap_names_every_expert_upright_when_crowded():
+    for e, angle in ((4, 0), (6, -90), (16, -90)):
+        fig = gate_charts.gate_heatmap(np.full((5, e), 1 / e), "a")
+        assert list(fig.layout.xaxis.tickvals) == [f"e{j}" for j in range(e)] and fig.layout.xaxis.tickangle == angle
+    assert gate_charts.gate_heatmap(np.full((5, 20), 0.05), "a").layout.xaxis.tickvals is None   # plotly picks
+
+
 def test_gate_heatmap_click_picks_the_nearest_sample_anywhere():
     g = np.random.default_rng(1).dirichlet(np.ones(4), size=50)
     fig = gate_charts.gate_heatmap(g, "a")

@@ -97,6 +97,9 @@ def test_table_lists_all_runs_with_their_stored_metrics(page):
         for col in (CLICK + " · auc", SCORE + " · rmse", KIND + " · accuracy"):
             want = stored_value(rec, task_of(col), col.split(" · ")[-1])
             assert (np.isnan(want) and pd.isna(row[col])) or row[col] == pytest.approx(want, rel=1e-9), (rec.id, col)
+        # a Shared-Bottom run has no experts (its config's num_experts is unused)
+        experts = None if rec.arch == "shared-bottom" else rec.model_config["num_experts"]
+        assert pd.isna(row["experts"]) if experts is None else row["experts"] == experts, rec.id
     store.close()
 
 

@@ -111,6 +111,12 @@ def test_choosing_another_metric_redraws(open_page):
     shown = figure(chart(at, "exp.diffs"))["data"][0]
     assert shown["x"] == pytest.approx([sum(paired) / len(paired)])
     assert "difference in r2" in figure(chart(at, "exp.diffs"))["layout"]["xaxis"]["title"]["text"]
+    # another task keeps the metric being read where it has it (r2 is a regression metric: click falls back)
+    at.selectbox(key="exp.task").set_value("click").run()
+    assert at.selectbox(key="exp.metric.click").value == "auc"
+    at.selectbox(key="exp.metric.click").set_value("logloss").run()
+    at.selectbox(key="exp.task").set_value("kind").run()
+    assert at.selectbox(key="exp.metric.kind").value == "logloss"
 
 
 def test_deleting_the_experiment_removes_its_runs(open_page):
@@ -165,6 +171,9 @@ def test_paper_lab_can_add_cgc_and_ple_and_needs_one_architecture(open_page):
     at.multiselect(key="paper.archs").set_value(["ple", "cgc"]).run()
     assert "**6 runs**" in _estimate(at)
     assert "CGC" in next(m.value for m in at.markdown if "Two regression tasks" in m.value)
+    at.multiselect(key="paper.archs").set_value(["omoe", "ple"]).run()       # each described on its own
+    words = next(m.value for m in at.markdown if "Two regression tasks" in m.value)
+    assert "OMoE: 8 experts of 16 units" in words and "PLE: two levels of" in words and "such" not in words
     at.multiselect(key="paper.archs").set_value([]).run()
     assert not at.exception and any("at least one architecture" in w.value for w in at.warning)
     assert not [b for b in at.button if b.key == "paper.start.synth"]

@@ -328,6 +328,9 @@ def test_downloads(page):
     assert len(buttons) == 2
     labels = " ".join(b.proto.label for b in buttons)
     assert "CSV" in labels and "zip" in labels
+    assert at.checkbox(key="inspect.onnx_gates").value                        # gates as ONNX outputs: offered
+    at = open_page(ids["shared-bottom"], tab="Downloads")                     # ... but not where there are none
+    assert not [c for c in at.checkbox if c.key == "inspect.onnx_gates"]
 
 
 def test_empty_store(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from mmoe.data import read_csv
 from mmoe.runs.runner import DataSource, predict_frame, run_training
 from mmoe.runs.store import RunStore
 
-from helpers import TASKS, make_frame
+from helpers import TASKS, figure, make_frame
 
 PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "inspect.py")
 TAB = "Score a file"
@@ -87,7 +87,10 @@ def test_a_csv_is_scored_like_predict_frame(score, run, downloads):
     assert list(shown["pred:kind"].astype(str)) == list(expected["pred:kind"].astype(str))
 
     heat = [c for c in at.get("plotly_chart") if "inspect.score_heat." in c.proto.id]
-    assert len(heat) == 3        # one heatmap per task
+    assert len(heat) == 3        # one heatmap per task, on one colour scale: up to the largest weight of any
+    top = max(float(expected[[c for c in expected if c.startswith(f"gate:{t}:")]].to_numpy().max())
+              for t in ("click", "score", "kind"))
+    assert [figure(c)["data"][0]["zmax"] for c in heat] == pytest.approx([top] * 3)
 
     csvs = [d for d, name in downloads if name and name.endswith(".csv")]
     assert len(csvs) == 1

@@ -144,7 +144,7 @@ def test_primary_columns_for_the_runs_table(mixed):
 
 
 def test_curve_title_names_the_loss_of_each_kind():
-    assert curve_title("loss", "regression") == "MSE on the standardised target"
+    assert curve_title("loss", "regression") == "MSE (standardised target)"
     assert "log loss" in curve_title("loss", "multiclass") and "log loss" in curve_title("loss", "binary")
     assert curve_title("auc", "binary") is None
 
