@@ -94,7 +94,7 @@ def test_a_task_of_two_kinds_is_never_ranked_across_kinds(mixed):
     # separate curve charts, each with the loss it really is on its y-axis
     fig_reg, fig_multi = figure(chart(at, curve_key(reg))), figure(chart(at, curve_key(multi)))
     assert {t["name"] for t in fig_reg["data"]} == {a, c} and {t["name"] for t in fig_multi["data"]} == {b}
-    assert fig_reg["layout"]["yaxis"]["title"]["text"] == "MSE on the standardised target"
+    assert fig_reg["layout"]["yaxis"]["title"]["text"] == "MSE (standardised target)"
     assert fig_multi["layout"]["yaxis"]["title"]["text"].startswith("log loss")
 
 
