@@ -42,7 +42,8 @@ def _job_of(exp_id: int):
 
 def _pick(exps) -> int:
     ids = [e.id for e in exps]
-    names = {e.id: f"#{e.id} {e.name} · {e.kind}" for e in exps}   # its status is the live line below
+    kind = lambda e: "seeds" if e.kind == "grid" and not e.spec.get("grid") else e.kind  # noqa: E731  (no sweep)
+    names = {e.id: f"#{e.id} {e.name} · {kind(e)}" for e in exps}   # its status is the live line below
     wanted = st.query_params.get("experiment") or st.session_state.get(EXPERIMENT_KEY)
     try:
         wanted = int(wanted)

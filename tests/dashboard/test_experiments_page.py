@@ -119,6 +119,13 @@ def test_choosing_another_metric_redraws(open_page):
     assert at.selectbox(key="exp.metric.kind").value == "logloss"
 
 
+def test_the_experiment_box_says_what_kind_each_is(open_page):
+    run, store, exp_id = open_page
+    repeat = tiny_experiment(store, [], (0, 1), "repeat", epochs=1)          # seeds only: nothing swept
+    options = run().selectbox(key="exp.pick").options                       # (as shown: the formatted labels)
+    assert f"#{repeat} repeat · seeds" in options and f"#{exp_id} lr sweep · grid" in options, options
+
+
 def test_deleting_the_experiment_removes_its_runs(open_page):
     run, store, exp_id = open_page
     at = run()
