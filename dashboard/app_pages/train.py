@@ -274,6 +274,11 @@ def main() -> None:
         st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)), placeholder=NA,
                      column_config=columns)
         c1, c2 = st.columns([2, 1])
+        newest = int(table["id"].iloc[0])
+        if st.session_state.get("train.pick_newest") != newest:     # a new run: the box follows it, unless the
+            if st.session_state.get("train.pick_run") in (None, st.session_state.get("train.pick_newest")):
+                st.session_state["train.pick_run"] = newest        # user had chosen another
+            st.session_state["train.pick_newest"] = newest
         pick = c1.selectbox("Run", table["id"].tolist(), key="train.pick_run", label_visibility="collapsed",
                             format_func=lambda i: run_label(i, table.set_index("id").at[i, "name"]))
         if c2.button("Open in Inspect", key="train.open_run"):

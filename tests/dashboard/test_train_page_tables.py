@@ -50,3 +50,19 @@ def test_learning_rate_and_weight_decay_are_shown_plainly(mmoe_home, process_man
     for key in ("train.lr", "train.weight_decay"):
         fmt = at.number_input(key=key).proto.format       # printf-style, drawn by sprintf.js in the browser
         assert (fmt % 0.0, fmt % 1e-4, fmt % 0.001, fmt % 0.003) == ("0", "0.0001", "0.001", "0.003"), (key, fmt)
+
+
+def test_the_run_to_open_follows_new_runs_unless_one_was_chosen(mmoe_home, process_manager, tiny_frame):
+    store = RunStore(mmoe_home)
+    first = store_run(store, "a", {"churned": {"auc": 0.8}}, "done")
+    second = store_run(store, "b", {"churned": {"auc": 0.8}}, "done")
+    at = open_train_page(tiny_frame)
+    assert at.selectbox(key="train.pick_run").value == second
+    third = store_run(store, "c", {"churned": {"auc": 0.8}}, "done")            # a run finishes meanwhile
+    at.run()
+    assert at.selectbox(key="train.pick_run").value == third                   # not the stale #2
+    at.selectbox(key="train.pick_run").set_value(first).run()                   # the user's choice ...
+    store_run(store, "d", {"churned": {"auc": 0.8}}, "done")
+    at.run()
+    assert at.selectbox(key="train.pick_run").value == first                   # ... stays
+    store.close()
