@@ -55,7 +55,7 @@ def _build(kind: str, rows: int, corrs: tuple, seeds: int, epochs: int, device: 
            archs: tuple = ARCHS):
     if kind == "census":
         return census_experiment(path, seeds=seeds, epochs=epochs,
-                                 train=dataclasses.replace(CENSUS_TRAIN, device=device))
+                                 train=dataclasses.replace(CENSUS_TRAIN, device=device), archs=archs)
     return paper_experiment(corrs, seeds=seeds, rows=rows, epochs=epochs,
                             train=dataclasses.replace(PAPER_TRAIN, device=device), archs=archs)
 
@@ -140,16 +140,22 @@ def main() -> None:
             st.caption(_sizes(_build("paper", *args)))
             _launch("paper", args, "synth")
     with census:
+        chosen_c = st.multiselect("Architectures", ARCHS, default=list(ARCHS), format_func=ARCH_NAMES.get,
+                                  key="paper.c_archs", bind=ADDRESS, help="each one runs once per seed")
+        archs_c = tuple(a for a in ARCHS if a in chosen_c)
+        names = ", ".join(ARCH_NAMES[a] for a in archs_c) or "no architecture chosen"
         st.markdown("Income above 50K and never married, from the UCI census-income table (`instance_weight`, a "
-                    "survey weight, is dropped): MMoE, OMoE, Shared-Bottom, CGC and PLE at matched sizes, batch 1024, "
-                    "Adam.")
+                    f"survey weight, is dropped): {names} at matched sizes, batch 1024, Adam.")
         path = st.text_input("File on the server", str(CENSUS_SAMPLE), key="paper.census_path", bind=ADDRESS,
                              help="the packaged 15,000-row sample, or the path of the full census-income CSV")
         c1, c2 = st.columns(2)
         seeds_c = c1.number_input("Seeds per architecture", 1, 200, CENSUS_DEFAULTS["seeds"], key="paper.c_seeds",
                                   bind=ADDRESS)
         epochs_c = c2.number_input("Epochs", 1, 1000, CENSUS_DEFAULTS["epochs"], key="paper.c_epochs", bind=ADDRESS)
-        _launch("census", (0, (), int(seeds_c), int(epochs_c), device, path.strip()), "census")
+        if not archs_c:
+            st.warning("Choose at least one architecture.")
+        else:
+            _launch("census", (0, (), int(seeds_c), int(epochs_c), device, path.strip(), archs_c), "census")
 
 
 main()

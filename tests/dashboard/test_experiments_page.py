@@ -184,3 +184,23 @@ def test_paper_lab_can_add_cgc_and_ple_and_needs_one_architecture(open_page):
     at.multiselect(key="paper.archs").set_value([]).run()
     assert not at.exception and any("at least one architecture" in w.value for w in at.warning)
     assert not [b for b in at.button if b.key == "paper.start.synth"]
+
+
+def test_paper_lab_census_runs_the_chosen_architectures(open_page, process_manager):
+    run, store, _ = open_page
+    at = run("paper")
+    at.number_input(key="paper.c_seeds").set_value(1)
+    at.number_input(key="paper.c_epochs").set_value(1)
+    at.multiselect(key="paper.c_archs").set_value(["shared-bottom", "mmoe"]).run()
+    assert not at.exception
+    words = next(m.value for m in at.markdown if "Income above 50K" in m.value)
+    assert "MMoE, Shared-Bottom at matched sizes" in words
+    assert any("**2 runs**" in m.value for m in at.info)
+    at.button(key="paper.start.census").click().run()
+    job = process_manager.jobs()[0]
+    assert job.wait(180) and job.snapshot().status == "finished"
+    newest = store.list_experiments()[0]
+    assert newest.kind == "census" and [r.model_config["arch"] for r in store.experiment_runs(newest.id)] == [
+        "mmoe", "shared-bottom"]
+    at.multiselect(key="paper.c_archs").set_value([]).run()
+    assert any("at least one architecture" in w.value for w in at.warning)
