@@ -38,7 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmoe.nn.kernels import fused_adam, onednn_matmul
+from mmoe.nn.layout import FlatLayout
 from mmoe.nn.model import MixtureOfExperts, ModelOutput, SharedBottom, StackedMLP, TabularModel
+from mmoe.nn.projection import CategoryProjection
 
 
 def unsupported(model: nn.Module, config) -> str | None:
@@ -65,50 +67,6 @@ def unsupported(model: nn.Module, config) -> str | None:
     if any(not p.requires_grad for p in model.parameters()):
         return "frozen parameters"
     return None
-
-
-class _Layout:
-    """Where each parameter lives in the flat buffer: name -> (offset, shape, stride) of a view.
-
-    The first layer of the experts (``[e, d, h]``) and of the gates (``[g, d, k]``) are
-    strided views of one ``W0T [F, d]`` block, F = e*h + g*k, so the fused first-layer GEMM
-    and its weight gradient read and write them without a copy.
-    """
-
-    def __init__(self, params: dict[str, Tensor], first: Sequence[tuple[str, str, int, int]], d: int):
-        self.views: dict[str, tuple[int, tuple, tuple]] = {}
-        f_total = sum(n * h for _, _, n, h in first)
-        off = 0
-        # W0T [F, d]: member j of group (n, h) is rows [row + j*h, row + (j+1)*h)
-        self.w0 = (off, (f_total, d), (d, 1))
-        row = 0
-        for wname, _, n, h in first:
-            # param [n, d, h][j, i, k] = W0T[row + j*h + k, i]
-            self.views[wname] = (off + row * d, (n, d, h), (h * d, 1, d))
-            row += n * h
-        off += f_total * d
-        self.b0 = (off, (f_total,), (1,))
-        row = 0
-        for _, bname, n, h in first:
-            self.views[bname] = (off + row, (n, 1, h), (h, h, 1))
-            row += n * h
-        off += f_total
-        for name, p in params.items():
-            if name in self.views:
-                continue
-            shape = tuple(p.shape)
-            stride = tuple(torch.empty(shape, device="meta").stride())
-            self.views[name] = (off, shape, stride)
-            off += p.numel()
-        self.numel = off
-
-    def view(self, flat: Tensor, name: str) -> Tensor:
-        off, shape, stride = self.views[name]
-        return flat.as_strided(shape, stride, off)
-
-    def block(self, flat: Tensor, which: str) -> Tensor:
-        off, shape, stride = getattr(self, which)
-        return flat.as_strided(shape, stride, off)
 
 
 LANES = 8                  # copies of the embedding-table gradient that neighbouring batch rows scatter into
@@ -174,7 +132,7 @@ class FusedStep:
         first = [(pre[id(experts.weights[0])], pre[id(experts.biases[0])], self.E, self.h1)]
         if gate is not None:
             first.append((pre[id(gate.weights[0])], pre[id(gate.biases[0])], self.G, self.k1))
-        self.layout = _Layout(named, first, model.encoder.out_features)
+        self.layout = FlatLayout(named, first, model.encoder.out_features)
         flat = torch.zeros(self.layout.numel, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             for name, p in named.items():
@@ -222,14 +180,20 @@ class FusedStep:
             self.lanes = max(1, min(LANES, lane_budget // self.table_numel))
             self.lane_grad = (torch.zeros(self.lanes * self.table_numel, dtype=torch.float32, device=self.device)
                               if self.lanes > 1 else None)
+            # ...and the forward gathers from as many copies of the table (refreshed per step, one copy op)
+            self.lane_table = (torch.empty(self.lanes, self.table_numel, dtype=self.cd, device=self.device)
+                               if self.lanes > 1 else None)
+            # scoring's first layer per category instead of per row where that is cheaper (CPU, fp32)
+            self.proj = (CategoryProjection(enc.cardinalities, enc.embedding_dims, enc.width, self.n_num, self.device)
+                         if self.device.type == "cpu" and not bf16 else None)
             self._lane: Tensor | None = None
 
     def cat_codes(self, x_cat: Tensor) -> Tensor:
-        """x_cat [n, c] category codes -> [n, c]: where each code's vector starts in the flat table.
+        """x_cat [n, c] category codes -> [n, c]: each code's row of the embedding table.
         ``fit`` converts the whole table once; a batch is then a row slice."""
         if not self.n_cat:
             return x_cat
-        return torch.add(x_cat, self.offsets.to(x_cat.device)).mul_(self.width)
+        return torch.add(x_cat, self.offsets.to(x_cat.device))
 
     # -- views of the weights / gradients -----------------------------------------------------
     def _v(self, flat: Tensor, name: str, transposed: bool = False) -> Tensor:
@@ -263,27 +227,36 @@ class FusedStep:
         E, G, T, h1 = self.E, self.G, self.T, self.h1
         eh = E * h1
         idx = None
-        if self.n_cat:
+        n = self.n_num
+        # scoring: the first layer's categorical part per category (``CategoryProjection``; in the training
+        # step, which needs the gathered embeddings for its backward anyway, that measured slower)
+        proj = not training and self.n_cat and self.proj is not None and self.proj.worth_it(b)
+        if self.n_cat and not proj:
             table = self._v(wc, self.table_name).reshape(-1)                         # [V*w]
             ct = torch.empty(codes.shape[1], b, dtype=codes.dtype, device=codes.device)   # [c, b] (never the
             if training and self.lanes > 1:   # caller's codes); batch row i reads table copy i % lanes
-                torch.add(codes.t(), self._lane_offsets(b), out=ct)
-                table = table.repeat(self.lanes)
+                torch.add(self._lane_offsets(b), codes.t(), alpha=self.width, out=ct)
+                table = self.lane_table.copy_(table.expand(self.lanes, -1)).view(-1)
             else:
-                ct.copy_(codes.t())
-            codes = ct
-            idx = codes.index_select(0, self.elem_cols).add_(self.elem_k)             # [sum widths, b]
+                torch.mul(codes.t(), self.width, out=ct)
+            idx = ct.index_select(0, self.elem_cols).add_(self.elem_k)                # [sum widths, b]
             # the embeddings are gathered straight into their rows of the input [d, b] (no concatenation)
-            xt = torch.empty(self.n_num + idx.shape[0], b, dtype=cd, device=x_num.device)
-            if self.n_num:
-                xt[:self.n_num].copy_(x_num.t())
-            torch.index_select(table, 0, idx.view(-1), out=xt[self.n_num:].view(-1))
+            xt = torch.empty(n + idx.shape[0], b, dtype=cd, device=x_num.device)
+            if n:
+                xt[:n].copy_(x_num.t())
+            torch.index_select(table, 0, idx.view(-1), out=xt[n:].view(-1))
         else:
-            xt = x_num.t().to(cd)                                                     # [d, b]
-        w0t = self._v(wc, "@w0")                                                      # [F, d]
+            xt = x_num.t().to(cd)                                                     # [d, b] (numeric only
+        w0t = self._v(wc, "@w0")                                                      # [F, d]  when projecting)
         b0 = self._v(wc, "@b0")
-        p0 = torch.addmm(b0.unsqueeze(1), w0t, xt) if self._mm is torch.mm else \
-            self._mm(w0t, xt).add_(b0.unsqueeze(1))                                   # [F, b]
+        if proj:      # the categorical part per category, the numeric part a GEMM
+            bag = self.proj.batch(self.proj.table(self._v(wc, self.table_name), w0t), codes)      # [b, F]
+            p0 = torch.addmm(b0.unsqueeze(1), w0t[:, :n], xt[:n]).add_(bag.t()) if n else \
+                torch.add(bag.t(), b0.unsqueeze(1))
+        elif self._mm is torch.mm:
+            p0 = torch.addmm(b0.unsqueeze(1), w0t, xt)                                # [F, b]
+        else:
+            p0 = self._mm(w0t, xt).add_(b0.unsqueeze(1))
 
         acts = [p0[:eh].view(E, h1, b).relu_()]                                       # expert layer outputs [e, h, b]
         for wn, bn in self.exp_names[1:]:
