@@ -272,9 +272,10 @@ class FusedStep:
                 q = torch.baddbmm(self._v(wc, bn, True), self._v(wc, wn, True), q)
             s = torch.softmax(q, 1, dtype=torch.float32)                              # [g, e, b] fp32
             h32 = h.float()
-            mix = torch.mul(s[:, 0, None, :], h32[0])                                 # [g, h, b]
+            se, he = s.unsqueeze(2).unbind(1), h32.unbind(0)                          # [g, 1, b], [h, b] each
+            mix = torch.mul(se[0], he[0])                                             # [g, h, b]
             for e in range(1, E):
-                mix.addcmul_(s[:, e, None, :], h32[e])
+                mix.addcmul_(se[e], he[e])
             tin = mix.to(cd)
         else:
             s = h32 = None
@@ -343,10 +344,11 @@ class FusedStep:
         d_p0 = torch.empty_like(p0)                                                   # [F, b]
         if G:
             d_mix = (d_in.sum(0, keepdim=True) if G == 1 and T > 1 else d_in).float()  # [g, h, b]
-            dh = torch.mul(s[0, :, None, :], d_mix[0])                                # [e, h, b]
+            sg, dg = s.unsqueeze(2).unbind(0), d_mix.unbind(0)                        # [e, 1, b], [h, b] each
+            dh = torch.mul(sg[0], dg[0])                                              # [e, h, b]
             for g in range(1, G):
-                dh.addcmul_(s[g, :, None, :], d_mix[g])
-            ds = torch.stack([torch.mul(h32, d_mix[g]).sum(1) for g in range(G)])   # [g, e, b]
+                dh.addcmul_(sg[g], dg[g])
+            ds = torch.stack([torch.mul(h32, dg[g]).sum(1) for g in range(G)])       # [g, e, b]
             dq = ds.sub_((ds * s).sum(1, keepdim=True)).mul_(s)                       # softmax backward
             for i in range(self.n_gate_layers - 1, 0, -1):
                 wn, bn = self.gate_names[i]
@@ -403,7 +405,7 @@ class FusedStep:
         cnt = mf.sum(1).clamp_(min=1.0)
         pw = getattr(self, "pos_weight", None)
         if pw is None:
-            losses = F.binary_cross_entropy_with_logits(z, y, weight=mf, reduction="none").sum(1).div_(cnt)
+            losses = F.softplus(z).addcmul_(z, y, value=-1.0).mul_(mf).sum(1).div_(cnt)
             torch.mul(torch.sigmoid(z).sub_(y).mul_(mf), (self.weights / cnt).unsqueeze(1), out=d_out[:, 0])
             return losses
         pw = pw.unsqueeze(1)                                                          # [t, 1]
