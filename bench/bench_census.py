@@ -9,7 +9,7 @@ samples/s = epochs x training rows / train s. Preparation (encoding, tensors, lo
 timed separately; reading the CSV is common to all and reported once. Repeats are
 interleaved (rotated order) with seed = repeat index; medians are reported.
 
-    python -m bench.bench_census [--device cpu|cuda] [--quick] [--epochs N]
+    python -m bench.bench_census [--device cpu|cuda] [--quick] [--epochs N] [--no-bf16]
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def render(res: dict) -> str:
              f"for everyone), {res['epochs']} epochs, batch {res['batch_size']}, {MODEL['num_experts']} experts of "
              f"{MODEL['expert_hidden']}, towers {MODEL['tower_hidden']}, Adam {res['lr']:g}. Median of "
              f"{res['repeats']} interleaved repeat(s) (seed = repeat). Reading the CSV (common to all): "
-             f"{res['read_seconds']:.2f} s.", "",
+             f"{res['read_seconds']:.2f} s. Machine: {common.machine_line(res['machine'])}.", "",
              common.md_table(["implementation", "prep s", "train s (whole fit)", "samples/s", "product speed-up",
                               "AUC income", "AUC never-married"], rows), ""]
     if h:
@@ -130,7 +130,13 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--epochs", type=int, default=None, help="default 5 (10 on cuda)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-bf16", action="store_true",
+                    help="run as on a CPU without native bf16: the product's auto precision is fp32 (with "
+                         "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 "
+                         "also without AVX512: an emulation of such a CPU, recorded with the result)")
     a = ap.parse_args(argv)
+    if a.no_bf16:
+        common.emulate_no_bf16()
     epochs = a.epochs or (10 if a.device.startswith("cuda") else 5)
     t0 = time.perf_counter()
     res = run(a.device, a.quick, epochs)

@@ -163,7 +163,10 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    ap.add_argument("--no-bf16", action="store_true", help="run as on a CPU without native bf16 (see bench_census)")
     a = ap.parse_args(argv)
+    if a.no_bf16:
+        common.emulate_no_bf16()
     common.seed_all(0)
     t0 = time.perf_counter()
     res = run(a.device, a.quick)

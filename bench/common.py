@@ -57,6 +57,21 @@ def cpu_flags() -> list[str]:
     return []
 
 
+# environment variables that cap the instruction sets torch's own kernels, oneDNN and MKL use: with all three
+# set to AVX2, a CPU with AVX512 runs the code a CPU without it would (recorded with every result)
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+_NO_BF16 = False
+
+
+def emulate_no_bf16() -> None:
+    """Make this process answer as a CPU without native bf16 (``--no-bf16``): torch's AVX512-BF16 and AMX
+    probes return False, so the product's ``auto`` precision resolves to fp32, as ``use_bf16`` does there."""
+    global _NO_BF16
+    torch.cpu._is_avx512_bf16_supported = lambda: False
+    torch.cpu._is_amx_tile_supported = lambda: False
+    _NO_BF16 = True
+
+
 def machine_info(device: str = "cpu") -> dict:
     info = {
         "cpu": cpu_model(),
@@ -68,6 +83,11 @@ def machine_info(device: str = "cpu") -> dict:
         "platform": platform.platform(),
         "device": device,
     }
+    caps = {k: os.environ[k] for k in ISA_CAPS if os.environ.get(k)}
+    if caps:
+        info["isa_caps"] = caps
+    if _NO_BF16:
+        info["bf16_probes_off"] = True
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -78,6 +98,10 @@ def machine_line(info: Mapping) -> str:
     s = (f"{info['cpu']}, {info['cores']} cores"
          + (f" ({' '.join(flags) if flags else 'none of AVX2/AVX512/AMX'})" if flags is not None else "")
          + f", torch {info['torch']} ({info['torch_threads']} threads), Python {info['python']}")
+    if info.get("isa_caps"):
+        s += "; capped: " + " ".join(f"{k}={v}" for k, v in info["isa_caps"].items())
+    if info.get("bf16_probes_off"):
+        s += "; bf16 probes off (run as on a CPU without bf16)"
     if "gpu" in info:
         s += f", GPU {info['gpu']}"
     return s
