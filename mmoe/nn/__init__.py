@@ -1,6 +1,7 @@
 """nn.Modules only: the input encoder, stacked experts, gates and towers, MMoE / OMoE /
 Shared-Bottom (``model``), CGC / PLE (``ple``), and the hand-written training step for them (``fused``,
-with torch's optional kernels probed in ``kernels``).
+with torch's optional kernels probed in ``kernels``, its flat parameter buffer laid out in ``layout``, and
+scoring's first layer computed per category in ``projection``).
 
 Dimension legend used throughout: b batch, e experts, t tasks, g gates, h hidden, d input width.
 """
