@@ -1,7 +1,7 @@
 """Time to result of ``python -m mmoe train`` on census-income (10 epochs): the overhead beyond training,
 against the floor of any Python tool here, measured in one run.
 
-    python -m bench.bench_time_to_result [--repeats 3] [--epochs 10]
+    python -m bench.bench_time_to_result [--repeats 3] [--epochs 10] [--no-bf16]
 
 floor: a fresh ``python -c "import torch, pandas; pandas.read_csv(CENSUS)"`` (what any Python tool
 that trains with torch on this CSV pays before its first step). product: a fresh ``python -m mmoe train
@@ -58,13 +58,15 @@ def heaviest_imports(cmd: list[str], env: dict, n: int = 8) -> list[tuple[str, f
     return sorted(top.items(), key=lambda kv: -kv[1])[:n]
 
 
-def run(repeats: int, epochs: int) -> dict:
+def run(repeats: int, epochs: int, no_bf16: bool = False) -> dict:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
     floor_cmd = [sys.executable, "-c", f"import torch, pandas; pandas.read_csv({str(common.CENSUS)!r})"]
     rows = []
     with tempfile.TemporaryDirectory() as home:
         train_cmd = [sys.executable, "-m", "mmoe", "train", "--data", str(common.CENSUS), *TASKS,
-                     "--epochs", str(epochs), "--json", "--quiet", "--store", home]
+                     "--epochs", str(epochs), "--json", "--quiet", "--store", home,
+                     # as on a CPU without bf16, where the default precision (auto) is fp32
+                     *(["--precision", "fp32"] if no_bf16 else [])]
         _wall(floor_cmd, env)                          # warm the page cache and the .pyc files
         _wall(train_cmd, env)
         for r in range(repeats):
@@ -89,7 +91,7 @@ def run(repeats: int, epochs: int) -> dict:
     # the target is judged on each repeat's own pair (its floor and its train command, run back to back), which
     # cancels the host's drift between repeats; the ratio of the two medians is shown beside it
     med["ratio_of_medians"] = med["overhead_s"] / med["floor_s"]
-    return {"machine": common.machine_info("cpu"), "epochs": epochs, "repeats": repeats, "median": med,
+    return {"machine": common.machine_info("cpu"), "epochs": epochs, "repeats": repeats, "no_bf16": no_bf16, "median": med,
             "runs": rows, "imports": imports, "load": common.load_1min()}
 
 
@@ -99,7 +101,9 @@ def render(res: dict) -> str:
     return "\n".join([
         "## Time to result: `python -m mmoe train` on census-income", "",
         f"{common.machine_line(res['machine'])}. `python -m bench.bench_time_to_result --repeats {res['repeats']} "
-        f"--epochs {res['epochs']}`; fresh processes, alternating, medians.", "",
+        f"--epochs {res['epochs']}{' --no-bf16' if res.get('no_bf16') else ''}`; fresh processes, alternating, medians"
+        + ("; the train command with `--precision fp32`, what `auto` is on a CPU without bf16" if res.get("no_bf16")
+           else "") + ".", "",
         common.md_table(["floor: import torch + pandas, read the CSV", "train: wall", "of which training steps",
                          "overhead (wall - training)", "overhead / floor (median of the repeats' pairs)",
                          "ratio of the medians", "target <= 1.5x"],
@@ -117,8 +121,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-bf16", action="store_true", help="run as on a CPU without native bf16 (see bench_census)")
     a = ap.parse_args(argv)
-    res = run(a.repeats, a.epochs)
+    if a.no_bf16:
+        common.emulate_no_bf16()
+    res = run(a.repeats, a.epochs, a.no_bf16)
     common.write_json("time_to_result", res)
     md = render(res)
     print(md)
