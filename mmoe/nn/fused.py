@@ -246,8 +246,8 @@ class FusedStep:
                 xt[:n].copy_(x_num.t())
             torch.index_select(table, 0, idx.view(-1), out=xt[n:].view(-1))
         else:
-            xt = x_num.t().to(cd)                                                     # [d, b] (numeric only
-        w0t = self._v(wc, "@w0")                                                      # [F, d]  when projecting)
+            xt = x_num.t().to(cd)                                                     # [d, b] (when projecting: [n, b])
+        w0t = self._v(wc, "@w0")                                                      # [F, d]
         b0 = self._v(wc, "@b0")
         if proj:      # the categorical part per category, the numeric part a GEMM
             bag = self.proj.batch(self.proj.table(self._v(wc, self.table_name), w0t), codes)      # [b, F]
@@ -292,7 +292,8 @@ class FusedStep:
 
     @torch.no_grad()
     def forward(self, x_num: Tensor, x_cat: Tensor) -> ModelOutput:
-        """Evaluation forward pass (what ``model(x_num, x_cat)`` returns, without autograd)."""
+        """Evaluation forward pass (what ``model(x_num, x_cat)`` returns, without autograd; on the CPU in fp32 the
+        first layer's categorical part is computed per category where that is cheaper, ``CategoryProjection``)."""
         wc = self._weights()
         a = self._forward(wc, x_num, self.cat_codes(x_cat), training=False)
         preds = {n: a.out[t, :k].t() for t, (n, k) in enumerate(zip(self.names, self.out_dims))}
