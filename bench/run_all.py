@@ -112,7 +112,8 @@ def busy_warning(loads: dict, info: dict) -> list[str]:
     return []
 
 
-def render_all(res: dict, command: str, device: str, seconds: float, loads: dict) -> str:
+def render_all(res: dict, command: str, device: str, seconds: float, loads: dict, date: str | None = None) -> str:
+    """RESULTS.md from the benchmarks' JSON; ``date``: when they ran (default now)."""
     from bench import bench_census, bench_overhead, bench_profile, bench_scaling, bench_sparse, bench_step
 
     info = next((r["machine"] for r in res.values() if r and "machine" in r), common.machine_info(device))
@@ -122,7 +123,7 @@ def render_all(res: dict, command: str, device: str, seconds: float, loads: dict
     out = ["# Benchmark results", "",
            f"- Command: `{command}` (total {seconds:.0f} s)",
            f"- Machine: {common.machine_line(info)}",
-           f"- Date: {dt.datetime.now().isoformat(timespec='seconds')}",
+           f"- Date: {date or dt.datetime.now().isoformat(timespec='seconds')}",
            "- Contenders: " + "; ".join(f"{k} {v}" for k, v in versions.items()),
            "- Load average (1/5/15 min) before each benchmark: " + "; ".join(f"{k} {v}" for k, v in loads.items()),
            "- Every benchmark ran in its own process; contenders interleaved per repeat; medians; "
@@ -183,13 +184,15 @@ def main(argv=None):
         old = common.RESULTS_MD.read_text() if common.RESULTS_MD.exists() else ""
         m = re.search(r"Command: `([^`]*)` \(total (\d+) s\)", old)
         lm = re.search(r"before each benchmark: (.*)", old)
+        dm = re.search(r"^- Date: (\S+)", old, re.M)      # the run's date, not the re-render's
         if m:
             command = m.group(1)
         if lm:
             loads = dict(part.split(" ", 1) for part in lm.group(1).split("; "))
         names = []
         res = {n: common.read_json(n) for n in BENCHES}
-        md = _keep_others(render_all(res, command, a.device, float(m.group(2)) if m else 0.0, loads))
+        md = _keep_others(render_all(res, command, a.device, float(m.group(2)) if m else 0.0, loads,
+                                    dm.group(1) if dm else None))
         common.RESULTS_MD.write_text(md)
         readme = common.BENCH_DIR / "README.md"
         readme.write_text(common.replace_section(readme.read_text(), "headline", headline_md(res, command)))
